@@ -1,0 +1,250 @@
+//! Domain types. Money and quantities that can be fractional are [`Decimal`], never floats,
+//! and travel as strings (`"199.00"`) so their scale survives every hop.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ArticleNumber, ShopId};
+
+/// The body of an order webhook as the shop sends it (`order.status_changed` and friends).
+///
+/// Fields the shop adds later are tolerated (and kept in the relay's stored copy of the body).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderWebhook {
+    /// The shop's event name, e.g. `order.status_changed`.
+    pub event: String,
+    pub shop_id: ShopId,
+    pub occurred_at: DateTime<Utc>,
+    pub order: Order,
+}
+
+/// A shop order with its customer, as it is written to Mamut.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Order {
+    /// The shop's order id: the idempotency key in Mamut (kept as the external reference).
+    pub id: String,
+    /// The order number shown to the customer.
+    pub number: String,
+    /// The shop's order status; decides whether the order is transferred (trigger statuses).
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    /// ISO 4217 currency code.
+    pub currency: String,
+    pub prices_include_vat: bool,
+    pub customer: Customer,
+    pub lines: Vec<OrderLine>,
+    pub shipping: Option<Shipping>,
+    pub payment: Option<Payment>,
+    pub total: Decimal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CustomerType {
+    Private,
+    Company,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Customer {
+    /// The shop's customer id, if the customer has an account.
+    pub id: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: CustomerType,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub company_name: Option<String>,
+    /// Organisation number (companies); one of the keys Mamut customers are matched by.
+    pub org_no: Option<String>,
+    pub phone: Option<String>,
+    /// The shop's customer group (price lists are mapped to these).
+    pub customer_group: Option<String>,
+    pub billing_address: Address,
+    pub delivery_address: Option<Address>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Address {
+    pub street: String,
+    pub zip: String,
+    pub city: String,
+    /// ISO 3166-1 alpha-2 country code.
+    pub country: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderLine {
+    pub article_number: ArticleNumber,
+    pub name: String,
+    pub quantity: u32,
+    /// Price of one unit, including VAT when the order's `prices_include_vat` is set.
+    pub unit_price: Decimal,
+    /// VAT rate in percent, e.g. `25`.
+    pub vat_rate: Decimal,
+    /// Discount on the line as an amount in the order currency.
+    pub discount: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Shipping {
+    pub method: String,
+    pub name: String,
+    pub price: Decimal,
+    pub vat_rate: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payment {
+    pub method: String,
+    pub reference: Option<String>,
+    pub status: String,
+}
+
+/// Whether Mamut should create an order or an invoice for a shop order (per shop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DocumentType {
+    #[default]
+    Order,
+    Invoice,
+}
+
+impl DocumentType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocumentType::Order => "order",
+            DocumentType::Invoice => "invoice",
+        }
+    }
+}
+
+impl std::str::FromStr for DocumentType {
+    type Err = String;
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "order" => Ok(DocumentType::Order),
+            "invoice" => Ok(DocumentType::Invoice),
+            other => Err(format!(
+                "unknown document type {other:?}: expected \"order\" or \"invoice\""
+            )),
+        }
+    }
+}
+
+/// Stock of one article (or variant) in one Mamut warehouse.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StockLevel {
+    pub article_number: ArticleNumber,
+    /// Mamut warehouse; `None` means the sum over all warehouses.
+    pub warehouse: Option<String>,
+    pub quantity: Decimal,
+}
+
+/// The base sales price of one article.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Price {
+    pub article_number: ArticleNumber,
+    pub currency: String,
+    pub price: Decimal,
+    pub includes_vat: bool,
+}
+
+/// One article's price in one Mamut price list (mapped to a shop customer group).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PriceListPrice {
+    pub price_list: String,
+    pub article_number: ArticleNumber,
+    pub currency: String,
+    pub price: Decimal,
+}
+
+/// A product with its variants (Mamut's variant add-on has two dimensions).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Product {
+    pub article_number: ArticleNumber,
+    pub name: String,
+    pub description: Option<String>,
+    pub vat_rate: Decimal,
+    pub active: bool,
+    pub variants: Vec<Variant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Variant {
+    pub article_number: ArticleNumber,
+    /// First variant dimension, e.g. colour.
+    pub dimension1: Option<String>,
+    /// Second variant dimension, e.g. size.
+    pub dimension2: Option<String>,
+}
+
+/// A Mamut order changed status (and possibly got a tracking number).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderStatusChange {
+    pub shop_id: ShopId,
+    /// The shop's order id (Mamut's external reference).
+    pub shop_order_id: String,
+    /// Mamut's order or invoice number.
+    pub mamut_ref: String,
+    /// Mamut's status name, e.g. `delivered`.
+    pub mamut_status: String,
+    pub tracking_number: Option<String>,
+}
+
+/// A change in Mamut that the agent pushes to the relay for the shops.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Change {
+    Stock(StockLevel),
+    Price(Price),
+    PriceList(PriceListPrice),
+    Product(Product),
+    OrderStatus(OrderStatusChange),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_full_example_webhook_parses_into_the_domain_order_unchanged() {
+        let text = include_str!("../tests/fixtures/order-webhook-full.json");
+        let original: serde_json::Value = serde_json::from_str(text).expect("fixture is JSON");
+        let webhook: OrderWebhook = serde_json::from_str(text).expect("fixture parses");
+        assert_eq!(webhook.order.lines.len(), 2);
+        assert_eq!(webhook.order.total, Decimal::new(51600, 2));
+        assert_eq!(webhook.order.lines[1].discount.to_string(), "10.00");
+        let again = serde_json::to_value(&webhook).expect("serializes");
+        assert_eq!(again, original);
+    }
+
+    #[test]
+    fn money_is_never_a_float() {
+        let text = include_str!("../tests/fixtures/order-webhook-full.json");
+        let mut value: serde_json::Value = serde_json::from_str(text).expect("fixture is JSON");
+        value["order"]["total"] = serde_json::json!(516.0);
+        // A float is accepted only as the exact decimal it spells; it is written back as a string.
+        let webhook: OrderWebhook = serde_json::from_value(value).expect("parses");
+        assert_eq!(
+            serde_json::to_value(webhook.order.total).expect("serializes"),
+            serde_json::json!("516")
+        );
+    }
+
+    #[test]
+    fn fields_the_shop_adds_later_do_not_reject_the_order() {
+        let text = include_str!("../tests/fixtures/order-webhook-full.json");
+        let mut value: serde_json::Value = serde_json::from_str(text).expect("fixture is JSON");
+        value["order"]["gift_wrap"] = serde_json::json!(true);
+        let webhook: OrderWebhook = serde_json::from_value(value).expect("parses");
+        assert_eq!(webhook.order.id, "100234");
+    }
+
+    #[test]
+    fn a_thin_webhook_is_not_a_full_order() {
+        let text = include_str!("../tests/fixtures/order-webhook-thin.json");
+        assert!(serde_json::from_str::<OrderWebhook>(text).is_err());
+    }
+}

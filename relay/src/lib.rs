@@ -1,1 +1,217 @@
-//! placeholder
+//! The relay: receives the shops' webhooks, keeps them durably per tenant, and delivers them
+//! to each tenant's agent over an outbound-from-the-agent WebSocket.
+//!
+//! - [`config`]: defaults, TOML file, `RELAY_*` environment.
+//! - [`store`]: SQLite with group commit; tenants, shops, agents, events, history, pushes.
+//! - [`ingest`]: `POST /webhooks/{shop_id}`, Standard Webhooks verification.
+//! - [`connect`]: `GET /agent/v1/connect`, the authenticated WebSocket upgrade.
+//! - [`deliver`]: one agent session: credit window, acks, redelivery, pushes, heartbeats.
+//! - [`registry`]: connected agents, so a new event wakes its tenant's session at once.
+//! - [`auth`]: admin token and agent JWTs.
+//! - [`admin`]: the admin API; [`cli`]: the same operations from a shell.
+//! - [`tls`]: HTTPS/WSS listener.
+//! - [`metrics`], [`error`].
+
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod connect;
+pub mod deliver;
+pub mod error;
+pub mod ingest;
+pub mod metrics;
+pub mod registry;
+pub mod store;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::auth::Tokens;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use crate::store::Store;
+
+/// What every handler shares.
+pub struct AppState {
+    pub config: Config,
+    pub store: Store,
+    pub tokens: Tokens,
+    pub registry: Registry,
+    pub metrics: Metrics,
+    /// Cancelled when the relay shuts down; agent sessions watch it.
+    pub shutdown: CancellationToken,
+    /// Agent sessions, so shutdown can wait for them.
+    pub sessions: TaskTracker,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Tls(String),
+}
+
+/// A relay bound to its address, ready to run.
+pub struct App {
+    state: Arc<AppState>,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+}
+
+impl App {
+    /// Opens the store and binds the listener (port 0 picks a free port).
+    pub async fn build(config: Config, shutdown: CancellationToken) -> Result<Self, StartError> {
+        let store = Store::open(&config.store_location()?)?;
+        // Make sure a signing key exists before the first agent token is needed.
+        store.current_signing_key().await?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        if config.admin_token.is_none() {
+            tracing::warn!(
+                "no admin token configured (RELAY_ADMIN_TOKEN): the admin API refuses every request"
+            );
+        }
+        let tokens = Tokens::new(store.clone(), config.issuer.clone());
+        let state = Arc::new(AppState {
+            config,
+            store,
+            tokens,
+            registry: Registry::default(),
+            metrics: Metrics::default(),
+            shutdown,
+            sessions: TaskTracker::new(),
+        });
+        Ok(Self {
+            state,
+            listener,
+            local_addr,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `https` when TLS is configured, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.state.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// Serves until the shutdown token is cancelled, then drains: stops accepting, closes
+    /// agent sessions, and waits for them (bounded).
+    pub async fn run(self) -> Result<(), StartError> {
+        let state = self.state;
+        let shutdown = state.shutdown.clone();
+        let router = router(state.clone());
+        let graceful = shutdown.clone().cancelled_owned();
+        let served = match &state.config.tls {
+            Some(tls) => {
+                let config = tls::server_config(&tls.cert, &tls.key).map_err(StartError::Tls)?;
+                let listener = tls::TlsListener::new(self.listener, config, shutdown.clone())
+                    .map_err(|source| StartError::Listen {
+                        addr: self.local_addr,
+                        source,
+                    })?;
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(graceful)
+                    .await
+            }
+            None => {
+                axum::serve(self.listener, router)
+                    .with_graceful_shutdown(graceful)
+                    .await
+            }
+        };
+        if let Err(e) = served {
+            tracing::error!(error = %e, "server failed");
+        }
+        state.sessions.close();
+        let drain = Duration::from_secs(state.config.shutdown_timeout_secs);
+        if tokio::time::timeout(drain, state.sessions.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("agent sessions did not finish within the shutdown timeout");
+        }
+        tracing::info!("relay stopped");
+        Ok(())
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let admin = admin::router().layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        admin::require_admin,
+    ));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route(
+            "/webhooks/{shop_id}",
+            post(ingest::receive).layer(DefaultBodyLimit::max(state.config.max_body_bytes)),
+        )
+        .route("/agent/v1/connect", get(connect::upgrade))
+        .nest("/admin/v1", admin)
+        .layer(DefaultBodyLimit::max(256 * 1024))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+            let request_id = request
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
+        }))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+async fn readyz(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+) -> axum::http::StatusCode {
+    match state.store.current_signing_key().await {
+        Ok(_) => axum::http::StatusCode::OK,
+        Err(_) => axum::http::StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+async fn metrics(axum::extract::State(state): axum::extract::State<Arc<AppState>>) -> String {
+    state.metrics.render()
+}

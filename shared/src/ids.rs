@@ -137,21 +137,33 @@ mod tests {
     #[test]
     fn slugs_accept_lower_case_digits_dash_and_underscore() {
         assert!(TenantId::new("acme-ab_2").is_ok());
-        assert_eq!(
-            ShopId::new(""),
-            Err(IdError::Empty { kind: "shop id" })
-        );
-        assert!(matches!(TenantId::new("Acme"), Err(IdError::BadCharacter { .. })));
-        assert!(matches!(TenantId::new("-acme"), Err(IdError::BadCharacter { .. })));
-        assert!(matches!(TenantId::new("a".repeat(65)), Err(IdError::TooLong { .. })));
+        assert_eq!(ShopId::new(""), Err(IdError::Empty { kind: "shop id" }));
+        assert!(matches!(
+            TenantId::new("Acme"),
+            Err(IdError::BadCharacter { .. })
+        ));
+        assert!(matches!(
+            TenantId::new("-acme"),
+            Err(IdError::BadCharacter { .. })
+        ));
+        assert!(matches!(
+            TenantId::new("a".repeat(65)),
+            Err(IdError::TooLong { .. })
+        ));
     }
 
     #[test]
     fn article_numbers_are_bounded_text() {
         assert!(ArticleNumber::new("TSHIRT-RED-M").is_ok());
         assert!(ArticleNumber::new("Åre 12/3").is_ok());
-        assert!(matches!(ArticleNumber::new(" A"), Err(IdError::BadText { .. })));
-        assert!(matches!(ArticleNumber::new("A\n"), Err(IdError::BadText { .. })));
+        assert!(matches!(
+            ArticleNumber::new(" A"),
+            Err(IdError::BadText { .. })
+        ));
+        assert!(matches!(
+            ArticleNumber::new("A\n"),
+            Err(IdError::BadText { .. })
+        ));
     }
 
     #[test]

@@ -215,9 +215,21 @@ mod tests {
     fn a_changed_body_or_id_fails() {
         let ts = SPEC_TS.to_string();
         let secrets = [spec_secret()];
-        let body = verify(&secrets, headers(SPEC_ID, &ts, SPEC_SIG), b"{}", SPEC_TS, 300);
+        let body = verify(
+            &secrets,
+            headers(SPEC_ID, &ts, SPEC_SIG),
+            b"{}",
+            SPEC_TS,
+            300,
+        );
         assert_eq!(body, Err(VerifyError::NoMatch));
-        let id = verify(&secrets, headers("msg_x", &ts, SPEC_SIG), SPEC_BODY, SPEC_TS, 300);
+        let id = verify(
+            &secrets,
+            headers("msg_x", &ts, SPEC_SIG),
+            SPEC_BODY,
+            SPEC_TS,
+            300,
+        );
         assert_eq!(id, Err(VerifyError::NoMatch));
     }
 
@@ -255,8 +267,14 @@ mod tests {
             WebhookSecret::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
             Err(SecretError::MissingPrefix)
         );
-        assert_eq!(WebhookSecret::parse("whsec_!!!"), Err(SecretError::NotBase64));
-        assert_eq!(WebhookSecret::parse("whsec_AAAA"), Err(SecretError::BadLength));
+        assert_eq!(
+            WebhookSecret::parse("whsec_!!!"),
+            Err(SecretError::NotBase64)
+        );
+        assert_eq!(
+            WebhookSecret::parse("whsec_AAAA"),
+            Err(SecretError::BadLength)
+        );
         assert_eq!(spec_secret().expose(), SPEC_SECRET);
         assert_eq!(format!("{:?}", spec_secret()), "WebhookSecret(***)");
     }

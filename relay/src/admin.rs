@@ -1,0 +1,299 @@
+//! The admin API under `/admin/v1`, behind the admin bearer token. The same operations are
+//! reachable from the `relay` CLI through [`Admin`], so both paths share one implementation.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use shared::domain::DocumentType;
+use shared::signature::WebhookSecret;
+use shared::{AgentId, ShopId, TenantId};
+
+use crate::AppState;
+use crate::auth::{Tokens, check_admin};
+use crate::error::ApiError;
+use crate::store::{EventState, ShopRecord, Store};
+
+/// `Json` whose rejections use our error body.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Json::<T>::from_request(req, state)
+            .await
+            .map(|Json(value)| ApiJson(value))
+            .map_err(|e: JsonRejection| ApiError::BadRequest(e.body_text()))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTenant {
+    pub id: String,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewShop {
+    pub shop_id: String,
+    /// One or two `whsec_` secrets (two while the shop rotates its secret).
+    pub webhook_secrets: Vec<String>,
+    pub trigger_statuses: Vec<String>,
+    #[serde(default)]
+    pub document_type: DocumentType,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ShopView {
+    pub shop_id: ShopId,
+    pub tenant_id: TenantId,
+    pub trigger_statuses: Vec<String>,
+    pub document_type: DocumentType,
+    pub webhook_secret_count: usize,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NewAgent {
+    pub name: Option<String>,
+    pub ttl_days: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct IssuedAgent {
+    pub agent_id: AgentId,
+    pub tenant_id: TenantId,
+    /// The agent's credential, shown once.
+    pub token: String,
+    pub expires_at: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EventQuery {
+    pub state: Option<String>,
+    pub limit: Option<u32>,
+}
+
+fn tenant_id(value: String) -> Result<TenantId, ApiError> {
+    TenantId::new(value).map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+/// The admin operations, shared by the HTTP API and the CLI.
+pub struct Admin<'a> {
+    pub store: &'a Store,
+    pub tokens: &'a Tokens,
+}
+
+impl Admin<'_> {
+    pub async fn create_tenant(&self, new: NewTenant) -> Result<Value, ApiError> {
+        let id = tenant_id(new.id)?;
+        let name = new.name.unwrap_or_else(|| id.to_string());
+        let tenant = self.store.create_tenant(id, name).await?;
+        Ok(json!(tenant))
+    }
+
+    pub async fn add_shop(&self, tenant: String, new: NewShop) -> Result<ShopView, ApiError> {
+        let tenant_id = tenant_id(tenant)?;
+        let shop_id = ShopId::new(new.shop_id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        if new.webhook_secrets.is_empty() || new.webhook_secrets.len() > 2 {
+            return Err(ApiError::BadRequest(
+                "webhook_secrets must hold one or two secrets".into(),
+            ));
+        }
+        let webhook_secrets = new
+            .webhook_secrets
+            .iter()
+            .map(|s| WebhookSecret::parse(s))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ApiError::BadRequest(format!("webhook_secrets: {e}")))?;
+        if new
+            .trigger_statuses
+            .iter()
+            .any(|s| s.trim().is_empty() || s.len() > 64)
+        {
+            return Err(ApiError::BadRequest(
+                "trigger_statuses must be non-empty names".into(),
+            ));
+        }
+        let count = webhook_secrets.len();
+        let shop = ShopRecord {
+            shop_id: shop_id.clone(),
+            tenant_id: tenant_id.clone(),
+            webhook_secrets,
+            trigger_statuses: new.trigger_statuses.clone(),
+            document_type: new.document_type,
+        };
+        self.store.add_shop(shop).await?;
+        Ok(ShopView {
+            shop_id,
+            tenant_id,
+            trigger_statuses: new.trigger_statuses,
+            document_type: new.document_type,
+            webhook_secret_count: count,
+        })
+    }
+
+    pub async fn create_agent(
+        &self,
+        tenant: String,
+        new: NewAgent,
+    ) -> Result<IssuedAgent, ApiError> {
+        let tenant_id = tenant_id(tenant)?;
+        let ttl_days = new.ttl_days.unwrap_or(365);
+        if !(1..=3650).contains(&ttl_days) {
+            return Err(ApiError::BadRequest(
+                "ttl_days must be between 1 and 3650".into(),
+            ));
+        }
+        let name = new.name.unwrap_or_else(|| "agent".into());
+        let agent = self.store.create_agent(tenant_id.clone(), name).await?;
+        let (token, exp) = self
+            .tokens
+            .issue(&agent.id, &tenant_id, ttl_days)
+            .await
+            .map_err(|e| ApiError::Internal(crate::store::StoreError::Database(e.to_string())))?;
+        let expires_at = chrono::DateTime::from_timestamp(exp, 0)
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_default();
+        Ok(IssuedAgent {
+            agent_id: agent.id,
+            tenant_id,
+            token,
+            expires_at,
+        })
+    }
+
+    pub async fn revoke_agent(&self, agent: String) -> Result<(), ApiError> {
+        let id = AgentId::new(agent).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        Ok(self.store.revoke_agent(id).await?)
+    }
+
+    pub async fn list_events(&self, tenant: String, query: EventQuery) -> Result<Value, ApiError> {
+        let tenant_id = tenant_id(tenant)?;
+        let state = match query.state.as_deref() {
+            None | Some("") => None,
+            Some(s) => Some(EventState::parse(s).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "unknown state {s:?}: use pending, delivered, ignored or dead"
+                ))
+            })?),
+        };
+        if !self.store.tenant_exists(tenant_id.clone()).await? {
+            return Err(ApiError::NotFound(format!("tenant {tenant_id} not found")));
+        }
+        let limit = query.limit.unwrap_or(100).clamp(1, 10_000);
+        let events = self.store.list_events(tenant_id, state, limit).await?;
+        Ok(json!({ "events": events }))
+    }
+}
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/tenants", post(create_tenant))
+        .route("/tenants/{tenant}/shops", post(add_shop))
+        .route("/tenants/{tenant}/agents", post(create_agent))
+        .route("/tenants/{tenant}/events", get(list_events))
+        .route("/tenants/{tenant}/events/{id}", get(event))
+        .route("/tenants/{tenant}/events/{id}/replay", post(replay))
+        .route("/agents/{agent}/revoke", post(revoke_agent))
+}
+
+/// Admin bearer check for every route under `/admin/v1`.
+pub async fn require_admin(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Response {
+    match check_admin(&headers, app.config.admin_token.as_ref()) {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn admin(app: &AppState) -> Admin<'_> {
+    Admin {
+        store: &app.store,
+        tokens: &app.tokens,
+    }
+}
+
+async fn create_tenant(
+    State(app): State<Arc<AppState>>,
+    ApiJson(new): ApiJson<NewTenant>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(admin(&app).create_tenant(new).await?),
+    ))
+}
+
+async fn add_shop(
+    State(app): State<Arc<AppState>>,
+    Path(tenant): Path<String>,
+    ApiJson(new): ApiJson<NewShop>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(admin(&app).add_shop(tenant, new).await?),
+    ))
+}
+
+async fn create_agent(
+    State(app): State<Arc<AppState>>,
+    Path(tenant): Path<String>,
+    ApiJson(new): ApiJson<NewAgent>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(admin(&app).create_agent(tenant, new).await?),
+    ))
+}
+
+async fn revoke_agent(
+    State(app): State<Arc<AppState>>,
+    Path(agent): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    admin(&app).revoke_agent(agent).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_events(
+    State(app): State<Arc<AppState>>,
+    Path(tenant): Path<String>,
+    Query(query): Query<EventQuery>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(admin(&app).list_events(tenant, query).await?))
+}
+
+async fn event(
+    State(app): State<Arc<AppState>>,
+    Path((tenant, id)): Path<(String, i64)>,
+) -> Result<Json<Value>, ApiError> {
+    let (event, history) = app
+        .store
+        .event(tenant_id(tenant)?, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("event {id} not found")))?;
+    Ok(Json(json!({ "event": event, "history": history })))
+}
+
+async fn replay(
+    State(app): State<Arc<AppState>>,
+    Path((tenant, id)): Path<(String, i64)>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = tenant_id(tenant)?;
+    app.store.replay(tenant.clone(), id).await?;
+    app.registry.wake(&tenant);
+    Ok(Json(json!({ "id": id, "state": "pending" })))
+}

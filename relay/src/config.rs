@@ -1,0 +1,279 @@
+//! Relay configuration: defaults, then an optional TOML file, then `RELAY_*` environment
+//! variables. Validated before start-up; every error names the key it is about.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::store::StoreLocation;
+
+/// A secret string whose `Debug` prints nothing of it.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on (`RELAY_LISTEN`).
+    pub listen: SocketAddr,
+    /// `sqlite://path` (`RELAY_DATABASE_URL`).
+    pub database_url: String,
+    /// Bearer token of the admin API (`RELAY_ADMIN_TOKEN`); without it the admin API refuses
+    /// every request.
+    pub admin_token: Option<Secret>,
+    /// `iss` of agent tokens (`RELAY_ISSUER`).
+    pub issuer: String,
+    /// Largest webhook body accepted, in bytes (`RELAY_MAX_BODY_BYTES`).
+    pub max_body_bytes: usize,
+    /// Allowed clock difference for `webhook-timestamp`, in seconds.
+    pub webhook_tolerance_secs: i64,
+    /// An unacknowledged delivery is sent again after this long (`RELAY_ACK_TIMEOUT_SECS`).
+    pub ack_timeout_secs: u64,
+    /// Heartbeat interval announced to agents (`RELAY_HEARTBEAT_SECS`).
+    pub heartbeat_secs: u32,
+    /// Upper bound of an agent's credit window (`RELAY_MAX_CREDIT`).
+    pub max_credit: u32,
+    /// How long shutdown waits for in-flight work.
+    pub shutdown_timeout_secs: u64,
+    /// Serve HTTPS/WSS with this certificate chain and key (`RELAY_TLS_CERT`,
+    /// `RELAY_TLS_KEY`); plain HTTP without it, e.g. behind a TLS-terminating proxy.
+    pub tls: Option<TlsConfig>,
+    /// Log JSON lines instead of text (`RELAY_LOG_JSON`).
+    pub log_json: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            database_url: "sqlite://relay-data/relay.sqlite".into(),
+            admin_token: None,
+            issuer: "relay".into(),
+            max_body_bytes: 1024 * 1024,
+            webhook_tolerance_secs: 300,
+            ack_timeout_secs: 60,
+            heartbeat_secs: 15,
+            max_credit: 256,
+            shutdown_timeout_secs: 10,
+            tls: None,
+            log_json: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+fn error(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .trim()
+        .parse()
+        .map_err(|e: T::Err| error(key, format!("{value:?}: {e}")))
+}
+
+impl Config {
+    /// Loads the configuration. `env` looks up an environment variable (a function, so tests
+    /// need not touch the process environment).
+    pub fn load(
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut config = match file {
+            Some(path) => {
+                let key = path.display().to_string();
+                let text = std::fs::read_to_string(path).map_err(|e| error(&key, e.to_string()))?;
+                toml::from_str(&text).map_err(|e| error(&key, e.to_string()))?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let get = |key: &str| env(key).filter(|v| !v.is_empty());
+        if let Some(v) = get("RELAY_LISTEN") {
+            self.listen = parse("RELAY_LISTEN", &v)?;
+        }
+        if let Some(v) = get("RELAY_DATABASE_URL") {
+            self.database_url = v;
+        }
+        if let Some(v) = get("RELAY_ADMIN_TOKEN") {
+            self.admin_token = Some(Secret::new(v));
+        }
+        if let Some(v) = get("RELAY_ISSUER") {
+            self.issuer = v;
+        }
+        if let Some(v) = get("RELAY_MAX_BODY_BYTES") {
+            self.max_body_bytes = parse("RELAY_MAX_BODY_BYTES", &v)?;
+        }
+        if let Some(v) = get("RELAY_WEBHOOK_TOLERANCE_SECS") {
+            self.webhook_tolerance_secs = parse("RELAY_WEBHOOK_TOLERANCE_SECS", &v)?;
+        }
+        if let Some(v) = get("RELAY_ACK_TIMEOUT_SECS") {
+            self.ack_timeout_secs = parse("RELAY_ACK_TIMEOUT_SECS", &v)?;
+        }
+        if let Some(v) = get("RELAY_HEARTBEAT_SECS") {
+            self.heartbeat_secs = parse("RELAY_HEARTBEAT_SECS", &v)?;
+        }
+        if let Some(v) = get("RELAY_MAX_CREDIT") {
+            self.max_credit = parse("RELAY_MAX_CREDIT", &v)?;
+        }
+        if let Some(v) = get("RELAY_LOG_JSON") {
+            self.log_json = parse("RELAY_LOG_JSON", &v)?;
+        }
+        match (get("RELAY_TLS_CERT"), get("RELAY_TLS_KEY")) {
+            (Some(cert), Some(key)) => {
+                self.tls = Some(TlsConfig {
+                    cert: cert.into(),
+                    key: key.into(),
+                });
+            }
+            (None, None) => {}
+            _ => {
+                return Err(error(
+                    "RELAY_TLS_CERT",
+                    "RELAY_TLS_CERT and RELAY_TLS_KEY go together",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        StoreLocation::parse(&self.database_url).map_err(|e| error("database_url", e))?;
+        if self.issuer.trim().is_empty() {
+            return Err(error("issuer", "must not be empty"));
+        }
+        if self.max_body_bytes < 1024 || self.max_body_bytes > 64 * 1024 * 1024 {
+            return Err(error("max_body_bytes", "must be between 1024 and 67108864"));
+        }
+        if !(1..=3600).contains(&self.webhook_tolerance_secs) {
+            return Err(error(
+                "webhook_tolerance_secs",
+                "must be between 1 and 3600",
+            ));
+        }
+        if !(1..=86_400).contains(&self.ack_timeout_secs) {
+            return Err(error("ack_timeout_secs", "must be between 1 and 86400"));
+        }
+        if !(1..=300).contains(&self.heartbeat_secs) {
+            return Err(error("heartbeat_secs", "must be between 1 and 300"));
+        }
+        if !(1..=4096).contains(&self.max_credit) {
+            return Err(error("max_credit", "must be between 1 and 4096"));
+        }
+        if self
+            .admin_token
+            .as_ref()
+            .is_some_and(|t| t.expose().len() < 16)
+        {
+            return Err(error("admin_token", "must be at least 16 characters"));
+        }
+        Ok(())
+    }
+
+    pub fn store_location(&self) -> Result<StoreLocation, ConfigError> {
+        StoreLocation::parse(&self.database_url).map_err(|e| error("database_url", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |key| map.get(key).cloned()
+    }
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        let config = Config::load(None, &env_of(&[])).expect("defaults are valid");
+        assert_eq!(config.listen.port(), 8080);
+        assert_eq!(config.max_body_bytes, 1024 * 1024);
+        assert!(config.admin_token.is_none());
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("relay.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\nmax_body_bytes = 4096\n",
+        )
+        .expect("write");
+        let env = env_of(&[
+            ("RELAY_LISTEN", "127.0.0.1:9100"),
+            ("RELAY_ADMIN_TOKEN", "0123456789abcdef"),
+        ]);
+        let config = Config::load(Some(&path), &env).expect("valid");
+        assert_eq!(config.listen.port(), 9100);
+        assert_eq!(config.max_body_bytes, 4096);
+        assert_eq!(format!("{:?}", config.admin_token), "Some(Secret(***))");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let bad = Config::load(None, &env_of(&[("RELAY_LISTEN", "nowhere")])).expect_err("invalid");
+        assert_eq!(bad.key, "RELAY_LISTEN");
+        let bad = Config::load(None, &env_of(&[("RELAY_DATABASE_URL", "mysql://x")]))
+            .expect_err("invalid");
+        assert_eq!(bad.key, "database_url");
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_rejected() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("relay.toml");
+        std::fs::write(&path, "listne = \"127.0.0.1:9000\"\n").expect("write");
+        let bad = Config::load(Some(&path), &env_of(&[])).expect_err("unknown key");
+        assert!(bad.message.contains("listne"), "{bad}");
+    }
+}

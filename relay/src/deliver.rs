@@ -1,0 +1,444 @@
+//! One agent session: hello/welcome, then deliveries within the credit window, acks, nacks,
+//! redelivery after an ack timeout, pushes, heartbeats.
+//!
+//! Nothing here is the source of truth: an event leaves the queue only when the store has
+//! committed its ack. A session that ends for any reason leaves the unacknowledged events
+//! pending, and the next session sends them again.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message as WsMessage};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use shared::ShopId;
+use shared::domain::{Change, DocumentType, OrderWebhook};
+use shared::protocol::{
+    Deliver, Envelope, Heartbeat, Message, PROTOCOL_VERSION, Push, PushAck, Welcome,
+};
+use tokio::time::Instant;
+
+use crate::AppState;
+use crate::auth::AgentIdentity;
+use crate::store::{QueuedEvent, StoreError};
+
+/// Longest wait for the agent's hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("the agent went away")]
+    Gone,
+    #[error("the agent was silent for too long")]
+    Silent,
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+struct InFlight {
+    order: (String, String),
+    sent_at: Instant,
+    attempt: i64,
+}
+
+struct Retry {
+    order: (String, String),
+    at: Instant,
+}
+
+/// Runs a session on an upgraded socket until the agent leaves, the session is replaced, or
+/// the relay shuts down.
+pub async fn run<S>(app: Arc<AppState>, identity: AgentIdentity, mut socket: S)
+where
+    S: Stream<Item = Result<WsMessage, axum::Error>> + Sink<WsMessage> + Unpin,
+{
+    let credit = match handshake(&app, &identity, &mut socket).await {
+        Ok(credit) => credit,
+        Err(e) => {
+            tracing::warn!(error = %e, "agent session refused");
+            let _ = close(&mut socket, 1002, &e.to_string()).await;
+            return;
+        }
+    };
+    let registration = app.registry.register(&identity.tenant_id, &app.shutdown);
+    tracing::info!(credit, "agent session started");
+    let mut session = Session {
+        app: app.clone(),
+        identity: identity.clone(),
+        credit,
+        in_flight: HashMap::new(),
+        retries: HashMap::new(),
+    };
+    let result = session.serve(&mut socket, &registration).await;
+    app.registry
+        .unregister(&identity.tenant_id, registration.session);
+    match result {
+        Ok(reason) => {
+            tracing::info!(reason, "agent session ended");
+            let _ = close(&mut socket, 1001, reason).await;
+        }
+        Err(SessionError::Gone) => tracing::info!("agent disconnected"),
+        Err(e) => {
+            tracing::warn!(error = %e, "agent session failed");
+            let _ = close(&mut socket, 1011, &e.to_string()).await;
+        }
+    }
+}
+
+async fn handshake<S>(
+    app: &AppState,
+    identity: &AgentIdentity,
+    socket: &mut S,
+) -> Result<u32, SessionError>
+where
+    S: Stream<Item = Result<WsMessage, axum::Error>> + Sink<WsMessage> + Unpin,
+{
+    let first = tokio::time::timeout(HELLO_TIMEOUT, next_envelope(socket))
+        .await
+        .map_err(|_| SessionError::Protocol("no hello within 10 s".into()))??;
+    let Message::Hello(hello) = first.msg else {
+        return Err(SessionError::Protocol(
+            "the first message must be hello".into(),
+        ));
+    };
+    if hello.protocol_version != PROTOCOL_VERSION {
+        return Err(SessionError::Protocol(format!(
+            "protocol version {} is not supported; this relay speaks {PROTOCOL_VERSION}",
+            hello.protocol_version
+        )));
+    }
+    let credit = hello.credit.clamp(1, app.config.max_credit);
+    tracing::info!(agent_version = %hello.agent_version, "agent said hello");
+    send(
+        socket,
+        Message::Welcome(Welcome {
+            protocol_version: PROTOCOL_VERSION,
+            relay_version: env!("CARGO_PKG_VERSION").into(),
+            tenant_id: identity.tenant_id.clone(),
+            credit,
+            heartbeat_secs: app.config.heartbeat_secs,
+        }),
+    )
+    .await?;
+    Ok(credit)
+}
+
+struct Session {
+    app: Arc<AppState>,
+    identity: AgentIdentity,
+    credit: u32,
+    in_flight: HashMap<u64, InFlight>,
+    retries: HashMap<u64, Retry>,
+}
+
+impl Session {
+    async fn serve<S>(
+        &mut self,
+        socket: &mut S,
+        registration: &crate::registry::Registration,
+    ) -> Result<&'static str, SessionError>
+    where
+        S: Stream<Item = Result<WsMessage, axum::Error>> + Sink<WsMessage> + Unpin,
+    {
+        let heartbeat = Duration::from_secs(u64::from(self.app.config.heartbeat_secs));
+        let silence_limit = heartbeat * 3;
+        let mut last_heard = Instant::now();
+        let mut last_sent = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut refill = true;
+        loop {
+            if refill && self.refill(socket).await? {
+                last_sent = Instant::now();
+            }
+            refill = false;
+            tokio::select! {
+                _ = registration.cancel.cancelled() => {
+                    return Ok(if self.app.shutdown.is_cancelled() {
+                        "the relay is shutting down"
+                    } else {
+                        "replaced by a newer session of this tenant"
+                    });
+                }
+                _ = registration.wake.notified() => refill = true,
+                frame = socket.next() => {
+                    last_heard = Instant::now();
+                    match frame {
+                        None | Some(Err(_)) => return Err(SessionError::Gone),
+                        Some(Ok(WsMessage::Text(text))) => {
+                            let envelope = Envelope::from_json(text.as_str())
+                                .map_err(|e| SessionError::Protocol(e.to_string()))?;
+                            refill = self.handle(socket, envelope.msg).await?;
+                        }
+                        Some(Ok(WsMessage::Close(_))) => return Err(SessionError::Gone),
+                        Some(Ok(WsMessage::Binary(_))) => {
+                            return Err(SessionError::Protocol("binary frames are not part of the protocol".into()));
+                        }
+                        Some(Ok(_)) => {} // ping/pong: answered by the WebSocket layer
+                    }
+                }
+                _ = tick.tick() => {
+                    if last_heard.elapsed() > silence_limit {
+                        return Err(SessionError::Silent);
+                    }
+                    refill = self.expire_timeouts();
+                    if last_sent.elapsed() >= heartbeat {
+                        let sent_at_ms = chrono::Utc::now().timestamp_millis();
+                        send(socket, Message::Heartbeat(Heartbeat { sent_at_ms })).await?;
+                        last_sent = Instant::now();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles one message; returns whether the credit window may have room again.
+    async fn handle<S>(&mut self, socket: &mut S, msg: Message) -> Result<bool, SessionError>
+    where
+        S: Sink<WsMessage> + Unpin,
+    {
+        let tenant = self.identity.tenant_id.clone();
+        match msg {
+            Message::Ack(ack) => {
+                self.in_flight.remove(&ack.seq);
+                let id = seq_to_id(ack.seq)?;
+                let fresh = self
+                    .app
+                    .store
+                    .ack(tenant, id, ack.mamut_ref.clone(), ack.already_applied)
+                    .await?;
+                tracing::info!(seq = ack.seq, mamut_ref = ?ack.mamut_ref, already_applied = ack.already_applied, fresh, "delivery acknowledged");
+            }
+            Message::Nack(nack) => {
+                let id = seq_to_id(nack.seq)?;
+                let Some(flight) = self.in_flight.remove(&nack.seq) else {
+                    tracing::debug!(seq = nack.seq, "nack for a delivery not in flight");
+                    return Ok(false);
+                };
+                if nack.retryable {
+                    tracing::warn!(seq = nack.seq, reason = %nack.reason, "delivery failed, will retry");
+                    self.app
+                        .store
+                        .record_failure(tenant, id, nack.reason)
+                        .await?;
+                    let delay = retry_delay(flight.attempt);
+                    self.retries.insert(
+                        nack.seq,
+                        Retry {
+                            order: flight.order,
+                            at: Instant::now() + delay,
+                        },
+                    );
+                } else {
+                    tracing::warn!(seq = nack.seq, reason = %nack.reason, "delivery refused permanently, dead-lettered");
+                    self.app.store.dead_letter(tenant, id, nack.reason).await?;
+                }
+            }
+            Message::Push(push) => {
+                self.store_push(socket, push).await?;
+                return Ok(false);
+            }
+            Message::Heartbeat(_) => return Ok(false),
+            other => {
+                return Err(SessionError::Protocol(format!(
+                    "unexpected message from an agent: {}",
+                    kind(&other)
+                )));
+            }
+        }
+        Ok(true)
+    }
+
+    async fn store_push<S>(&mut self, socket: &mut S, push: Push) -> Result<(), SessionError>
+    where
+        S: Sink<WsMessage> + Unpin,
+    {
+        if push.push_id.is_empty() || push.push_id.len() > 128 {
+            return Err(SessionError::Protocol(
+                "push_id must be 1 to 128 characters".into(),
+            ));
+        }
+        let kind = match &push.change {
+            Change::Stock(_) => "stock",
+            Change::Price(_) => "price",
+            Change::PriceList(_) => "price_list",
+            Change::Product(_) => "product",
+            Change::OrderStatus(_) => "order_status",
+        };
+        let payload = serde_json::to_string(&push.change)
+            .map_err(|e| SessionError::Protocol(e.to_string()))?;
+        self.app
+            .store
+            .insert_push(
+                self.identity.tenant_id.clone(),
+                self.identity.agent_id.clone(),
+                push.push_id.clone(),
+                kind,
+                payload,
+            )
+            .await?;
+        send(
+            socket,
+            Message::PushAck(PushAck {
+                push_id: push.push_id,
+            }),
+        )
+        .await
+    }
+
+    /// Deliveries without an ack for too long go back to the queue; retries whose time has
+    /// come are released. Returns whether anything was released.
+    fn expire_timeouts(&mut self) -> bool {
+        let before = self.in_flight.len() + self.retries.len();
+        let timeout = Duration::from_secs(self.app.config.ack_timeout_secs);
+        self.in_flight.retain(|seq, flight| {
+            let keep = flight.sent_at.elapsed() < timeout;
+            if !keep {
+                tracing::warn!(seq, "no ack within the timeout, sending again");
+            }
+            keep
+        });
+        let now = Instant::now();
+        self.retries.retain(|_, retry| retry.at > now);
+        self.in_flight.len() + self.retries.len() < before
+    }
+
+    /// Sends as many pending events as the credit window allows. Returns whether it sent any.
+    async fn refill<S>(&mut self, socket: &mut S) -> Result<bool, SessionError>
+    where
+        S: Sink<WsMessage> + Unpin,
+    {
+        let want = (self.credit as usize).saturating_sub(self.in_flight.len());
+        if want == 0 {
+            return Ok(false);
+        }
+        let exclude: HashSet<i64> = self
+            .in_flight
+            .keys()
+            .chain(self.retries.keys())
+            .filter_map(|s| i64::try_from(*s).ok())
+            .collect();
+        let blocked = self
+            .in_flight
+            .values()
+            .map(|f| f.order.clone())
+            .chain(self.retries.values().map(|r| r.order.clone()))
+            .collect();
+        let events = self
+            .app
+            .store
+            .next_deliveries(self.identity.tenant_id.clone(), exclude, blocked, want)
+            .await?;
+        let sent = !events.is_empty();
+        for event in events {
+            let seq = event.id as u64;
+            let order = (event.shop_id.clone(), event.order_id.clone());
+            match deliver_message(&event) {
+                Ok(message) => {
+                    send(socket, message).await?;
+                    self.in_flight.insert(
+                        seq,
+                        InFlight {
+                            order,
+                            sent_at: Instant::now(),
+                            attempt: event.attempt,
+                        },
+                    );
+                }
+                Err(reason) => {
+                    tracing::error!(seq, %reason, "stored event cannot be delivered, dead-lettered");
+                    self.app
+                        .store
+                        .dead_letter(self.identity.tenant_id.clone(), event.id, reason)
+                        .await?;
+                }
+            }
+        }
+        Ok(sent)
+    }
+}
+
+fn deliver_message(event: &QueuedEvent) -> Result<Message, String> {
+    let webhook: OrderWebhook = serde_json::from_str(&event.payload)
+        .map_err(|e| format!("stored payload does not parse: {e}"))?;
+    let shop_id = ShopId::new(event.shop_id.clone()).map_err(|e| e.to_string())?;
+    let document_type: DocumentType = event.document_type.parse()?;
+    Ok(Message::Deliver(Deliver {
+        seq: event.id as u64,
+        attempt: u32::try_from(event.attempt).unwrap_or(u32::MAX),
+        shop_id,
+        document_type,
+        order: webhook.order,
+    }))
+}
+
+fn seq_to_id(seq: u64) -> Result<i64, SessionError> {
+    i64::try_from(seq).map_err(|_| SessionError::Protocol(format!("seq {seq} is out of range")))
+}
+
+/// Backoff after a retryable failure: 1 s after the first attempt, doubling, at most 60 s.
+fn retry_delay(attempt: i64) -> Duration {
+    let exponent = attempt.saturating_sub(1).clamp(0, 6) as u32;
+    (Duration::from_secs(1) * 2u32.pow(exponent)).min(Duration::from_secs(60))
+}
+
+fn kind(msg: &Message) -> &'static str {
+    match msg {
+        Message::Hello(_) => "hello",
+        Message::Welcome(_) => "welcome",
+        Message::Deliver(_) => "deliver",
+        Message::Ack(_) => "ack",
+        Message::Nack(_) => "nack",
+        Message::Push(_) => "push",
+        Message::PushAck(_) => "push_ack",
+        Message::Heartbeat(_) => "heartbeat",
+    }
+}
+
+async fn next_envelope<S>(socket: &mut S) -> Result<Envelope, SessionError>
+where
+    S: Stream<Item = Result<WsMessage, axum::Error>> + Unpin,
+{
+    loop {
+        match socket.next().await {
+            None | Some(Err(_)) | Some(Ok(WsMessage::Close(_))) => return Err(SessionError::Gone),
+            Some(Ok(WsMessage::Text(text))) => {
+                return Envelope::from_json(text.as_str())
+                    .map_err(|e| SessionError::Protocol(e.to_string()));
+            }
+            Some(Ok(WsMessage::Binary(_))) => {
+                return Err(SessionError::Protocol(
+                    "binary frames are not part of the protocol".into(),
+                ));
+            }
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+async fn send<S>(socket: &mut S, msg: Message) -> Result<(), SessionError>
+where
+    S: Sink<WsMessage> + Unpin,
+{
+    socket
+        .send(WsMessage::Text(Envelope::new(msg).to_json().into()))
+        .await
+        .map_err(|_| SessionError::Gone)
+}
+
+async fn close<S>(socket: &mut S, code: u16, reason: &str) -> Result<(), SessionError>
+where
+    S: Sink<WsMessage> + Unpin,
+{
+    // Close reasons are limited to 123 bytes.
+    let reason: String = reason.chars().take(100).collect();
+    socket
+        .send(WsMessage::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })))
+        .await
+        .map_err(|_| SessionError::Gone)
+}

@@ -1,0 +1,121 @@
+//! `POST /webhooks/{shop_id}`: verify, decide, commit, answer.
+//!
+//! The answer is 2xx only after the event is committed. Rejected requests (401 bad, missing or
+//! stale signature, 404 unknown shop, 400 malformed body, 413 too large) store nothing.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::Serialize;
+use shared::ShopId;
+use shared::domain::OrderWebhook;
+use shared::signature::{SignedHeaders, verify};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::store::{EventState, NewEvent};
+
+#[derive(Debug, Serialize)]
+pub struct IngestReply {
+    /// `accepted`, `duplicate` or `ignored`.
+    pub status: &'static str,
+    pub event_id: i64,
+}
+
+#[tracing::instrument(skip_all, fields(shop_id = %shop_id, webhook_id = tracing::field::Empty))]
+pub async fn receive(
+    State(app): State<Arc<AppState>>,
+    Path(shop_id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<IngestReply>, ApiError> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(app.config.max_body_bytes)
+        } else {
+            ApiError::BadRequest(format!("cannot read the request body: {rejection}"))
+        }
+    })?;
+    let shop_id = ShopId::new(shop_id).map_err(|_| ApiError::NotFound("unknown shop".into()))?;
+    let shop = app
+        .store
+        .shop(shop_id.clone())
+        .await?
+        .ok_or_else(|| ApiError::NotFound("unknown shop".into()))?;
+
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let signed = SignedHeaders {
+        id: header("webhook-id"),
+        timestamp: header("webhook-timestamp"),
+        signature: header("webhook-signature"),
+    };
+    let now = chrono::Utc::now().timestamp();
+    let webhook_id = verify(
+        &shop.webhook_secrets,
+        signed,
+        &body,
+        now,
+        app.config.webhook_tolerance_secs,
+    )
+    .map_err(|e| {
+        app.metrics.rejected();
+        ApiError::Unauthorized(format!("webhook signature refused: {e}"))
+    })?
+    .to_owned();
+    if webhook_id.len() > 256 {
+        return Err(ApiError::BadRequest(
+            "webhook-id is longer than 256 characters".into(),
+        ));
+    }
+    tracing::Span::current().record("webhook_id", webhook_id.as_str());
+
+    let webhook: OrderWebhook = serde_json::from_slice(&body).map_err(|e| {
+        app.metrics.rejected();
+        ApiError::BadRequest(format!("malformed order webhook: {e}"))
+    })?;
+    if webhook.shop_id != shop_id {
+        return Err(ApiError::BadRequest(format!(
+            "the body is for shop {} but was sent to shop {shop_id}",
+            webhook.shop_id
+        )));
+    }
+    let state = if shop.trigger_statuses.contains(&webhook.order.status) {
+        EventState::Pending
+    } else {
+        EventState::Ignored
+    };
+    let payload = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::BadRequest("the body is not UTF-8".into()))?;
+    let ingested = app
+        .store
+        .ingest(NewEvent {
+            tenant_id: shop.tenant_id.clone(),
+            shop_id,
+            webhook_id,
+            order_id: webhook.order.id,
+            order_status: webhook.order.status,
+            document_type: shop.document_type,
+            payload,
+            state,
+        })
+        .await?;
+    let status = if ingested.duplicate {
+        "duplicate"
+    } else if ingested.state == EventState::Ignored {
+        app.metrics.stored();
+        "ignored"
+    } else {
+        app.metrics.stored();
+        app.registry.wake(&shop.tenant_id);
+        "accepted"
+    };
+    tracing::info!(event_id = ingested.event_id, status, "webhook stored");
+    Ok(Json(IngestReply {
+        status,
+        event_id: ingested.event_id,
+    }))
+}

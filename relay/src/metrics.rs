@@ -1,0 +1,58 @@
+//! Counters for `/metrics`, in the Prometheus text format.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Default)]
+pub struct Metrics {
+    webhooks_rejected: AtomicU64,
+    webhooks_stored: AtomicU64,
+    agent_sessions: AtomicU64,
+}
+
+impl Metrics {
+    pub fn rejected(&self) {
+        self.webhooks_rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn stored(&self) {
+        self.webhooks_stored.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn session_started(&self) {
+        self.agent_sessions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn session_ended(&self) {
+        self.agent_sessions.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut line = |name: &str, kind: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        line(
+            "relay_webhooks_rejected_total",
+            "counter",
+            "Webhooks refused (signature, body) and not stored.",
+            self.webhooks_rejected.load(Ordering::Relaxed),
+        );
+        line(
+            "relay_webhooks_stored_total",
+            "counter",
+            "Webhooks committed to the store (new events).",
+            self.webhooks_stored.load(Ordering::Relaxed),
+        );
+        line(
+            "relay_agent_sessions",
+            "gauge",
+            "Agent sessions connected to this instance.",
+            self.agent_sessions.load(Ordering::Relaxed),
+        );
+        out
+    }
+}

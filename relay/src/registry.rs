@@ -1,0 +1,90 @@
+//! Connected agents, one session per tenant, so a new event wakes the right connection at
+//! once instead of waiting for a poll.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use dashmap::DashMap;
+use shared::TenantId;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+struct Entry {
+    session: u64,
+    wake: Arc<Notify>,
+    cancel: CancellationToken,
+}
+
+/// What a session holds to be woken and, when a newer session of its tenant arrives, stopped.
+pub struct Registration {
+    pub session: u64,
+    pub wake: Arc<Notify>,
+    pub cancel: CancellationToken,
+}
+
+#[derive(Default)]
+pub struct Registry {
+    sessions: DashMap<TenantId, Entry>,
+    next: AtomicU64,
+}
+
+impl Registry {
+    /// Registers a new session for `tenant`; a session already there is told to stop (the
+    /// newest connection wins, e.g. after the agent reconnected over a half-dead link).
+    pub fn register(&self, tenant: &TenantId, parent: &CancellationToken) -> Registration {
+        let session = self.next.fetch_add(1, Ordering::Relaxed);
+        let wake = Arc::new(Notify::new());
+        let cancel = parent.child_token();
+        let entry = Entry {
+            session,
+            wake: wake.clone(),
+            cancel: cancel.clone(),
+        };
+        if let Some(old) = self.sessions.insert(tenant.clone(), entry) {
+            tracing::warn!(%tenant, "a newer agent session replaces the current one");
+            old.cancel.cancel();
+        }
+        Registration {
+            session,
+            wake,
+            cancel,
+        }
+    }
+
+    /// Removes the session, unless a newer one has replaced it already.
+    pub fn unregister(&self, tenant: &TenantId, session: u64) {
+        self.sessions
+            .remove_if(tenant, |_, entry| entry.session == session);
+    }
+
+    /// Wakes the tenant's session, if one is connected.
+    pub fn wake(&self, tenant: &TenantId) {
+        if let Some(entry) = self.sessions.get(tenant) {
+            entry.wake.notify_one();
+        }
+    }
+
+    pub fn is_connected(&self, tenant: &TenantId) -> bool {
+        self.sessions.contains_key(tenant)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_newer_session_stops_the_older_one_and_survives_its_unregister() {
+        let registry = Registry::default();
+        let root = CancellationToken::new();
+        let tenant = TenantId::new("acme").expect("valid");
+        let first = registry.register(&tenant, &root);
+        let second = registry.register(&tenant, &root);
+        assert!(first.cancel.is_cancelled());
+        assert!(!second.cancel.is_cancelled());
+        registry.unregister(&tenant, first.session);
+        assert!(registry.is_connected(&tenant));
+        registry.unregister(&tenant, second.session);
+        assert!(!registry.is_connected(&tenant));
+    }
+}

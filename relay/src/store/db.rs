@@ -1,0 +1,127 @@
+//! The SQLite connection thread with group commit.
+//!
+//! One thread owns the connection. Callers send closures; the thread takes every closure that
+//! is waiting (up to [`MAX_BATCH`]), runs each inside its own savepoint of one transaction and
+//! commits once, so a burst of webhooks costs one fsync instead of one each. A caller's result is
+//! handed back only after the commit succeeded: "committed" really means on disk.
+
+use std::path::Path;
+use std::sync::mpsc;
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use super::StoreError;
+
+/// Largest number of jobs committed together.
+const MAX_BATCH: usize = 256;
+
+type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+/// A job gets the connection inside an open transaction, or the error that kept the
+/// transaction from opening; it returns whether it failed and how to report the outcome.
+type Job = Box<dyn FnOnce(Result<&Connection, StoreError>) -> (bool, Completion) + Send>;
+
+/// A handle to the connection thread; cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Db {
+    /// Opens (creating if needed) the database at `path`, applies migrations and starts the
+    /// connection thread.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Open(format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+        let mut conn = Connection::open(path)
+            .map_err(|e| StoreError::Open(format!("cannot open {}: {e}", path.display())))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        super::schema::migrate(&mut conn)?;
+
+        let (jobs, receiver) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("relay-store".into())
+            .spawn(move || run(conn, receiver))
+            .map_err(|e| StoreError::Open(format!("cannot start the store thread: {e}")))?;
+        Ok(Self { jobs })
+    }
+
+    /// Runs `f` in the next group-commit transaction and returns its result once committed.
+    /// An `Err` from `f` rolls back only `f`'s own changes.
+    pub async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = conn.and_then(f);
+            let failed = result.is_err();
+            let completion: Completion = Box::new(move |commit: Result<(), StoreError>| {
+                // The caller may have gone away (request cancelled); nothing to do then.
+                let _ = reply.send(commit.and(result));
+            });
+            (failed, completion)
+        });
+        self.jobs.send(job).map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+fn run(conn: Connection, receiver: mpsc::Receiver<Job>) {
+    while let Ok(first) = receiver.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        run_batch(&conn, batch);
+    }
+    tracing::debug!("store thread stopped: all handles dropped");
+}
+
+fn run_batch(conn: &Connection, batch: Vec<Job>) {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let error = StoreError::from(e);
+        for job in batch {
+            let (_, done) = job(Err(error.clone()));
+            done(Ok(()));
+        }
+        return;
+    }
+    let mut completions = Vec::with_capacity(batch.len());
+    for job in batch {
+        let (failed, done) = match conn.execute_batch("SAVEPOINT job") {
+            Ok(()) => job(Ok(conn)),
+            Err(e) => {
+                completions.push(job(Err(e.into())).1);
+                continue;
+            }
+        };
+        let close = if failed {
+            conn.execute_batch("ROLLBACK TO job; RELEASE job")
+        } else {
+            conn.execute_batch("RELEASE job")
+        };
+        if let Err(e) = close {
+            tracing::error!(error = %e, "store: savepoint could not be closed");
+        }
+        completions.push(done);
+    }
+    let commit = conn.execute_batch("COMMIT").map_err(StoreError::from);
+    if commit.is_err() {
+        // Leave no transaction open for the next batch.
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    for done in completions {
+        done(commit.clone());
+    }
+}

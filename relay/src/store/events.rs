@@ -1,0 +1,438 @@
+//! The per-tenant event queue: ingest, selection for delivery, ack, nack, dead letters,
+//! replay, each state change recorded in `event_history`; and the pushes agents send.
+
+use std::collections::HashSet;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use shared::domain::DocumentType;
+use shared::{AgentId, ShopId, TenantId};
+
+use super::{Store, StoreError, now};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventState {
+    /// Waiting for (or in) delivery to the tenant's agent.
+    Pending,
+    /// Applied in Mamut and acknowledged by the agent.
+    Delivered,
+    /// Received, but its order status is not one of the shop's trigger statuses.
+    Ignored,
+    /// Refused permanently by the agent; waits for an operator's replay.
+    Dead,
+}
+
+impl EventState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventState::Pending => "pending",
+            EventState::Delivered => "delivered",
+            EventState::Ignored => "ignored",
+            EventState::Dead => "dead",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "pending" => Some(EventState::Pending),
+            "delivered" => Some(EventState::Delivered),
+            "ignored" => Some(EventState::Ignored),
+            "dead" => Some(EventState::Dead),
+            _ => None,
+        }
+    }
+}
+
+/// A verified webhook, ready to be stored.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub tenant_id: TenantId,
+    pub shop_id: ShopId,
+    pub webhook_id: String,
+    pub order_id: String,
+    pub order_status: String,
+    pub document_type: DocumentType,
+    /// The request body exactly as received.
+    pub payload: String,
+    /// `Pending` or `Ignored`.
+    pub state: EventState,
+}
+
+/// What storing a webhook did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ingested {
+    pub event_id: i64,
+    pub state: EventState,
+    /// The webhook id was seen before; nothing new was stored.
+    pub duplicate: bool,
+}
+
+/// An event as the admin sees it (no payload).
+#[derive(Debug, Clone, Serialize)]
+pub struct EventSummary {
+    pub id: i64,
+    pub shop_id: String,
+    pub webhook_id: String,
+    pub order_id: String,
+    pub order_status: String,
+    pub state: EventState,
+    pub attempts: i64,
+    pub mamut_ref: Option<String>,
+    pub last_error: Option<String>,
+    pub received_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryEntry {
+    pub at: String,
+    pub state: String,
+    pub detail: Option<String>,
+}
+
+/// An event selected for delivery.
+#[derive(Debug, Clone)]
+pub struct QueuedEvent {
+    pub id: i64,
+    pub shop_id: String,
+    pub order_id: String,
+    pub document_type: String,
+    pub payload: String,
+    /// Counting this delivery.
+    pub attempt: i64,
+}
+
+const SUMMARY_COLUMNS: &str = "id, shop_id, webhook_id, order_id, order_status, state, attempts, \
+                               mamut_ref, last_error, received_at, updated_at";
+
+fn summary(row: &rusqlite::Row<'_>) -> rusqlite::Result<EventSummary> {
+    let state: String = row.get(5)?;
+    Ok(EventSummary {
+        id: row.get(0)?,
+        shop_id: row.get(1)?,
+        webhook_id: row.get(2)?,
+        order_id: row.get(3)?,
+        order_status: row.get(4)?,
+        state: EventState::parse(&state).unwrap_or(EventState::Pending),
+        attempts: row.get(6)?,
+        mamut_ref: row.get(7)?,
+        last_error: row.get(8)?,
+        received_at: row.get(9)?,
+        updated_at: row.get(10)?,
+    })
+}
+
+fn record(
+    conn: &Connection,
+    event_id: i64,
+    state: &str,
+    detail: Option<&str>,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO event_history (event_id, at, state, detail) VALUES (?1, ?2, ?3, ?4)",
+        params![event_id, now(), state, detail],
+    )?;
+    Ok(())
+}
+
+impl Store {
+    /// Stores a webhook once per (shop, webhook id).
+    pub async fn ingest(&self, event: NewEvent) -> Result<Ingested, StoreError> {
+        self.db
+            .call(move |conn| {
+                let at = now();
+                let inserted: Option<i64> = conn
+                    .query_row(
+                        "INSERT INTO events (tenant_id, shop_id, webhook_id, order_id, order_status,
+                                             document_type, payload, state, received_at, updated_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
+                         ON CONFLICT (shop_id, webhook_id) DO NOTHING RETURNING id",
+                        params![
+                            event.tenant_id.as_str(),
+                            event.shop_id.as_str(),
+                            event.webhook_id,
+                            event.order_id,
+                            event.order_status,
+                            event.document_type.as_str(),
+                            event.payload,
+                            event.state.as_str(),
+                            at
+                        ],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if let Some(event_id) = inserted {
+                    let detail = format!("received, order status {}", event.order_status);
+                    record(conn, event_id, event.state.as_str(), Some(&detail))?;
+                    return Ok(Ingested {
+                        event_id,
+                        state: event.state,
+                        duplicate: false,
+                    });
+                }
+                let (event_id, state): (i64, String) = conn.query_row(
+                    "SELECT id, state FROM events WHERE shop_id = ?1 AND webhook_id = ?2",
+                    params![event.shop_id.as_str(), event.webhook_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                let state = EventState::parse(&state).unwrap_or(EventState::Pending);
+                Ok(Ingested {
+                    event_id,
+                    state,
+                    duplicate: true,
+                })
+            })
+            .await
+    }
+
+    /// Newest first.
+    pub async fn list_events(
+        &self,
+        tenant: TenantId,
+        state: Option<EventState>,
+        limit: u32,
+    ) -> Result<Vec<EventSummary>, StoreError> {
+        self.db
+            .call(move |conn| {
+                let sql = format!(
+                    "SELECT {SUMMARY_COLUMNS} FROM events WHERE tenant_id = ?1
+                     AND (?2 IS NULL OR state = ?2) ORDER BY id DESC LIMIT ?3"
+                );
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let rows = stmt.query_map(
+                    params![tenant.as_str(), state.map(EventState::as_str), limit],
+                    summary,
+                )?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await
+    }
+
+    pub async fn event(
+        &self,
+        tenant: TenantId,
+        id: i64,
+    ) -> Result<Option<(EventSummary, Vec<HistoryEntry>)>, StoreError> {
+        self.db
+            .call(move |conn| {
+                let sql = format!(
+                    "SELECT {SUMMARY_COLUMNS} FROM events WHERE tenant_id = ?1 AND id = ?2"
+                );
+                let Some(event) = conn
+                    .query_row(&sql, params![tenant.as_str(), id], summary)
+                    .optional()?
+                else {
+                    return Ok(None);
+                };
+                let mut stmt = conn.prepare_cached(
+                    "SELECT at, state, detail FROM event_history WHERE event_id = ?1 ORDER BY id",
+                )?;
+                let history = stmt
+                    .query_map([id], |r| {
+                        Ok(HistoryEntry {
+                            at: r.get(0)?,
+                            state: r.get(1)?,
+                            detail: r.get(2)?,
+                        })
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Some((event, history)))
+            })
+            .await
+    }
+
+    /// Selects up to `want` pending events of `tenant` for delivery, oldest first, at most one
+    /// per shop order and none for an order in `blocked_orders` (an earlier event of that
+    /// order is still in flight). Events in `exclude` are in flight already. Counts an attempt
+    /// on each selected event.
+    pub async fn next_deliveries(
+        &self,
+        tenant: TenantId,
+        exclude: HashSet<i64>,
+        mut blocked_orders: HashSet<(String, String)>,
+        want: usize,
+    ) -> Result<Vec<QueuedEvent>, StoreError> {
+        const PAGE: i64 = 500;
+        const MAX_SCAN: usize = 20_000;
+        self.db
+            .call(move |conn| {
+                let mut selected = Vec::new();
+                let mut after = 0i64;
+                let mut scanned = 0usize;
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id, shop_id, order_id, document_type, payload, attempts FROM events
+                     WHERE tenant_id = ?1 AND state = 'pending' AND id > ?2 ORDER BY id LIMIT ?3",
+                )?;
+                'pages: while selected.len() < want && scanned < MAX_SCAN {
+                    let page = stmt
+                        .query_map(params![tenant.as_str(), after, PAGE], |r| {
+                            Ok(QueuedEvent {
+                                id: r.get(0)?,
+                                shop_id: r.get(1)?,
+                                order_id: r.get(2)?,
+                                document_type: r.get(3)?,
+                                payload: r.get(4)?,
+                                attempt: r.get::<_, i64>(5)? + 1,
+                            })
+                        })?
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let full_page = page.len() as i64 == PAGE;
+                    for event in page {
+                        scanned += 1;
+                        after = event.id;
+                        let key = (event.shop_id.clone(), event.order_id.clone());
+                        if exclude.contains(&event.id) || !blocked_orders.insert(key) {
+                            continue;
+                        }
+                        selected.push(event);
+                        if selected.len() == want {
+                            break 'pages;
+                        }
+                    }
+                    if !full_page {
+                        break;
+                    }
+                }
+                let mut bump = conn.prepare_cached(
+                    "UPDATE events SET attempts = attempts + 1, updated_at = ?2 WHERE id = ?1",
+                )?;
+                let at = now();
+                for event in &selected {
+                    bump.execute(params![event.id, at])?;
+                }
+                Ok(selected)
+            })
+            .await
+    }
+
+    /// The agent applied the event. Returns false when it was not pending (already acked,
+    /// or not this tenant's).
+    pub async fn ack(
+        &self,
+        tenant: TenantId,
+        id: i64,
+        mamut_ref: Option<String>,
+        already_applied: bool,
+    ) -> Result<bool, StoreError> {
+        self.db
+            .call(move |conn| {
+                let changed = conn.execute(
+                    "UPDATE events SET state = 'delivered', mamut_ref = ?3, last_error = NULL,
+                            updated_at = ?4
+                     WHERE id = ?1 AND tenant_id = ?2 AND state = 'pending'",
+                    params![id, tenant.as_str(), mamut_ref, now()],
+                )?;
+                if changed == 1 {
+                    let detail = match (&mamut_ref, already_applied) {
+                        (Some(r), false) => format!("applied in Mamut as {r}"),
+                        (Some(r), true) => format!("already in Mamut as {r}"),
+                        (None, _) => "applied in Mamut".to_owned(),
+                    };
+                    record(conn, id, "delivered", Some(&detail))?;
+                }
+                Ok(changed == 1)
+            })
+            .await
+    }
+
+    /// A retryable failure: the event stays pending and is redelivered later.
+    pub async fn record_failure(
+        &self,
+        tenant: TenantId,
+        id: i64,
+        reason: String,
+    ) -> Result<(), StoreError> {
+        self.db
+            .call(move |conn| {
+                let changed = conn.execute(
+                    "UPDATE events SET last_error = ?3, updated_at = ?4
+                     WHERE id = ?1 AND tenant_id = ?2 AND state = 'pending'",
+                    params![id, tenant.as_str(), reason, now()],
+                )?;
+                if changed == 1 {
+                    record(conn, id, "retry", Some(&reason))?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    /// A permanent failure: the event moves to the dead-letter list.
+    pub async fn dead_letter(
+        &self,
+        tenant: TenantId,
+        id: i64,
+        reason: String,
+    ) -> Result<(), StoreError> {
+        self.db
+            .call(move |conn| {
+                let changed = conn.execute(
+                    "UPDATE events SET state = 'dead', last_error = ?3, updated_at = ?4
+                     WHERE id = ?1 AND tenant_id = ?2 AND state = 'pending'",
+                    params![id, tenant.as_str(), reason, now()],
+                )?;
+                if changed == 1 {
+                    record(conn, id, "dead", Some(&reason))?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    /// Puts a dead event back in the queue.
+    pub async fn replay(&self, tenant: TenantId, id: i64) -> Result<(), StoreError> {
+        self.db
+            .call(move |conn| {
+                let state: Option<String> = conn
+                    .query_row(
+                        "SELECT state FROM events WHERE id = ?1 AND tenant_id = ?2",
+                        params![id, tenant.as_str()],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                match state.as_deref() {
+                    None => Err(StoreError::NotFound(format!("event {id} not found"))),
+                    Some("dead") => {
+                        conn.execute(
+                            "UPDATE events SET state = 'pending', updated_at = ?2 WHERE id = ?1",
+                            params![id, now()],
+                        )?;
+                        record(conn, id, "pending", Some("replayed by an operator"))
+                    }
+                    Some(other) => Err(StoreError::Conflict(format!(
+                        "event {id} is {other}; only dead events can be replayed"
+                    ))),
+                }
+            })
+            .await
+    }
+
+    /// Stores a push from an agent once per (tenant, push id).
+    pub async fn insert_push(
+        &self,
+        tenant: TenantId,
+        agent: AgentId,
+        push_id: String,
+        kind: &'static str,
+        payload: String,
+    ) -> Result<(), StoreError> {
+        self.db
+            .call(move |conn| {
+                conn.execute(
+                    "INSERT INTO pushes (tenant_id, agent_id, push_id, kind, payload, received_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (tenant_id, push_id) DO NOTHING",
+                    params![
+                        tenant.as_str(),
+                        agent.as_str(),
+                        push_id,
+                        kind,
+                        payload,
+                        now()
+                    ],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+}

@@ -1,0 +1,89 @@
+//! Versioned migrations, tracked in SQLite's `user_version`.
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// Each entry moves the schema one version up; never edit a released entry, append a new one.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE tenants (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    created_at  TEXT NOT NULL
+);
+CREATE TABLE shops (
+    shop_id          TEXT PRIMARY KEY,
+    tenant_id        TEXT NOT NULL REFERENCES tenants(id),
+    webhook_secrets  TEXT NOT NULL,  -- JSON array of whsec_ secrets, newest first
+    trigger_statuses TEXT NOT NULL,  -- JSON array of shop order statuses
+    document_type    TEXT NOT NULL,  -- 'order' | 'invoice'
+    created_at       TEXT NOT NULL
+);
+CREATE INDEX shops_tenant ON shops (tenant_id);
+CREATE TABLE agents (
+    id          TEXT PRIMARY KEY,
+    tenant_id   TEXT NOT NULL REFERENCES tenants(id),
+    name        TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    revoked_at  TEXT
+);
+CREATE TABLE signing_keys (
+    kid         TEXT PRIMARY KEY,
+    secret      BLOB NOT NULL,
+    created_at  TEXT NOT NULL
+);
+CREATE TABLE events (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id     TEXT NOT NULL REFERENCES tenants(id),
+    shop_id       TEXT NOT NULL REFERENCES shops(shop_id),
+    webhook_id    TEXT NOT NULL,
+    order_id      TEXT NOT NULL,
+    order_status  TEXT NOT NULL,
+    document_type TEXT NOT NULL,
+    payload       TEXT NOT NULL,
+    state         TEXT NOT NULL,   -- 'pending' | 'delivered' | 'ignored' | 'dead'
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    mamut_ref     TEXT,
+    last_error    TEXT,
+    received_at   TEXT NOT NULL,
+    updated_at    TEXT NOT NULL,
+    UNIQUE (shop_id, webhook_id)
+);
+CREATE INDEX events_queue ON events (tenant_id, state, id);
+CREATE TABLE event_history (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id  INTEGER NOT NULL REFERENCES events(id),
+    at        TEXT NOT NULL,
+    state     TEXT NOT NULL,
+    detail    TEXT
+);
+CREATE INDEX event_history_event ON event_history (event_id);
+CREATE TABLE pushes (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id    TEXT NOT NULL REFERENCES tenants(id),
+    agent_id     TEXT NOT NULL,
+    push_id      TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    payload      TEXT NOT NULL,
+    received_at  TEXT NOT NULL,
+    UNIQUE (tenant_id, push_id)
+);
+"#];
+
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let current: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if current > known {
+        return Err(StoreError::Open(format!(
+            "the database has schema version {current}, newer than this relay knows ({known}); \
+             upgrade the relay"
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,300 @@
+//! Tenants, shops, agents and the keys agent tokens are signed with.
+
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+use shared::domain::DocumentType;
+use shared::signature::WebhookSecret;
+use shared::{AgentId, ShopId, TenantId};
+
+use super::{Store, StoreError, now};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantRecord {
+    pub id: TenantId,
+    pub name: String,
+    pub created_at: String,
+}
+
+/// A shop as the relay keeps it. Its secrets never leave the relay: there is no `Serialize`.
+#[derive(Debug, Clone)]
+pub struct ShopRecord {
+    pub shop_id: ShopId,
+    pub tenant_id: TenantId,
+    pub webhook_secrets: Vec<WebhookSecret>,
+    pub trigger_statuses: Vec<String>,
+    pub document_type: DocumentType,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentRecord {
+    pub id: AgentId,
+    pub tenant_id: TenantId,
+    pub name: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+/// An HMAC key for agent tokens. Its `Debug` hides the secret.
+#[derive(Clone)]
+pub struct SigningKey {
+    pub kid: String,
+    pub secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Database(format!("stored {what} is invalid: {e}"))
+}
+
+impl Store {
+    pub async fn create_tenant(
+        &self,
+        id: TenantId,
+        name: String,
+    ) -> Result<TenantRecord, StoreError> {
+        self.db
+            .call(move |conn| {
+                let created_at = now();
+                let inserted = conn.execute(
+                    "INSERT INTO tenants (id, name, created_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (id) DO NOTHING",
+                    params![id.as_str(), name, created_at],
+                )?;
+                if inserted == 0 {
+                    return Err(StoreError::Conflict(format!("tenant {id} already exists")));
+                }
+                Ok(TenantRecord {
+                    id,
+                    name,
+                    created_at,
+                })
+            })
+            .await
+    }
+
+    pub async fn tenant_exists(&self, id: TenantId) -> Result<bool, StoreError> {
+        self.db
+            .call(move |conn| {
+                let found: Option<i64> = conn
+                    .query_row("SELECT 1 FROM tenants WHERE id = ?1", [id.as_str()], |r| {
+                        r.get(0)
+                    })
+                    .optional()?;
+                Ok(found.is_some())
+            })
+            .await
+    }
+
+    pub async fn add_shop(&self, shop: ShopRecord) -> Result<(), StoreError> {
+        self.db
+            .call(move |conn| {
+                require_tenant(conn, &shop.tenant_id)?;
+                let secrets: Vec<String> = shop
+                    .webhook_secrets
+                    .iter()
+                    .map(WebhookSecret::expose)
+                    .collect();
+                let secrets = serde_json::to_string(&secrets).map_err(|e| corrupt("secrets", e))?;
+                let statuses = serde_json::to_string(&shop.trigger_statuses)
+                    .map_err(|e| corrupt("statuses", e))?;
+                let inserted = conn.execute(
+                    "INSERT INTO shops (shop_id, tenant_id, webhook_secrets, trigger_statuses,
+                                        document_type, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (shop_id) DO NOTHING",
+                    params![
+                        shop.shop_id.as_str(),
+                        shop.tenant_id.as_str(),
+                        secrets,
+                        statuses,
+                        shop.document_type.as_str(),
+                        now()
+                    ],
+                )?;
+                if inserted == 0 {
+                    return Err(StoreError::Conflict(format!(
+                        "shop {} already exists",
+                        shop.shop_id
+                    )));
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    pub async fn shop(&self, shop_id: ShopId) -> Result<Option<ShopRecord>, StoreError> {
+        self.db
+            .call(move |conn| {
+                let row = conn
+                    .query_row(
+                        "SELECT tenant_id, webhook_secrets, trigger_statuses, document_type
+                         FROM shops WHERE shop_id = ?1",
+                        [shop_id.as_str()],
+                        |r| {
+                            Ok((
+                                r.get::<_, String>(0)?,
+                                r.get::<_, String>(1)?,
+                                r.get::<_, String>(2)?,
+                                r.get::<_, String>(3)?,
+                            ))
+                        },
+                    )
+                    .optional()?;
+                let Some((tenant, secrets, statuses, document_type)) = row else {
+                    return Ok(None);
+                };
+                let secrets: Vec<String> =
+                    serde_json::from_str(&secrets).map_err(|e| corrupt("secrets", e))?;
+                let webhook_secrets = secrets
+                    .iter()
+                    .map(|s| WebhookSecret::parse(s))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| corrupt("secret", e))?;
+                Ok(Some(ShopRecord {
+                    shop_id,
+                    tenant_id: TenantId::new(tenant).map_err(|e| corrupt("tenant id", e))?,
+                    webhook_secrets,
+                    trigger_statuses: serde_json::from_str(&statuses)
+                        .map_err(|e| corrupt("statuses", e))?,
+                    document_type: document_type
+                        .parse()
+                        .map_err(|e| corrupt("document type", e))?,
+                }))
+            })
+            .await
+    }
+
+    pub async fn create_agent(
+        &self,
+        tenant: TenantId,
+        name: String,
+    ) -> Result<AgentRecord, StoreError> {
+        self.db
+            .call(move |conn| {
+                require_tenant(conn, &tenant)?;
+                let id = AgentId::new(format!("agt-{}", uuid::Uuid::new_v4().simple()))
+                    .map_err(|e| corrupt("agent id", e))?;
+                let created_at = now();
+                conn.execute(
+                    "INSERT INTO agents (id, tenant_id, name, created_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![id.as_str(), tenant.as_str(), name, created_at],
+                )?;
+                Ok(AgentRecord {
+                    id,
+                    tenant_id: tenant,
+                    name,
+                    created_at,
+                    revoked_at: None,
+                })
+            })
+            .await
+    }
+
+    pub async fn agent(&self, id: AgentId) -> Result<Option<AgentRecord>, StoreError> {
+        self.db
+            .call(move |conn| {
+                let row = conn
+                    .query_row(
+                        "SELECT tenant_id, name, created_at, revoked_at FROM agents WHERE id = ?1",
+                        [id.as_str()],
+                        |r| {
+                            Ok((
+                                r.get::<_, String>(0)?,
+                                r.get::<_, String>(1)?,
+                                r.get::<_, String>(2)?,
+                                r.get::<_, Option<String>>(3)?,
+                            ))
+                        },
+                    )
+                    .optional()?;
+                row.map(|(tenant, name, created_at, revoked_at)| {
+                    Ok(AgentRecord {
+                        id,
+                        tenant_id: TenantId::new(tenant).map_err(|e| corrupt("tenant id", e))?,
+                        name,
+                        created_at,
+                        revoked_at,
+                    })
+                })
+                .transpose()
+            })
+            .await
+    }
+
+    pub async fn revoke_agent(&self, id: AgentId) -> Result<(), StoreError> {
+        self.db
+            .call(move |conn| {
+                let changed = conn.execute(
+                    "UPDATE agents SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
+                    params![id.as_str(), now()],
+                )?;
+                if changed == 0 {
+                    return Err(StoreError::NotFound(format!("agent {id} not found")));
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    /// The newest signing key, created (32 random bytes) if there is none yet.
+    pub async fn current_signing_key(&self) -> Result<SigningKey, StoreError> {
+        self.db
+            .call(move |conn| {
+                let existing = conn
+                    .query_row(
+                        "SELECT kid, secret FROM signing_keys ORDER BY created_at DESC, kid LIMIT 1",
+                        [],
+                        |r| Ok(SigningKey { kid: r.get(0)?, secret: r.get(1)? }),
+                    )
+                    .optional()?;
+                if let Some(key) = existing {
+                    return Ok(key);
+                }
+                let key = SigningKey {
+                    kid: format!("k-{}", uuid::Uuid::new_v4().simple()),
+                    secret: rand::random::<[u8; 32]>().to_vec(),
+                };
+                conn.execute(
+                    "INSERT INTO signing_keys (kid, secret, created_at) VALUES (?1, ?2, ?3)",
+                    params![key.kid, key.secret, now()],
+                )?;
+                Ok(key)
+            })
+            .await
+    }
+
+    pub async fn signing_key(&self, kid: String) -> Result<Option<SigningKey>, StoreError> {
+        self.db
+            .call(move |conn| {
+                Ok(conn
+                    .query_row(
+                        "SELECT secret FROM signing_keys WHERE kid = ?1",
+                        [&kid],
+                        |r| r.get::<_, Vec<u8>>(0),
+                    )
+                    .optional()?
+                    .map(|secret| SigningKey { kid, secret }))
+            })
+            .await
+    }
+}
+
+fn require_tenant(conn: &rusqlite::Connection, tenant: &TenantId) -> Result<(), StoreError> {
+    let found: Option<i64> = conn
+        .query_row(
+            "SELECT 1 FROM tenants WHERE id = ?1",
+            [tenant.as_str()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match found {
+        Some(_) => Ok(()),
+        None => Err(StoreError::NotFound(format!("tenant {tenant} not found"))),
+    }
+}

@@ -1,0 +1,84 @@
+//! The `relay` binary's command line: configuration errors and the admin commands.
+
+use std::process::Command;
+
+fn relay() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_relay"))
+}
+
+#[test]
+fn a_bad_setting_exits_with_64_and_names_the_key() {
+    let output = relay()
+        .args(["serve"])
+        .env("RELAY_LISTEN", "not-an-address")
+        .output()
+        .expect("relay runs");
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("RELAY_LISTEN"), "stderr: {stderr}");
+}
+
+#[test]
+fn an_operator_can_set_up_a_tenant_from_the_shell() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("relay.sqlite").display());
+    let run = |args: &[&str]| {
+        let output = relay()
+            .args(args)
+            .env("RELAY_DATABASE_URL", &url)
+            .output()
+            .expect("relay runs");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        (output.status.success(), stdout, stderr)
+    };
+    let (ok, stdout, _) = run(&["tenant", "create", "acme", "--name", "Acme AB"]);
+    assert!(ok);
+    let tenant: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(tenant["id"], "acme");
+
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let (ok, stdout, _) = run(&[
+        "shop",
+        "add",
+        "acme",
+        "demo-se",
+        "--secret",
+        secret,
+        "--trigger-status",
+        "confirmed",
+    ]);
+    assert!(ok);
+    assert!(
+        !stdout.contains(secret),
+        "the secret must not be printed back"
+    );
+
+    let (ok, stdout, _) = run(&["agent", "create", "acme"]);
+    assert!(ok);
+    let agent: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(
+        agent["token"].as_str().map(|t| t.split('.').count()),
+        Some(3)
+    );
+
+    let (ok, _, stderr) = run(&["tenant", "create", "acme"]);
+    assert!(!ok);
+    assert!(stderr.contains("already exists"), "stderr: {stderr}");
+
+    let (ok, _, stderr) = run(&[
+        "shop",
+        "add",
+        "nobody",
+        "x-se",
+        "--secret",
+        secret,
+        "--trigger-status",
+        "paid",
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("tenant nobody not found"),
+        "stderr: {stderr}"
+    );
+}

@@ -1,1 +1,17 @@
-//! placeholder
+//! The agent: runs on the Mamut server, dials out to the relay (TLS WebSocket, optionally
+//! through an HTTP CONNECT proxy), applies the orders it is sent to Mamut exactly once, and
+//! acknowledges each only after it is written.
+//!
+//! - [`config`]: defaults, `agent.toml`, `AGENT_*` environment.
+//! - [`transport`]: TCP, proxy tunnel, TLS, WebSocket handshake.
+//! - [`session`]: one session: hello/welcome, deliveries, acks, heartbeats.
+//! - [`supervisor`]: reconnect forever with full-jitter backoff.
+//! - [`mamut`]: the Mamut boundary and its implementations.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod mamut;
+pub mod session;
+pub mod supervisor;
+pub mod transport;

@@ -1,1 +1,114 @@
-fn main() {}
+//! `agent`: see `agent --help`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent::config::{AgentConfig, MamutBackend};
+use agent::mamut::Mamut;
+use agent::mamut::recorder::Recorder;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+/// Exit code for a configuration error (EX_USAGE).
+const EXIT_CONFIG: u8 = 64;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "agent",
+    version,
+    about = "Mamut agent: dials out to the relay and applies orders to Mamut"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Connect to the relay and apply orders until stopped (Ctrl-C, SIGTERM).
+    Run {
+        /// The agent's TOML configuration; `AGENT_*` environment variables override it.
+        #[arg(long, env = "AGENT_CONFIG")]
+        config: Option<PathBuf>,
+        /// Log JSON lines instead of text.
+        #[arg(long)]
+        log_json: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let Command::Run { config, log_json } = Cli::parse().command;
+    init_logging(log_json);
+    let env = |key: &str| std::env::var(key).ok();
+    let config = match AgentConfig::load(config.as_deref(), &env) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("agent: configuration error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match run(config, &env).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("agent failed: {e:#}");
+            eprintln!("agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: AgentConfig, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+    let mamut: Arc<dyn Mamut> = match config.mamut.backend {
+        MamutBackend::Recorder => {
+            tracing::warn!(path = %config.mamut.path.display(), "using the recorder stand-in, not Mamut");
+            Arc::new(Recorder::open(
+                &config.mamut.path,
+                Duration::from_millis(config.mamut.apply_delay_ms),
+            )?)
+        }
+    };
+    tracing::info!(relay = %config.relay.url, "agent started");
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("stopping: finishing in-flight orders");
+        on_signal.cancel();
+    });
+    agent::supervisor::run(&config, mamut, env, cancel).await?;
+    tracing::info!("agent stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

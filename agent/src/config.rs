@@ -1,0 +1,278 @@
+//! Agent configuration: defaults, then `agent.toml`, then `AGENT_*` environment variables.
+//! Validated before start-up; every error names the key it is about.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A secret string whose `Debug` prints nothing of it.
+#[derive(Clone, Deserialize, PartialEq, Eq, Default)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    pub relay: RelayConfig,
+    pub backoff: BackoffConfig,
+    pub mamut: MamutConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelayConfig {
+    /// `wss://host[:port]/agent/v1/connect` (`AGENT_RELAY_URL`).
+    pub url: String,
+    /// The agent's token, issued by the relay (`AGENT_RELAY_TOKEN`).
+    pub token: Secret,
+    /// Extra trusted root certificates (PEM), added to the system's (`AGENT_RELAY_CA_FILE`).
+    pub ca_file: Option<PathBuf>,
+    /// Allows plain `ws://`; for local development only (`AGENT_RELAY_INSECURE_DEV`).
+    pub insecure_dev: bool,
+    /// HTTP CONNECT proxy, `http://[user:pass@]host:port` (`AGENT_RELAY_PROXY`); without it
+    /// `HTTPS_PROXY`/`https_proxy` are used, minding `NO_PROXY`.
+    pub proxy: Option<String>,
+    /// Deliveries the agent accepts in flight at once.
+    pub credit: u32,
+    /// Send a heartbeat when idle this long; the connection counts as dead after three times
+    /// this without a frame from the relay.
+    pub heartbeat_secs: u32,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            token: Secret::default(),
+            ca_file: None,
+            insecure_dev: false,
+            proxy: None,
+            credit: 16,
+            heartbeat_secs: 15,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackoffConfig {
+    pub initial_ms: u64,
+    pub max_ms: u64,
+    /// A session that lived this long resets the backoff.
+    pub stable_after_secs: u64,
+}
+
+impl Default for BackoffConfig {
+    fn default() -> Self {
+        Self {
+            initial_ms: 500,
+            max_ms: 30_000,
+            stable_after_secs: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MamutBackend {
+    /// Test and development stand-in: records applied orders in a SQLite file. Not Mamut.
+    #[default]
+    Recorder,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MamutConfig {
+    pub backend: MamutBackend,
+    /// The recorder's database file (`AGENT_MAMUT_PATH`).
+    pub path: PathBuf,
+    /// Test hook: hold the write transaction open this long before committing.
+    pub apply_delay_ms: u64,
+}
+
+impl Default for MamutConfig {
+    fn default() -> Self {
+        Self {
+            backend: MamutBackend::Recorder,
+            path: "mamut-recorder.sqlite".into(),
+            apply_delay_ms: 0,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+fn error(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .trim()
+        .parse()
+        .map_err(|e: T::Err| error(key, format!("{value:?}: {e}")))
+}
+
+impl AgentConfig {
+    /// Loads the configuration; `env` looks up an environment variable.
+    pub fn load(
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut config = match file {
+            Some(path) => {
+                let key = path.display().to_string();
+                let text = std::fs::read_to_string(path).map_err(|e| error(&key, e.to_string()))?;
+                toml::from_str(&text).map_err(|e| error(&key, e.to_string()))?
+            }
+            None => AgentConfig::default(),
+        };
+        config.apply_env(env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let get = |key: &str| env(key).filter(|v| !v.is_empty());
+        if let Some(v) = get("AGENT_RELAY_URL") {
+            self.relay.url = v;
+        }
+        if let Some(v) = get("AGENT_RELAY_TOKEN") {
+            self.relay.token = Secret::new(v);
+        }
+        if let Some(v) = get("AGENT_RELAY_CA_FILE") {
+            self.relay.ca_file = Some(v.into());
+        }
+        if let Some(v) = get("AGENT_RELAY_INSECURE_DEV") {
+            self.relay.insecure_dev = parse("AGENT_RELAY_INSECURE_DEV", &v)?;
+        }
+        if let Some(v) = get("AGENT_RELAY_PROXY") {
+            self.relay.proxy = Some(v);
+        }
+        if let Some(v) = get("AGENT_MAMUT_PATH") {
+            self.mamut.path = v.into();
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let url = &self.relay.url;
+        if url.is_empty() {
+            return Err(error(
+                "relay.url",
+                "is required (e.g. wss://relay.example.com/agent/v1/connect)",
+            ));
+        }
+        crate::transport::Endpoint::parse(url, self.relay.insecure_dev)
+            .map_err(|e| error("relay.url", e))?;
+        if self.relay.token.expose().trim().is_empty() {
+            return Err(error(
+                "relay.token",
+                "is required (issued by the relay: relay agent create)",
+            ));
+        }
+        if let Some(proxy) = &self.relay.proxy {
+            crate::transport::Proxy::parse(proxy).map_err(|e| error("relay.proxy", e))?;
+        }
+        if !(1..=1024).contains(&self.relay.credit) {
+            return Err(error("relay.credit", "must be between 1 and 1024"));
+        }
+        if !(1..=300).contains(&self.relay.heartbeat_secs) {
+            return Err(error("relay.heartbeat_secs", "must be between 1 and 300"));
+        }
+        if self.backoff.initial_ms == 0 || self.backoff.max_ms < self.backoff.initial_ms {
+            return Err(error(
+                "backoff",
+                "initial_ms must be positive and not above max_ms",
+            ));
+        }
+        if self.mamut.path.as_os_str().is_empty() {
+            return Err(error("mamut.path", "must not be empty"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |key| map.get(key).cloned()
+    }
+
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, text).expect("write");
+        (dir, path)
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file_and_the_token_stays_hidden() {
+        let (_dir, path) = write(
+            "[relay]\nurl = \"wss://relay.example.com/agent/v1/connect\"\ntoken = \"file\"\n",
+        );
+        let config = AgentConfig::load(Some(&path), &env_of(&[("AGENT_RELAY_TOKEN", "from-env")]))
+            .expect("valid");
+        assert_eq!(config.relay.token.expose(), "from-env");
+        assert!(!format!("{config:?}").contains("from-env"));
+        assert_eq!(config.relay.credit, 16);
+    }
+
+    #[test]
+    fn plain_ws_needs_the_insecure_dev_flag() {
+        let (_dir, path) =
+            write("[relay]\nurl = \"ws://127.0.0.1:8080/agent/v1/connect\"\ntoken = \"t\"\n");
+        let bad = AgentConfig::load(Some(&path), &env_of(&[])).expect_err("ws refused");
+        assert_eq!(bad.key, "relay.url");
+        let ok = AgentConfig::load(
+            Some(&path),
+            &env_of(&[("AGENT_RELAY_INSECURE_DEV", "true")]),
+        );
+        assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn unknown_keys_and_missing_tokens_are_named() {
+        let (_dir, path) = write("[relay]\nurl = \"wss://r/agent/v1/connect\"\ntokn = \"t\"\n");
+        let bad = AgentConfig::load(Some(&path), &env_of(&[])).expect_err("unknown key");
+        assert!(bad.message.contains("tokn"), "{bad}");
+        let (_dir, path) = write("[relay]\nurl = \"wss://r/agent/v1/connect\"\n");
+        let bad = AgentConfig::load(Some(&path), &env_of(&[])).expect_err("no token");
+        assert_eq!(bad.key, "relay.token");
+    }
+}

@@ -1,0 +1,38 @@
+//! The Mamut boundary: everything the agent writes to or reads from Mamut goes through
+//! [`Mamut`]. The SQL Server implementation (tiberius) comes with the Mamut schema mapping;
+//! until then [`recorder::Recorder`] is the only implementation, a test and development
+//! stand-in that records applied orders.
+
+pub mod recorder;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use shared::protocol::Deliver;
+
+/// The outcome of applying one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// Mamut's order or invoice number for the shop order.
+    pub mamut_ref: String,
+    /// The shop order was already in Mamut; nothing was written.
+    pub already_applied: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    /// Try again later: the database is down, busy, deadlocked.
+    #[error("{0}")]
+    Retryable(String),
+    /// Will never work as it is: an unknown article number, a missing customer field.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+pub type ApplyFuture<'a> = Pin<Box<dyn Future<Output = Result<Applied, ApplyError>> + Send + 'a>>;
+
+/// Writes shop orders into Mamut, each exactly once: an order that is already there (same shop
+/// and shop order id) is answered with its existing number and not written again.
+pub trait Mamut: Send + Sync {
+    fn apply_order<'a>(&'a self, delivery: &'a Deliver) -> ApplyFuture<'a>;
+}

@@ -1,0 +1,240 @@
+//! One session with the relay: hello/welcome, then apply deliveries (concurrently, up to the
+//! credit window) and answer each with ack or nack only after the apply finished; heartbeats
+//! both ways, and a dead-connection timeout.
+//!
+//! Generic over the socket so tests drive it through channels.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use shared::protocol::{Ack, Deliver, Envelope, Heartbeat, Hello, Message, Nack, PROTOCOL_VERSION};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_util::sync::CancellationToken;
+
+use crate::mamut::{Applied, ApplyError, Mamut};
+
+/// Longest wait for the relay's welcome.
+const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for in-flight applies when the agent stops.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    pub credit: u32,
+    pub heartbeat: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("the relay closed the connection{}", .0.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
+    Closed(Option<String>),
+    #[error("no frame from the relay for {0:?}: connection presumed dead")]
+    Dead(Duration),
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error("connection error: {0}")]
+    Socket(String),
+}
+
+/// Runs a session until the relay goes away (an error: the caller reconnects) or `cancel`
+/// fires (`Ok`: in-flight applies were finished and acknowledged first).
+pub async fn run_session<S>(
+    mut socket: S,
+    mamut: Arc<dyn Mamut>,
+    settings: &SessionSettings,
+    cancel: &CancellationToken,
+) -> Result<(), SessionError>
+where
+    S: Stream<Item = Result<WsMessage, tokio_tungstenite::tungstenite::Error>>
+        + Sink<WsMessage>
+        + Unpin,
+{
+    send(
+        &mut socket,
+        Message::Hello(Hello {
+            protocol_version: PROTOCOL_VERSION,
+            agent_version: env!("CARGO_PKG_VERSION").into(),
+            credit: settings.credit,
+        }),
+    )
+    .await?;
+    let welcome = match tokio::time::timeout(WELCOME_TIMEOUT, next_message(&mut socket)).await {
+        Err(_) => return Err(SessionError::Protocol("no welcome from the relay".into())),
+        Ok(Err(e)) => return Err(e),
+        Ok(Ok(Message::Welcome(welcome))) => welcome,
+        Ok(Ok(other)) => {
+            return Err(SessionError::Protocol(format!(
+                "expected welcome, got {other:?}"
+            )));
+        }
+    };
+    if welcome.protocol_version != PROTOCOL_VERSION {
+        return Err(SessionError::Protocol(format!(
+            "the relay speaks protocol {}, this agent {PROTOCOL_VERSION}",
+            welcome.protocol_version
+        )));
+    }
+    tracing::info!(tenant = %welcome.tenant_id, credit = welcome.credit, "connected to relay");
+    let heartbeat = settings.heartbeat;
+    let dead_after = heartbeat.max(Duration::from_secs(u64::from(welcome.heartbeat_secs))) * 3;
+
+    let mut applying: JoinSet<(u64, Result<Applied, ApplyError>)> = JoinSet::new();
+    let mut last_heard = Instant::now();
+    let mut last_sent = Instant::now();
+    let mut tick = tokio::time::interval((heartbeat / 4).max(Duration::from_millis(100)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => {
+                drain(&mut socket, &mut applying).await?;
+                let _ = socket.send(WsMessage::Close(None)).await;
+                return Ok(());
+            }
+            frame = socket.next() => {
+                last_heard = Instant::now();
+                if let Some(delivery) = read_frame(frame)? {
+                    let mamut = mamut.clone();
+                    applying.spawn(async move {
+                        let result = mamut.apply_order(&delivery).await;
+                        (delivery.seq, result)
+                    });
+                }
+            }
+            Some(done) = applying.join_next(), if !applying.is_empty() => {
+                let (seq, result) = done.map_err(|e| SessionError::Protocol(format!("apply task failed: {e}")))?;
+                send(&mut socket, answer(seq, result)).await?;
+                last_sent = Instant::now();
+            }
+            _ = tick.tick() => {
+                if last_heard.elapsed() > dead_after {
+                    return Err(SessionError::Dead(dead_after));
+                }
+                if last_sent.elapsed() >= heartbeat {
+                    send(&mut socket, Message::Heartbeat(Heartbeat { sent_at_ms: chrono::Utc::now().timestamp_millis() })).await?;
+                    last_sent = Instant::now();
+                }
+            }
+        }
+    }
+}
+
+/// Interprets one frame: a delivery to apply, nothing to do, or the end of the session.
+fn read_frame(
+    frame: Option<Result<WsMessage, tokio_tungstenite::tungstenite::Error>>,
+) -> Result<Option<Deliver>, SessionError> {
+    match frame {
+        None => Err(SessionError::Closed(None)),
+        Some(Err(e)) => Err(SessionError::Socket(e.to_string())),
+        Some(Ok(WsMessage::Close(frame))) => {
+            Err(SessionError::Closed(frame.map(|f| f.reason.to_string())))
+        }
+        Some(Ok(WsMessage::Text(text))) => {
+            let envelope = Envelope::from_json(text.as_str())
+                .map_err(|e| SessionError::Protocol(e.to_string()))?;
+            match envelope.msg {
+                Message::Deliver(delivery) => Ok(Some(delivery)),
+                Message::Heartbeat(_) => Ok(None),
+                Message::PushAck(ack) => {
+                    tracing::debug!(push_id = %ack.push_id, "push acknowledged");
+                    Ok(None)
+                }
+                other => Err(SessionError::Protocol(format!(
+                    "unexpected message from the relay: {other:?}"
+                ))),
+            }
+        }
+        Some(Ok(WsMessage::Binary(_))) => Err(SessionError::Protocol(
+            "binary frames are not part of the protocol".into(),
+        )),
+        Some(Ok(_)) => Ok(None), // ping, pong: tungstenite answers pings itself
+    }
+}
+
+fn answer(seq: u64, result: Result<Applied, ApplyError>) -> Message {
+    match result {
+        Ok(applied) => {
+            tracing::info!(seq, mamut_ref = %applied.mamut_ref, already_applied = applied.already_applied, "order applied");
+            Message::Ack(Ack {
+                seq,
+                mamut_ref: Some(applied.mamut_ref),
+                already_applied: applied.already_applied,
+            })
+        }
+        Err(ApplyError::Retryable(reason)) => {
+            tracing::warn!(seq, %reason, "order not applied, the relay will retry");
+            Message::Nack(Nack {
+                seq,
+                retryable: true,
+                reason,
+            })
+        }
+        Err(ApplyError::Permanent(reason)) => {
+            tracing::error!(seq, %reason, "order refused");
+            Message::Nack(Nack {
+                seq,
+                retryable: false,
+                reason,
+            })
+        }
+    }
+}
+
+/// Lets in-flight applies finish (bounded) and acknowledges them before the agent stops.
+async fn drain<S>(
+    socket: &mut S,
+    applying: &mut JoinSet<(u64, Result<Applied, ApplyError>)>,
+) -> Result<(), SessionError>
+where
+    S: Sink<WsMessage> + Unpin,
+{
+    let deadline = Instant::now() + DRAIN_TIMEOUT;
+    while !applying.is_empty() {
+        match tokio::time::timeout_at(deadline, applying.join_next()).await {
+            Ok(Some(Ok((seq, result)))) => send(socket, answer(seq, result)).await?,
+            Ok(Some(Err(e))) => tracing::error!(error = %e, "apply task failed during shutdown"),
+            Ok(None) => break,
+            Err(_) => {
+                tracing::warn!(
+                    left = applying.len(),
+                    "applies still running at shutdown; the relay will redeliver them"
+                );
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn next_message<S>(socket: &mut S) -> Result<Message, SessionError>
+where
+    S: Stream<Item = Result<WsMessage, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        match socket.next().await {
+            None => return Err(SessionError::Closed(None)),
+            Some(Err(e)) => return Err(SessionError::Socket(e.to_string())),
+            Some(Ok(WsMessage::Close(frame))) => {
+                return Err(SessionError::Closed(frame.map(|f| f.reason.to_string())));
+            }
+            Some(Ok(WsMessage::Text(text))) => {
+                return Envelope::from_json(text.as_str())
+                    .map(|e| e.msg)
+                    .map_err(|e| SessionError::Protocol(e.to_string()));
+            }
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+async fn send<S>(socket: &mut S, msg: Message) -> Result<(), SessionError>
+where
+    S: Sink<WsMessage> + Unpin,
+{
+    socket
+        .send(WsMessage::Text(Envelope::new(msg).to_json().into()))
+        .await
+        .map_err(|_| SessionError::Closed(None))
+}

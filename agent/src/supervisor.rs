@@ -1,0 +1,127 @@
+//! The agent's top-level loop: connect, run a session, and when it ends for any reason wait a
+//! full-jitter exponential backoff and connect again — forever, until cancelled. A session that
+//! lived long enough resets the backoff. What was unacknowledged is simply redelivered by the
+//! relay on the next session.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use rand::Rng;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::AgentConfig;
+use crate::mamut::Mamut;
+use crate::session::{SessionSettings, run_session};
+use crate::transport::{self, ConnectError, Endpoint};
+
+/// TCP, proxy, TLS and WebSocket handshake together must finish within this.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The upper bound of the wait before reconnect attempt `failures` (1-based).
+pub fn backoff_ceiling(failures: u32, initial: Duration, max: Duration) -> Duration {
+    let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(31));
+    initial.saturating_mul(factor).min(max)
+}
+
+/// Full jitter: uniformly random between zero and the ceiling.
+pub fn full_jitter(ceiling: Duration) -> Duration {
+    let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+    Duration::from_millis(rand::rng().random_range(0..=millis))
+}
+
+/// Runs until `cancel` fires. Fails only on configuration that can never work (an unreadable
+/// CA file, a malformed proxy setting).
+pub async fn run(
+    config: &AgentConfig,
+    mamut: Arc<dyn Mamut>,
+    env: &dyn Fn(&str) -> Option<String>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let endpoint = Endpoint::parse(&config.relay.url, config.relay.insecure_dev)
+        .map_err(anyhow::Error::msg)?;
+    let tls = if endpoint.tls {
+        Some(transport::tls_config(&config.relay).context("failed to set up TLS")?)
+    } else {
+        None
+    };
+    let proxy = transport::select_proxy(config.relay.proxy.as_deref(), &endpoint.host, env)
+        .map_err(anyhow::Error::msg)?;
+    if let Some(proxy) = &proxy {
+        tracing::info!(proxy = %format!("{}:{}", proxy.host, proxy.port), "connecting through an HTTP proxy");
+    }
+    let settings = SessionSettings {
+        credit: config.relay.credit,
+        heartbeat: Duration::from_secs(u64::from(config.relay.heartbeat_secs)),
+    };
+    let initial = Duration::from_millis(config.backoff.initial_ms);
+    let max = Duration::from_millis(config.backoff.max_ms);
+    let stable = Duration::from_secs(config.backoff.stable_after_secs);
+    let mut failures = 0u32;
+    loop {
+        let started = Instant::now();
+        let outcome = tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            socket = transport::connect(&config.relay, tls.clone(), proxy.as_ref(), CONNECT_TIMEOUT) => socket,
+        };
+        let result = match outcome {
+            Ok(socket) => run_session(socket, mamut.clone(), &settings, &cancel)
+                .await
+                .map_err(anyhow::Error::from),
+            Err(e @ ConnectError::Refused(_)) => {
+                tracing::error!(error = %e, "the relay refused this agent's token");
+                Err(e.into())
+            }
+            Err(e) => Err(e.into()),
+        };
+        if cancel.is_cancelled() {
+            return Ok(());
+        }
+        if started.elapsed() >= stable {
+            failures = 0;
+        }
+        failures = failures.saturating_add(1);
+        let delay = full_jitter(backoff_ceiling(failures, initial, max));
+        match result {
+            Ok(()) => tracing::info!(?delay, "session ended; reconnecting"),
+            Err(e) => tracing::warn!(
+                error = format!("{e:#}"),
+                ?delay,
+                "session failed; reconnecting"
+            ),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backoff_doubles_up_to_its_cap() {
+        let initial = Duration::from_millis(500);
+        let max = Duration::from_secs(30);
+        assert_eq!(backoff_ceiling(1, initial, max), Duration::from_millis(500));
+        assert_eq!(backoff_ceiling(2, initial, max), Duration::from_secs(1));
+        assert_eq!(backoff_ceiling(4, initial, max), Duration::from_secs(4));
+        assert_eq!(backoff_ceiling(7, initial, max), Duration::from_secs(30));
+        assert_eq!(
+            backoff_ceiling(u32::MAX, initial, max),
+            Duration::from_secs(30)
+        );
+    }
+
+    #[test]
+    fn full_jitter_stays_within_the_ceiling() {
+        let ceiling = Duration::from_millis(250);
+        for _ in 0..1000 {
+            assert!(full_jitter(ceiling) <= ceiling);
+        }
+        assert_eq!(full_jitter(Duration::ZERO), Duration::ZERO);
+    }
+}

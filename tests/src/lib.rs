@@ -1,1 +1,70 @@
-//! harness
+//! The end-to-end harness: the real `relay` and `agent` binaries on random ports, with TLS
+//! from a test CA, typed clients for the admin API and the shop's webhooks, a CONNECT proxy,
+//! and a bounded wait for effects.
+//!
+//! - [`pki`]: a test CA and the relay's certificate.
+//! - [`process`]: starting, killing and restarting relay and agent processes.
+//! - [`admin`]: the admin API client.
+//! - [`shop`]: signed webhooks as the shop sends them.
+//! - [`proxy`]: an HTTP CONNECT proxy on loopback.
+//! - [`wait`]: waiting for a condition with a deadline.
+
+pub mod admin;
+pub mod pki;
+pub mod process;
+pub mod proxy;
+pub mod shop;
+pub mod wait;
+
+use std::sync::Arc;
+
+pub use admin::Admin;
+pub use pki::Pki;
+pub use process::{AgentOptions, AgentProcess, RelayOptions, RelayProcess};
+pub use shop::Shop;
+pub use wait::eventually;
+
+/// A relay with tenant `acme`, its shop `demo-se` (triggers `confirmed` and `paid`, creates
+/// orders) and a connected agent.
+pub struct World {
+    pub pki: Arc<Pki>,
+    pub relay: RelayProcess,
+    pub admin: Admin,
+    pub shop: Arc<Shop>,
+    pub agent: AgentProcess,
+    pub agent_id: String,
+}
+
+pub const TENANT: &str = "acme";
+pub const SHOP: &str = "demo-se";
+
+pub async fn setup() -> World {
+    setup_with(RelayOptions::default(), AgentOptions::default()).await
+}
+
+pub async fn setup_with(relay_options: RelayOptions, agent_options: AgentOptions) -> World {
+    let pki = Arc::new(Pki::new());
+    let relay = RelayProcess::start(pki.clone(), relay_options).await;
+    let admin = relay.admin();
+    admin.create_tenant(TENANT).await;
+    let shop = Arc::new(relay.shop());
+    admin
+        .add_shop(
+            TENANT,
+            SHOP,
+            &shop.secret_text(),
+            &["confirmed", "paid"],
+            "order",
+        )
+        .await;
+    let (agent_id, token) = admin.create_agent(TENANT).await;
+    let agent = AgentProcess::start(&relay, &token, agent_options).await;
+    World {
+        pki,
+        relay,
+        admin,
+        shop,
+        agent,
+        agent_id,
+    }
+}

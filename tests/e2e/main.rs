@@ -1,0 +1,8 @@
+//! End-to-end tests: the real `relay` and `agent` binaries, TLS, random ports.
+
+mod crash;
+mod delivery;
+mod isolation;
+mod proxy;
+mod reconnect;
+mod rejections;

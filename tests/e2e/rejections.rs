@@ -1,0 +1,154 @@
+//! Requests the relay must refuse: each gets its status code and stores nothing.
+
+use std::time::Duration;
+
+use tests::shop::order_body;
+use tests::{RelayOptions, SHOP, TENANT, eventually, setup_with};
+
+#[tokio::test]
+async fn rejected_webhooks_store_nothing_and_deliver_nothing() {
+    let options = RelayOptions {
+        max_body_bytes: Some(16 * 1024),
+        ..RelayOptions::default()
+    };
+    let world = setup_with(options, Default::default()).await;
+    let shop = &world.shop;
+    let good = order_body(SHOP, "rejected-1", "confirmed");
+    let now = chrono::Utc::now().timestamp();
+    let signed = |id: &str, ts: i64, body: &[u8]| {
+        vec![
+            ("webhook-id".to_string(), id.to_string()),
+            ("webhook-timestamp".to_string(), ts.to_string()),
+            (
+                "webhook-signature".to_string(),
+                shop.secret.sign(id, ts, body),
+            ),
+        ]
+    };
+    let without = |name: &str| -> Vec<(String, String)> {
+        signed("msg_x", now, &good)
+            .into_iter()
+            .filter(|(n, _)| n != name)
+            .collect()
+    };
+    let mut bad_signature = signed("msg_bad", now, &good);
+    bad_signature[2].1 = "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into();
+    let other_key = shared::signature::WebhookSecret::from_bytes(vec![9; 32]).expect("key");
+    let mut wrong_key = signed("msg_wrong_key", now, &good);
+    wrong_key[2].1 = other_key.sign("msg_wrong_key", now, &good);
+    let mismatch = order_body("other-shop", "rejected-2", "confirmed");
+    let missing_fields = br#"{"event":"order.status_changed","shop_id":"demo-se"}"#.to_vec();
+    let huge = {
+        let mut value: serde_json::Value = serde_json::from_slice(&good).expect("JSON");
+        value["order"]["customer"]["first_name"] = "x".repeat(20 * 1024).into();
+        serde_json::to_vec(&value).expect("JSON")
+    };
+
+    let cases: Vec<(&str, &str, Vec<u8>, Vec<(String, String)>, u16)> = vec![
+        ("bad signature", SHOP, good.clone(), bad_signature, 401),
+        (
+            "signed with another secret",
+            SHOP,
+            good.clone(),
+            wrong_key,
+            401,
+        ),
+        (
+            "missing webhook-id",
+            SHOP,
+            good.clone(),
+            without("webhook-id"),
+            401,
+        ),
+        (
+            "missing webhook-timestamp",
+            SHOP,
+            good.clone(),
+            without("webhook-timestamp"),
+            401,
+        ),
+        (
+            "missing webhook-signature",
+            SHOP,
+            good.clone(),
+            without("webhook-signature"),
+            401,
+        ),
+        (
+            "timestamp 10 minutes old",
+            SHOP,
+            good.clone(),
+            signed("msg_old", now - 600, &good),
+            401,
+        ),
+        (
+            "timestamp 10 minutes ahead",
+            SHOP,
+            good.clone(),
+            signed("msg_new", now + 600, &good),
+            401,
+        ),
+        (
+            "unknown shop",
+            "no-such-shop",
+            good.clone(),
+            signed("msg_unknown", now, &good),
+            404,
+        ),
+        (
+            "not JSON",
+            SHOP,
+            b"not json".to_vec(),
+            signed("msg_nojson", now, b"not json"),
+            400,
+        ),
+        (
+            "missing fields",
+            SHOP,
+            missing_fields.clone(),
+            signed("msg_fields", now, &missing_fields),
+            400,
+        ),
+        (
+            "body for another shop",
+            SHOP,
+            mismatch.clone(),
+            signed("msg_mismatch", now, &mismatch),
+            400,
+        ),
+        (
+            "body over the limit",
+            SHOP,
+            huge.clone(),
+            signed("msg_huge", now, &huge),
+            413,
+        ),
+    ];
+    for (name, shop_id, body, headers, want) in cases {
+        let (status, reply) = shop
+            .send_with(shop_id, body, &headers)
+            .await
+            .expect("relay answers");
+        assert_eq!(status.as_u16(), want, "{name}: {reply}");
+        assert!(
+            reply["error"].is_string(),
+            "{name}: error body expected, got {reply}"
+        );
+    }
+    assert!(
+        world.admin.events(TENANT, None).await.is_empty(),
+        "a rejected request stored an event"
+    );
+
+    shop.send(SHOP, &order_body(SHOP, "control", "confirmed"))
+        .await;
+    eventually(
+        "the control order is applied",
+        Duration::from_secs(30),
+        || async { !world.agent.applied().is_empty() },
+    )
+    .await;
+    let applied = world.agent.applied();
+    assert_eq!(applied.len(), 1, "only the control order may arrive");
+    assert_eq!(applied[0].shop_order_id, "control");
+}

@@ -1,0 +1,349 @@
+//! The real `relay` and `agent` binaries as child processes: started on random ports, killed
+//! with SIGKILL, restarted on the same port and data. Their logs go to files that are printed
+//! when a test fails.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::admin::Admin;
+use crate::pki::Pki;
+use crate::shop::Shop;
+
+/// A binary of this workspace, built by `cargo test --workspace` next to the test executable.
+pub fn bin_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        path.display()
+    );
+    path
+}
+
+#[derive(Debug, Clone)]
+pub struct RelayOptions {
+    pub tls: bool,
+    pub max_body_bytes: Option<usize>,
+    pub ack_timeout_secs: Option<u64>,
+    pub heartbeat_secs: Option<u32>,
+}
+
+impl Default for RelayOptions {
+    fn default() -> Self {
+        Self {
+            tls: true,
+            max_body_bytes: None,
+            ack_timeout_secs: None,
+            heartbeat_secs: Some(2),
+        }
+    }
+}
+
+pub struct RelayProcess {
+    pub pki: Arc<Pki>,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    pub port: u16,
+    pub admin_token: String,
+    options: RelayOptions,
+    starts: u32,
+}
+
+impl RelayProcess {
+    pub async fn start(pki: Arc<Pki>, options: RelayOptions) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let admin_token = format!("admin-{}", rand::random::<u64>());
+        let mut relay = Self {
+            pki,
+            dir,
+            child: None,
+            port: 0,
+            admin_token,
+            options,
+            starts: 0,
+        };
+        relay.spawn().await;
+        relay
+    }
+
+    pub fn database_url(&self) -> String {
+        format!("sqlite://{}", self.db_path().display())
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("relay.sqlite")
+    }
+
+    async fn spawn(&mut self) {
+        self.starts += 1;
+        let log = self.dir.path().join(format!("relay-{}.log", self.starts));
+        let mut command = Command::new(bin_path("relay"));
+        command
+            .arg("serve")
+            .env("RELAY_LISTEN", format!("127.0.0.1:{}", self.port))
+            .env("RELAY_DATABASE_URL", self.database_url())
+            .env("RELAY_ADMIN_TOKEN", &self.admin_token)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .kill_on_drop(true);
+        if self.options.tls {
+            command
+                .env("RELAY_TLS_CERT", self.pki.cert_file())
+                .env("RELAY_TLS_KEY", self.pki.key_file());
+        }
+        if let Some(bytes) = self.options.max_body_bytes {
+            command.env("RELAY_MAX_BODY_BYTES", bytes.to_string());
+        }
+        if let Some(secs) = self.options.ack_timeout_secs {
+            command.env("RELAY_ACK_TIMEOUT_SECS", secs.to_string());
+        }
+        if let Some(secs) = self.options.heartbeat_secs {
+            command.env("RELAY_HEARTBEAT_SECS", secs.to_string());
+        }
+        let mut child = command.spawn().expect("relay starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let listening = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(url) = line.strip_prefix("relay listening on ") {
+                    return Some(url.to_owned());
+                }
+            }
+            None
+        })
+        .await;
+        let url = match listening {
+            Ok(Some(url)) => url,
+            _ => panic!(
+                "relay did not start; log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ),
+        };
+        self.port = url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port in the listening line");
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        self.child = Some(child);
+    }
+
+    /// SIGKILL, and wait until the process is gone.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.expect("kill relay");
+        }
+    }
+
+    /// Starts again on the same port and database.
+    pub async fn restart(&mut self) {
+        self.kill().await;
+        self.spawn().await;
+    }
+
+    pub fn base_url(&self) -> String {
+        let scheme = if self.options.tls { "https" } else { "http" };
+        format!("{scheme}://localhost:{}", self.port)
+    }
+
+    pub fn ws_url(&self) -> String {
+        let scheme = if self.options.tls { "wss" } else { "ws" };
+        format!("{scheme}://localhost:{}/agent/v1/connect", self.port)
+    }
+
+    pub fn admin(&self) -> Admin {
+        Admin::new(self.pki.client(), self.base_url(), self.admin_token.clone())
+    }
+
+    pub fn shop(&self) -> Shop {
+        Shop::new(self.pki.client(), self.base_url())
+    }
+
+    pub fn logs(&self) -> String {
+        (1..=self.starts)
+            .map(|n| {
+                std::fs::read_to_string(self.dir.path().join(format!("relay-{n}.log")))
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("\n--- restart ---\n")
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("==== relay logs ====\n{}", self.logs());
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    pub proxy: Option<String>,
+    pub apply_delay_ms: u64,
+    pub credit: u32,
+}
+
+impl Default for AgentOptions {
+    fn default() -> Self {
+        Self {
+            proxy: None,
+            apply_delay_ms: 0,
+            credit: 16,
+        }
+    }
+}
+
+/// One row of the recorder stand-in's `applied_orders`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedRow {
+    pub shop_id: String,
+    pub shop_order_id: String,
+    pub document_type: String,
+    pub mamut_ref: String,
+    pub order_json: String,
+}
+
+pub struct AgentProcess {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl AgentProcess {
+    pub async fn start(relay: &RelayProcess, token: &str, options: AgentOptions) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tls = if relay.ws_url().starts_with("wss") {
+            format!(
+                "ca_file = {:?}\n",
+                relay.pki.ca_file().display().to_string()
+            )
+        } else {
+            "insecure_dev = true\n".to_owned()
+        };
+        let proxy = options
+            .proxy
+            .as_ref()
+            .map(|p| format!("proxy = {p:?}\n"))
+            .unwrap_or_default();
+        let config = format!(
+            "[relay]\nurl = {:?}\ntoken = {:?}\n{tls}{proxy}credit = {}\nheartbeat_secs = 2\n\n\
+             [backoff]\ninitial_ms = 100\nmax_ms = 1000\nstable_after_secs = 10\n\n\
+             [mamut]\nbackend = \"recorder\"\npath = {:?}\napply_delay_ms = {}\n",
+            relay.ws_url(),
+            token,
+            options.credit,
+            dir.path()
+                .join("mamut-recorder.sqlite")
+                .display()
+                .to_string(),
+            options.apply_delay_ms,
+        );
+        std::fs::write(dir.path().join("agent.toml"), config).expect("write agent.toml");
+        let mut agent = Self {
+            dir,
+            child: None,
+            starts: 0,
+        };
+        agent.spawn();
+        agent
+    }
+
+    fn spawn(&mut self) {
+        self.starts += 1;
+        let log = std::fs::File::create(self.dir.path().join(format!("agent-{}.log", self.starts)))
+            .expect("log");
+        let child = Command::new(bin_path("agent"))
+            .arg("run")
+            .arg("--config")
+            .arg(self.dir.path().join("agent.toml"))
+            .env("RUST_LOG", "info")
+            .env_remove("HTTPS_PROXY")
+            .env_remove("https_proxy")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("agent starts");
+        self.child = Some(child);
+    }
+
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.expect("kill agent");
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        self.kill().await;
+        self.spawn();
+    }
+
+    pub fn logs(&self) -> String {
+        (1..=self.starts)
+            .map(|n| {
+                std::fs::read_to_string(self.dir.path().join(format!("agent-{n}.log")))
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("\n--- restart ---\n")
+    }
+
+    /// How many sessions the agent has established so far.
+    pub fn sessions(&self) -> usize {
+        self.logs().matches("connected to relay").count()
+    }
+
+    /// What the recorder stand-in holds, in the order written.
+    pub fn applied(&self) -> Vec<AppliedRow> {
+        let path = self.dir.path().join("mamut-recorder.sqlite");
+        if !path.exists() {
+            return Vec::new();
+        }
+        let conn = rusqlite::Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open recorder");
+        conn.busy_timeout(Duration::from_secs(5))
+            .expect("busy timeout");
+        let mut stmt = match conn.prepare(
+            "SELECT shop_id, shop_order_id, document_type, mamut_ref, order_json FROM applied_orders ORDER BY id",
+        ) {
+            Ok(stmt) => stmt,
+            Err(_) => return Vec::new(), // the table is created on the agent's first start
+        };
+        stmt.query_map([], |r| {
+            Ok(AppliedRow {
+                shop_id: r.get(0)?,
+                shop_order_id: r.get(1)?,
+                document_type: r.get(2)?,
+                mamut_ref: r.get(3)?,
+                order_json: r.get(4)?,
+            })
+        })
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("==== agent logs ====\n{}", self.logs());
+        }
+    }
+}

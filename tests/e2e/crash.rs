@@ -29,11 +29,10 @@ async fn burst(shop: Arc<Shop>, orders: Vec<String>, accepted: Arc<AtomicUsize>)
                 let body = order_body(SHOP, &order, "confirmed");
                 let id = shop.next_id();
                 let headers = shop.headers(&id, &body);
-                if let Ok((status, _)) = shop.send_with(SHOP, body, &headers).await {
-                    if status.is_success() {
-                        accepted.fetch_add(1, Ordering::SeqCst);
-                        ok.push(order);
-                    }
+                let sent = shop.send_with(SHOP, body, &headers).await;
+                if sent.is_ok_and(|(status, _)| status.is_success()) {
+                    accepted.fetch_add(1, Ordering::SeqCst);
+                    ok.push(order);
                 }
             }
         }));

@@ -44,7 +44,8 @@ async fn rejected_webhooks_store_nothing_and_deliver_nothing() {
         serde_json::to_vec(&value).expect("JSON")
     };
 
-    let cases: Vec<(&str, &str, Vec<u8>, Vec<(String, String)>, u16)> = vec![
+    type Case<'a> = (&'a str, &'a str, Vec<u8>, Vec<(String, String)>, u16);
+    let cases: Vec<Case> = vec![
         ("bad signature", SHOP, good.clone(), bad_signature, 401),
         (
             "signed with another secret",

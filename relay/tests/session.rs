@@ -106,6 +106,10 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
+    fixture_with(Config::default()).await
+}
+
+async fn fixture_with(config: Config) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let store =
         Store::open(&StoreLocation::Sqlite(dir.path().join("relay.sqlite"))).expect("store opens");
@@ -127,7 +131,7 @@ async fn fixture() -> Fixture {
         .await
         .expect("shop");
     let app = Arc::new(AppState {
-        config: Config::default(),
+        config,
         tokens: Tokens::new(store.clone(), "relay".into()),
         store,
         registry: Default::default(),
@@ -308,5 +312,25 @@ async fn unacknowledged_deliveries_are_sent_again_to_the_next_session() {
             assert_eq!(d.attempt, 2);
         }
         other => panic!("expected a redelivery, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_delivery_without_an_ack_is_sent_again_after_the_ack_timeout() {
+    let f = fixture_with(Config { ack_timeout_secs: 1, ..Config::default() }).await;
+    let id = add_event(&f, "w1", "o1").await;
+    let mut agent = connect(&f);
+    hello(&mut agent, 4).await;
+    assert_eq!(agent.deliveries(1).await, vec![id as u64]);
+    // No ack: the same event comes again, counted as a second attempt.
+    match agent.recv().await {
+        Message::Deliver(d) => assert_eq!((d.seq, d.attempt), (id as u64, 2)),
+        other => panic!("expected a redelivery, got {other:?}"),
+    }
+    agent.send(ack(id as u64));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while state_of(&f, id).await != EventState::Delivered {
+        assert!(tokio::time::Instant::now() < deadline, "never delivered");
+        tokio::task::yield_now().await;
     }
 }

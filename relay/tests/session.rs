@@ -317,7 +317,11 @@ async fn unacknowledged_deliveries_are_sent_again_to_the_next_session() {
 
 #[tokio::test]
 async fn a_delivery_without_an_ack_is_sent_again_after_the_ack_timeout() {
-    let f = fixture_with(Config { ack_timeout_secs: 1, ..Config::default() }).await;
+    let f = fixture_with(Config {
+        ack_timeout_secs: 1,
+        ..Config::default()
+    })
+    .await;
     let id = add_event(&f, "w1", "o1").await;
     let mut agent = connect(&f);
     hello(&mut agent, 4).await;

@@ -1,0 +1,231 @@
+//! The agent's session driven through channels, with an in-memory Mamut.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use agent::mamut::{Applied, ApplyError, ApplyFuture, Mamut};
+use agent::session::{SessionError, SessionSettings, run_session};
+use futures_util::{Sink, Stream};
+use shared::domain::{DocumentType, OrderWebhook};
+use shared::protocol::{Deliver, Envelope, Heartbeat, Message, PROTOCOL_VERSION, Welcome};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
+use tokio_util::sync::CancellationToken;
+
+struct Duplex {
+    incoming: mpsc::UnboundedReceiver<Result<WsMessage, WsError>>,
+    outgoing: mpsc::UnboundedSender<WsMessage>,
+}
+
+impl Stream for Duplex {
+    type Item = Result<WsMessage, WsError>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.incoming.poll_recv(cx)
+    }
+}
+
+impl Sink<WsMessage> for Duplex {
+    type Error = WsError;
+    fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        Poll::Ready(Ok(()))
+    }
+    fn start_send(self: Pin<&mut Self>, item: WsMessage) -> Result<(), WsError> {
+        self.outgoing
+            .send(item)
+            .map_err(|_| WsError::ConnectionClosed)
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Applies every order except those whose id starts with `bad-`.
+#[derive(Default)]
+struct FakeMamut {
+    applied: Mutex<Vec<String>>,
+}
+
+impl Mamut for FakeMamut {
+    fn apply_order<'a>(&'a self, delivery: &'a Deliver) -> ApplyFuture<'a> {
+        Box::pin(async move {
+            if delivery.order.id.starts_with("bad-") {
+                return Err(ApplyError::Permanent(format!(
+                    "unknown article in {}",
+                    delivery.order.id
+                )));
+            }
+            let mut applied = self
+                .applied
+                .lock()
+                .map_err(|_| ApplyError::Retryable("poisoned".into()))?;
+            applied.push(delivery.order.id.clone());
+            Ok(Applied {
+                mamut_ref: format!("O{}", applied.len()),
+                already_applied: false,
+            })
+        })
+    }
+}
+
+struct Relay {
+    to_agent: mpsc::UnboundedSender<Result<WsMessage, WsError>>,
+    from_agent: mpsc::UnboundedReceiver<WsMessage>,
+}
+
+impl Relay {
+    fn send(&self, msg: Message) {
+        let _ = self
+            .to_agent
+            .send(Ok(WsMessage::Text(Envelope::new(msg).to_json().into())));
+    }
+
+    async fn recv(&mut self) -> Message {
+        loop {
+            let frame = tokio::time::timeout(Duration::from_secs(10), self.from_agent.recv())
+                .await
+                .expect("a frame within 10 s")
+                .expect("session open");
+            if let WsMessage::Text(text) = frame {
+                let msg = Envelope::from_json(text.as_str()).expect("valid frame").msg;
+                if !matches!(msg, Message::Heartbeat(_)) {
+                    return msg;
+                }
+            }
+        }
+    }
+}
+
+fn start(
+    mamut: Arc<FakeMamut>,
+) -> (
+    Relay,
+    tokio::task::JoinHandle<Result<(), SessionError>>,
+    CancellationToken,
+) {
+    let (to_agent, incoming) = mpsc::unbounded_channel();
+    let (outgoing, from_agent) = mpsc::unbounded_channel();
+    let cancel = CancellationToken::new();
+    let settings = SessionSettings {
+        credit: 4,
+        heartbeat: Duration::from_secs(5),
+    };
+    let token = cancel.clone();
+    let task = tokio::spawn(async move {
+        run_session(Duplex { incoming, outgoing }, mamut, &settings, &token).await
+    });
+    (
+        Relay {
+            to_agent,
+            from_agent,
+        },
+        task,
+        cancel,
+    )
+}
+
+fn welcome() -> Message {
+    Message::Welcome(Welcome {
+        protocol_version: PROTOCOL_VERSION,
+        relay_version: "test".into(),
+        tenant_id: "acme".parse().expect("tenant"),
+        credit: 4,
+        heartbeat_secs: 5,
+    })
+}
+
+fn deliver(seq: u64, order_id: &str) -> Message {
+    let webhook: OrderWebhook = serde_json::from_str(include_str!(
+        "../../shared/tests/fixtures/order-webhook-full.json"
+    ))
+    .expect("fixture");
+    let mut order = webhook.order;
+    order.id = order_id.into();
+    Message::Deliver(Deliver {
+        seq,
+        attempt: 1,
+        shop_id: webhook.shop_id,
+        document_type: DocumentType::Order,
+        order,
+    })
+}
+
+#[tokio::test]
+async fn hello_comes_first_and_each_delivery_is_answered_after_its_apply() {
+    let mamut = Arc::new(FakeMamut::default());
+    let (mut relay, _task, _cancel) = start(mamut.clone());
+    match relay.recv().await {
+        Message::Hello(hello) => assert_eq!(
+            (hello.protocol_version, hello.credit),
+            (PROTOCOL_VERSION, 4)
+        ),
+        other => panic!("expected hello, got {other:?}"),
+    }
+    relay.send(welcome());
+    relay.send(deliver(7, "100234"));
+    match relay.recv().await {
+        Message::Ack(ack) => assert_eq!((ack.seq, ack.mamut_ref.as_deref()), (7, Some("O1"))),
+        other => panic!("expected ack, got {other:?}"),
+    }
+    assert_eq!(mamut.applied.lock().expect("lock").as_slice(), ["100234"]);
+    relay.send(deliver(8, "bad-1"));
+    match relay.recv().await {
+        Message::Nack(nack) => {
+            assert_eq!((nack.seq, nack.retryable), (8, false));
+            assert!(nack.reason.contains("unknown article"));
+        }
+        other => panic!("expected nack, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_frame_ends_the_session_without_a_panic() {
+    let (mut relay, task, _cancel) = start(Arc::new(FakeMamut::default()));
+    relay.recv().await;
+    relay.send(welcome());
+    let _ = relay.to_agent.send(Ok(WsMessage::Text(
+        "{\"v\":1,\"msg\":{\"type\":\"nonsense\"}}".into(),
+    )));
+    let result = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("ends")
+        .expect("no panic");
+    assert!(
+        matches!(result, Err(SessionError::Protocol(_))),
+        "{result:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_relay_is_declared_dead_after_three_heartbeats() {
+    let (mut relay, task, _cancel) = start(Arc::new(FakeMamut::default()));
+    relay.recv().await;
+    relay.send(welcome());
+    // The relay says nothing more; with time paused the timers run at once.
+    let result = tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("ends")
+        .expect("no panic");
+    assert!(
+        matches!(result, Err(SessionError::Dead(d)) if d == Duration::from_secs(15)),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn heartbeats_keep_the_session_alive_and_cancel_ends_it_cleanly() {
+    let (mut relay, task, cancel) = start(Arc::new(FakeMamut::default()));
+    relay.recv().await;
+    relay.send(welcome());
+    relay.send(Message::Heartbeat(Heartbeat { sent_at_ms: 1 }));
+    cancel.cancel();
+    let result = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("ends")
+        .expect("no panic");
+    assert!(result.is_ok(), "{result:?}");
+}

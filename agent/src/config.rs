@@ -275,4 +275,11 @@ mod tests {
         let bad = AgentConfig::load(Some(&path), &env_of(&[])).expect_err("no token");
         assert_eq!(bad.key, "relay.token");
     }
+
+    #[test]
+    fn the_example_configuration_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("agent.example.toml");
+        let config = AgentConfig::load(Some(&path), &env_of(&[])).expect("the example loads");
+        assert_eq!(config.mamut.backend, MamutBackend::Recorder);
+    }
 }

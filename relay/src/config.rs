@@ -276,4 +276,11 @@ mod tests {
         let bad = Config::load(Some(&path), &env_of(&[])).expect_err("unknown key");
         assert!(bad.message.contains("listne"), "{bad}");
     }
+
+    #[test]
+    fn the_example_configuration_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/relay.example.toml");
+        let config = Config::load(Some(&path), &env_of(&[])).expect("the example loads");
+        assert_eq!(config.listen, Config::default().listen);
+    }
 }

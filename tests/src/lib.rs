@@ -10,6 +10,7 @@
 //! - [`wait`]: waiting for a condition with a deadline.
 
 pub mod admin;
+pub mod mamut_sim;
 pub mod pki;
 pub mod process;
 pub mod proxy;

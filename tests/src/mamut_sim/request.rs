@@ -1,0 +1,256 @@
+//! Decoding what the client asks: an SQL batch, or an RPC call of `sp_executesql` with typed
+//! parameters, into SQL text and SQLite values.
+
+use rusqlite::types::Value;
+use rust_decimal::Decimal;
+
+/// `sp_executesql`'s procedure id.
+const SP_EXECUTESQL: u16 = 10;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub sql: String,
+    /// `(name, value)`, names with their `@`.
+    pub params: Vec<(String, Value)>,
+    /// An RPC call (answered with DONEINPROC/RETURNSTATUS/DONEPROC) or a batch.
+    pub rpc: bool,
+}
+
+/// A cursor over a request's bytes; every read is bounds-checked.
+struct Reader<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let end = self.at.checked_add(n).ok_or("length overflow")?;
+        let bytes = self.data.get(self.at..end).ok_or("request truncated")?;
+        self.at = end;
+        Ok(bytes)
+    }
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, String> {
+        let b = self.take(2)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self) -> Result<u32, String> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self) -> Result<u64, String> {
+        let b = self.take(8)?;
+        Ok(u64::from_le_bytes(
+            b.try_into().map_err(|_| "request truncated")?,
+        ))
+    }
+    fn utf16(&mut self, chars: usize) -> Result<String, String> {
+        utf16(self.take(chars * 2)?)
+    }
+    fn done(&self) -> bool {
+        self.at >= self.data.len()
+    }
+    /// ALL_HEADERS: a total length that includes itself; the headers are not needed here.
+    fn skip_all_headers(&mut self) -> Result<(), String> {
+        let total = self.u32()? as usize;
+        self.take(total.checked_sub(4).ok_or("bad ALL_HEADERS length")?)?;
+        Ok(())
+    }
+}
+
+fn utf16(bytes: &[u8]) -> Result<String, String> {
+    let units: Vec<u16> = bytes
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    String::from_utf16(&units).map_err(|_| "text is not valid UTF-16".to_string())
+}
+
+pub fn sql_batch(data: &[u8]) -> Result<Request, String> {
+    let mut reader = Reader { data, at: 0 };
+    reader.skip_all_headers()?;
+    let sql = utf16(&data[reader.at..])?;
+    Ok(Request {
+        sql,
+        params: Vec::new(),
+        rpc: false,
+    })
+}
+
+pub fn rpc(data: &[u8]) -> Result<Request, String> {
+    let mut r = Reader { data, at: 0 };
+    r.skip_all_headers()?;
+    let name_len = r.u16()?;
+    if name_len == 0xFFFF {
+        let id = r.u16()?;
+        if id != SP_EXECUTESQL {
+            return Err(format!(
+                "only sp_executesql is supported, not procedure id {id}"
+            ));
+        }
+    } else {
+        let name = r.utf16(usize::from(name_len))?;
+        if !name.eq_ignore_ascii_case("sp_executesql") {
+            return Err(format!("only sp_executesql is supported, not {name}"));
+        }
+    }
+    let _options = r.u16()?;
+    let mut values = Vec::new();
+    while !r.done() {
+        let name_chars = usize::from(r.u8()?);
+        let name = r.utf16(name_chars)?;
+        let _status = r.u8()?;
+        values.push((name, param_value(&mut r)?));
+    }
+    let mut values = values.into_iter();
+    let sql = match values.next() {
+        Some((_, Value::Text(sql))) => sql,
+        _ => return Err("sp_executesql needs the statement as its first parameter".into()),
+    };
+    let _declarations = values.next();
+    // Parameters after the declarations are @P1, @P2...; tiberius sends their names too.
+    let params = values
+        .enumerate()
+        .map(|(i, (name, value))| {
+            (
+                if name.is_empty() {
+                    format!("@P{}", i + 1)
+                } else {
+                    name
+                },
+                value,
+            )
+        })
+        .collect();
+    Ok(Request {
+        sql,
+        params,
+        rpc: true,
+    })
+}
+
+/// One parameter: TYPE_INFO then the value.
+fn param_value(r: &mut Reader<'_>) -> Result<Value, String> {
+    let type_id = r.u8()?;
+    match type_id {
+        // INTN, BITN: length byte in TYPE_INFO, then a length byte per value (0 = NULL).
+        0x26 | 0x68 => {
+            let _max = r.u8()?;
+            let len = usize::from(r.u8()?);
+            let bytes = r.take(len)?;
+            Ok(match len {
+                0 => Value::Null,
+                1 => Value::Integer(i64::from(bytes[0])),
+                2 => Value::Integer(i64::from(i16::from_le_bytes([bytes[0], bytes[1]]))),
+                4 => Value::Integer(i64::from(i32::from_le_bytes([
+                    bytes[0], bytes[1], bytes[2], bytes[3],
+                ]))),
+                8 => Value::Integer(i64::from_le_bytes(
+                    bytes.try_into().map_err(|_| "bad integer")?,
+                )),
+                _ => return Err(format!("integer of {len} bytes")),
+            })
+        }
+        // FLTN
+        0x6D => {
+            let _max = r.u8()?;
+            let len = usize::from(r.u8()?);
+            let bytes = r.take(len)?;
+            Ok(match len {
+                0 => Value::Null,
+                4 => Value::Real(f64::from(f32::from_le_bytes(
+                    bytes.try_into().map_err(|_| "bad float")?,
+                ))),
+                8 => Value::Real(f64::from_le_bytes(
+                    bytes.try_into().map_err(|_| "bad float")?,
+                )),
+                _ => return Err(format!("float of {len} bytes")),
+            })
+        }
+        // DECIMALN, NUMERICN: stored as exact text.
+        0x6A | 0x6C => {
+            let _max = r.u8()?;
+            let _precision = r.u8()?;
+            let scale = r.u8()?;
+            let len = usize::from(r.u8()?);
+            if len == 0 {
+                return Ok(Value::Null);
+            }
+            let bytes = r.take(len)?;
+            let mut magnitude = [0u8; 16];
+            let digits = &bytes[1..];
+            if digits.len() > 16 {
+                return Err("decimal too long".into());
+            }
+            magnitude[..digits.len()].copy_from_slice(digits);
+            let value = i128::from_le_bytes(magnitude);
+            let signed = if bytes[0] == 1 { value } else { -value };
+            let decimal = Decimal::try_from_i128_with_scale(signed, u32::from(scale))
+                .map_err(|e| e.to_string())?;
+            Ok(Value::Text(decimal.to_string()))
+        }
+        // NVARCHAR, NCHAR (UTF-16) and BIGVARCHAR, BIGCHAR (single byte).
+        0xE7 | 0xEF | 0xA7 | 0xAF => {
+            let max = r.u16()?;
+            r.take(5)?; // collation
+            let wide = matches!(type_id, 0xE7 | 0xEF);
+            match var_bytes(r, max == 0xFFFF)? {
+                None => Ok(Value::Null),
+                Some(bytes) if wide => Ok(Value::Text(utf16(&bytes)?)),
+                Some(bytes) => Ok(Value::Text(bytes.iter().map(|&b| char::from(b)).collect())),
+            }
+        }
+        // BIGVARBIN, BIGBINARY
+        0xA5 | 0xAD => {
+            let max = r.u16()?;
+            Ok(var_bytes(r, max == 0xFFFF)?.map_or(Value::Null, Value::Blob))
+        }
+        // DATETIME2N
+        0x2A => {
+            let scale = r.u8()?;
+            let len = usize::from(r.u8()?);
+            if len == 0 {
+                return Ok(Value::Null);
+            }
+            let bytes = r.take(len)?;
+            Ok(Value::Text(super::types::datetime2_text(bytes, scale)?))
+        }
+        // DATEN
+        0x28 => {
+            let len = usize::from(r.u8()?);
+            if len == 0 {
+                return Ok(Value::Null);
+            }
+            let bytes = r.take(len)?;
+            Ok(Value::Text(super::types::date_text(bytes)?))
+        }
+        other => Err(format!(
+            "parameter type 0x{other:02X} is not supported by the stand-in"
+        )),
+    }
+}
+
+/// A variable-length value: PLP for MAX types, else a two-byte length (0xFFFF = NULL).
+fn var_bytes(r: &mut Reader<'_>, plp: bool) -> Result<Option<Vec<u8>>, String> {
+    if !plp {
+        let len = r.u16()?;
+        if len == 0xFFFF {
+            return Ok(None);
+        }
+        return Ok(Some(r.take(usize::from(len))?.to_vec()));
+    }
+    let total = r.u64()?;
+    if total == u64::MAX {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    loop {
+        let chunk = r.u32()? as usize;
+        if chunk == 0 {
+            return Ok(Some(out));
+        }
+        out.extend_from_slice(r.take(chunk)?);
+    }
+}

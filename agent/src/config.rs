@@ -94,6 +94,87 @@ pub enum MamutBackend {
     /// Test and development stand-in: records applied orders in a SQLite file. Not Mamut.
     #[default]
     Recorder,
+    /// Mamut One Enterprise's SQL Server, through tiberius.
+    Sqlserver,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encryption {
+    /// TLS for the whole connection.
+    Required,
+    /// TLS for the login only.
+    Off,
+    /// No TLS at all (a server without encryption).
+    NotSupported,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CustomerMatch {
+    CustomerNo,
+    Email,
+    OrgNo,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownArticle {
+    /// Refuse the order permanently (it goes to the relay's dead letters, with the reason).
+    Reject,
+    /// Write the line as free text (no article number).
+    FreeText,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqlServerConfig {
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+    /// `AGENT_MAMUT_PASSWORD`.
+    pub password: Secret,
+    pub encryption: Encryption,
+    /// Accept the server's certificate without checking it (self-signed SQL Server certs).
+    pub trust_server_certificate: bool,
+    /// Table and column names; the reference names when absent.
+    pub mapping: Option<PathBuf>,
+    /// How an order's customer is found in Mamut, in order; not found → created.
+    pub customer_match: Vec<CustomerMatch>,
+    pub unknown_article: UnknownArticle,
+    /// Article number for the shipping line; a free-text line when absent.
+    pub shipping_article: Option<String>,
+    /// First number of each series when the table is empty.
+    pub order_number_start: i32,
+    pub customer_number_start: i32,
+    /// Test hook: wait this long after the commit before answering.
+    pub after_commit_delay_ms: u64,
+}
+
+impl Default for SqlServerConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 1433,
+            database: "mamut".into(),
+            user: String::new(),
+            password: Secret::default(),
+            encryption: Encryption::Required,
+            trust_server_certificate: false,
+            mapping: None,
+            customer_match: vec![
+                CustomerMatch::CustomerNo,
+                CustomerMatch::Email,
+                CustomerMatch::OrgNo,
+            ],
+            unknown_article: UnknownArticle::Reject,
+            shipping_article: None,
+            order_number_start: 10_000,
+            customer_number_start: 10_000,
+            after_commit_delay_ms: 0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -104,6 +185,7 @@ pub struct MamutConfig {
     pub path: PathBuf,
     /// Test hook: hold the write transaction open this long before committing.
     pub apply_delay_ms: u64,
+    pub sqlserver: SqlServerConfig,
 }
 
 impl Default for MamutConfig {
@@ -112,6 +194,7 @@ impl Default for MamutConfig {
             backend: MamutBackend::Recorder,
             path: "mamut-recorder.sqlite".into(),
             apply_delay_ms: 0,
+            sqlserver: SqlServerConfig::default(),
         }
     }
 }
@@ -179,6 +262,9 @@ impl AgentConfig {
         if let Some(v) = get("AGENT_MAMUT_PATH") {
             self.mamut.path = v.into();
         }
+        if let Some(v) = get("AGENT_MAMUT_PASSWORD") {
+            self.mamut.sqlserver.password = Secret::new(v);
+        }
         Ok(())
     }
 
@@ -213,8 +299,26 @@ impl AgentConfig {
                 "initial_ms must be positive and not above max_ms",
             ));
         }
-        if self.mamut.path.as_os_str().is_empty() {
-            return Err(error("mamut.path", "must not be empty"));
+        match self.mamut.backend {
+            MamutBackend::Recorder if self.mamut.path.as_os_str().is_empty() => {
+                return Err(error("mamut.path", "must not be empty"));
+            }
+            MamutBackend::Sqlserver => {
+                let sql = &self.mamut.sqlserver;
+                if sql.host.is_empty() {
+                    return Err(error("mamut.sqlserver.host", "is required"));
+                }
+                if sql.user.is_empty() {
+                    return Err(error("mamut.sqlserver.user", "is required (a SQL login)"));
+                }
+                if sql.customer_match.is_empty() {
+                    return Err(error(
+                        "mamut.sqlserver.customer_match",
+                        "needs at least one key",
+                    ));
+                }
+            }
+            MamutBackend::Recorder => {}
         }
         Ok(())
     }

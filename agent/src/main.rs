@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use agent::config::{AgentConfig, MamutBackend};
 use agent::mamut::Mamut;
+use agent::mamut::mapping::Mapping;
 use agent::mamut::recorder::Recorder;
+use agent::mamut::sqlserver::SqlServer;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -43,6 +45,8 @@ enum Command {
 async fn main() -> ExitCode {
     let Command::Run { config, log_json } = Cli::parse().command;
     init_logging(log_json);
+    // TLS to SQL Server (tiberius) uses the process-wide rustls provider.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let env = |key: &str| std::env::var(key).ok();
     let config = match AgentConfig::load(config.as_deref(), &env) {
         Ok(config) => config,
@@ -69,6 +73,15 @@ async fn run(config: AgentConfig, env: &dyn Fn(&str) -> Option<String>) -> anyho
                 &config.mamut.path,
                 Duration::from_millis(config.mamut.apply_delay_ms),
             )?)
+        }
+        MamutBackend::Sqlserver => {
+            let sql = &config.mamut.sqlserver;
+            let mapping = match &sql.mapping {
+                Some(path) => Mapping::load(path).map_err(anyhow::Error::msg)?,
+                None => Mapping::default(),
+            };
+            tracing::info!(host = %sql.host, port = sql.port, database = %sql.database, "Mamut on SQL Server");
+            Arc::new(SqlServer::new(sql.clone(), mapping))
         }
     };
     tracing::info!(relay = %config.relay.url, "agent started");

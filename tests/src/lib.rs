@@ -10,6 +10,7 @@
 //! - [`wait`]: waiting for a condition with a deadline.
 
 pub mod admin;
+pub mod mamut_db;
 pub mod mamut_sim;
 pub mod pki;
 pub mod process;
@@ -21,7 +22,7 @@ use std::sync::Arc;
 
 pub use admin::Admin;
 pub use pki::Pki;
-pub use process::{AgentOptions, AgentProcess, RelayOptions, RelayProcess};
+pub use process::{AgentOptions, AgentProcess, RelayOptions, RelayProcess, SqlServerOptions};
 pub use shop::Shop;
 pub use wait::eventually;
 

@@ -194,6 +194,26 @@ pub struct AgentOptions {
     pub proxy: Option<String>,
     pub apply_delay_ms: u64,
     pub credit: u32,
+    /// Use the SQL Server backend against a TDS stand-in instead of the recorder.
+    pub sqlserver: Option<SqlServerOptions>,
+}
+
+/// The agent's `[mamut.sqlserver]` settings for a test.
+#[derive(Debug, Clone)]
+pub struct SqlServerOptions {
+    pub port: u16,
+    pub unknown_article: &'static str,
+    pub after_commit_delay_ms: u64,
+}
+
+impl SqlServerOptions {
+    pub fn new(port: u16) -> Self {
+        Self {
+            port,
+            unknown_article: "reject",
+            after_commit_delay_ms: 0,
+        }
+    }
 }
 
 impl Default for AgentOptions {
@@ -202,6 +222,7 @@ impl Default for AgentOptions {
             proxy: None,
             apply_delay_ms: 0,
             credit: 16,
+            sqlserver: None,
         }
     }
 }
@@ -220,6 +241,8 @@ pub struct AgentProcess {
     dir: tempfile::TempDir,
     child: Option<Child>,
     starts: u32,
+    /// The relay's URL, the agent's token, and the TLS line of its config.
+    relay_section: (String, String, String),
 }
 
 impl AgentProcess {
@@ -233,32 +256,48 @@ impl AgentProcess {
         } else {
             "insecure_dev = true\n".to_owned()
         };
+        let mut agent = Self {
+            dir,
+            child: None,
+            starts: 0,
+            relay_section: (relay.ws_url(), token.to_owned(), tls),
+        };
+        agent.configure(&options);
+        agent.spawn();
+        agent
+    }
+
+    /// Writes `agent.toml` for `options`; takes effect at the next (re)start.
+    pub fn configure(&mut self, options: &AgentOptions) {
+        let (url, token, tls) = &self.relay_section;
         let proxy = options
             .proxy
             .as_ref()
             .map(|p| format!("proxy = {p:?}\n"))
             .unwrap_or_default();
-        let config = format!(
-            "[relay]\nurl = {:?}\ntoken = {:?}\n{tls}{proxy}credit = {}\nheartbeat_secs = 2\n\n\
-             [backoff]\ninitial_ms = 100\nmax_ms = 1000\nstable_after_secs = 10\n\n\
-             [mamut]\nbackend = \"recorder\"\npath = {:?}\napply_delay_ms = {}\n",
-            relay.ws_url(),
-            token,
-            options.credit,
-            dir.path()
-                .join("mamut-recorder.sqlite")
-                .display()
-                .to_string(),
-            options.apply_delay_ms,
-        );
-        std::fs::write(dir.path().join("agent.toml"), config).expect("write agent.toml");
-        let mut agent = Self {
-            dir,
-            child: None,
-            starts: 0,
+        let mamut = match &options.sqlserver {
+            None => format!(
+                "backend = \"recorder\"\npath = {:?}\napply_delay_ms = {}\n",
+                self.dir
+                    .path()
+                    .join("mamut-recorder.sqlite")
+                    .display()
+                    .to_string(),
+                options.apply_delay_ms
+            ),
+            Some(sql) => format!(
+                "backend = \"sqlserver\"\n\n[mamut.sqlserver]\nhost = \"127.0.0.1\"\nport = {}\ndatabase = \"mamut\"\n\
+                 user = \"mamut\"\npassword = \"s3cret-pass\"\nencryption = \"not_supported\"\n\
+                 unknown_article = {:?}\nshipping_article = \"FRAKT\"\nafter_commit_delay_ms = {}\n",
+                sql.port, sql.unknown_article, sql.after_commit_delay_ms
+            ),
         };
-        agent.spawn();
-        agent
+        let config = format!(
+            "[relay]\nurl = {url:?}\ntoken = {token:?}\n{tls}{proxy}credit = {}\nheartbeat_secs = 2\n\n\
+             [backoff]\ninitial_ms = 100\nmax_ms = 1000\nstable_after_secs = 10\n\n[mamut]\n{mamut}",
+            options.credit,
+        );
+        std::fs::write(self.dir.path().join("agent.toml"), config).expect("write agent.toml");
     }
 
     fn spawn(&mut self) {

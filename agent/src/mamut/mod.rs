@@ -1,9 +1,11 @@
 //! The Mamut boundary: everything the agent writes to or reads from Mamut goes through
-//! [`Mamut`]. The SQL Server implementation (tiberius) comes with the Mamut schema mapping;
-//! until then [`recorder::Recorder`] is the only implementation, a test and development
+//! [`Mamut`]. [`sqlserver::SqlServer`] is the real implementation (tiberius, tables and
+//! columns from [`mapping::Mapping`]); [`recorder::Recorder`] is a test and development
 //! stand-in that records applied orders.
 
+pub mod mapping;
 pub mod recorder;
+pub mod sqlserver;
 
 use std::future::Future;
 use std::pin::Pin;

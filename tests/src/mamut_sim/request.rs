@@ -135,6 +135,8 @@ pub fn rpc(data: &[u8]) -> Result<Request, String> {
 fn param_value(r: &mut Reader<'_>) -> Result<Value, String> {
     let type_id = r.u8()?;
     match type_id {
+        // NULLTYPE: an untyped NULL, nothing follows.
+        0x1F => Ok(Value::Null),
         // INTN, BITN: length byte in TYPE_INFO, then a length byte per value (0 = NULL).
         0x26 | 0x68 => {
             let _max = r.u8()?;

@@ -32,6 +32,34 @@ pub struct AgentConfig {
     pub relay: RelayConfig,
     pub backoff: BackoffConfig,
     pub mamut: MamutConfig,
+    pub watch: WatchConfig,
+}
+
+/// Watching Mamut for stock, price, price list, product and order status changes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatchConfig {
+    pub enabled: bool,
+    /// How often Mamut is polled.
+    pub interval_ms: u64,
+    /// Where the change cursors are kept (`AGENT_WATCH_STATE_FILE`).
+    pub state_file: PathBuf,
+    /// Most rows read per kind and poll.
+    pub batch: u32,
+    /// Currency of Mamut's base prices.
+    pub currency: String,
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_ms: 1000,
+            state_file: "agent-state.json".into(),
+            batch: 500,
+            currency: "SEK".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -262,6 +290,9 @@ impl AgentConfig {
         if let Some(v) = get("AGENT_MAMUT_PATH") {
             self.mamut.path = v.into();
         }
+        if let Some(v) = get("AGENT_WATCH_STATE_FILE") {
+            self.watch.state_file = v.into();
+        }
         if let Some(v) = get("AGENT_MAMUT_PASSWORD") {
             self.mamut.sqlserver.password = Secret::new(v);
         }
@@ -298,6 +329,15 @@ impl AgentConfig {
                 "backoff",
                 "initial_ms must be positive and not above max_ms",
             ));
+        }
+        if !(100..=3_600_000).contains(&self.watch.interval_ms) {
+            return Err(error(
+                "watch.interval_ms",
+                "must be between 100 and 3600000",
+            ));
+        }
+        if !(1..=10_000).contains(&self.watch.batch) {
+            return Err(error("watch.batch", "must be between 1 and 10000"));
         }
         match self.mamut.backend {
             MamutBackend::Recorder if self.mamut.path.as_os_str().is_empty() => {

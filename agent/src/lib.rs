@@ -7,6 +7,7 @@
 //! - [`session`]: one session: hello/welcome, deliveries, acks, heartbeats.
 //! - [`supervisor`]: reconnect forever with full-jitter backoff.
 //! - [`mamut`]: the Mamut boundary and its implementations.
+//! - [`watch`]: polling Mamut for changes and pushing them, with durable cursors.
 
 #![forbid(unsafe_code)]
 
@@ -15,3 +16,4 @@ pub mod mamut;
 pub mod session;
 pub mod supervisor;
 pub mod transport;
+pub mod watch;

@@ -81,7 +81,11 @@ async fn run(config: AgentConfig, env: &dyn Fn(&str) -> Option<String>) -> anyho
                 None => Mapping::default(),
             };
             tracing::info!(host = %sql.host, port = sql.port, database = %sql.database, "Mamut on SQL Server");
-            Arc::new(SqlServer::new(sql.clone(), mapping))
+            Arc::new(SqlServer::new(
+                sql.clone(),
+                mapping,
+                config.watch.currency.clone(),
+            ))
         }
     };
     tracing::info!(relay = %config.relay.url, "agent started");

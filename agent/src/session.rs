@@ -4,17 +4,20 @@
 //!
 //! Generic over the socket so tests drive it through channels.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use shared::protocol::{Ack, Deliver, Envelope, Heartbeat, Hello, Message, Nack, PROTOCOL_VERSION};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_util::sync::CancellationToken;
 
 use crate::mamut::{Applied, ApplyError, Mamut};
+use crate::watch::PushBatch;
 
 /// Longest wait for the relay's welcome.
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
@@ -45,6 +48,7 @@ pub async fn run_session<S>(
     mut socket: S,
     mamut: Arc<dyn Mamut>,
     settings: &SessionSettings,
+    pushes: &mut mpsc::Receiver<PushBatch>,
     cancel: &CancellationToken,
 ) -> Result<(), SessionError>
 where
@@ -82,6 +86,8 @@ where
     let dead_after = heartbeat.max(Duration::from_secs(u64::from(welcome.heartbeat_secs))) * 3;
 
     let mut applying: JoinSet<(u64, Result<Applied, ApplyError>)> = JoinSet::new();
+    // The push batch being sent: ids not yet acknowledged, and whom to tell when none are left.
+    let mut awaiting: Option<(HashSet<String>, oneshot::Sender<()>)> = None;
     let mut last_heard = Instant::now();
     let mut last_sent = Instant::now();
     let mut tick = tokio::time::interval((heartbeat / 4).max(Duration::from_millis(100)));
@@ -95,12 +101,35 @@ where
             }
             frame = socket.next() => {
                 last_heard = Instant::now();
-                if let Some(delivery) = read_frame(frame)? {
-                    let mamut = mamut.clone();
-                    applying.spawn(async move {
-                        let result = mamut.apply_order(&delivery).await;
-                        (delivery.seq, result)
-                    });
+                match read_frame(frame)? {
+                    Incoming::Deliver(delivery) => {
+                        let mamut = mamut.clone();
+                        applying.spawn(async move {
+                            let result = mamut.apply_order(&delivery).await;
+                            (delivery.seq, result)
+                        });
+                    }
+                    Incoming::PushAck(push_id) => {
+                        if let Some((ids, _)) = awaiting.as_mut() {
+                            ids.remove(&push_id);
+                            if ids.is_empty() && let Some((_, done)) = awaiting.take() {
+                                let _ = done.send(());
+                            }
+                        }
+                    }
+                    Incoming::Nothing => {}
+                }
+            }
+            Some(batch) = pushes.recv(), if awaiting.is_none() => {
+                let ids: HashSet<String> = batch.pushes.iter().map(|p| p.push_id.clone()).collect();
+                for push in batch.pushes {
+                    send(&mut socket, Message::Push(push)).await?;
+                }
+                last_sent = Instant::now();
+                if ids.is_empty() {
+                    let _ = batch.acknowledged.send(());
+                } else {
+                    awaiting = Some((ids, batch.acknowledged));
                 }
             }
             Some(done) = applying.join_next(), if !applying.is_empty() => {
@@ -121,10 +150,18 @@ where
     }
 }
 
-/// Interprets one frame: a delivery to apply, nothing to do, or the end of the session.
+/// What a frame from the relay asks of the session.
+enum Incoming {
+    Deliver(Box<Deliver>),
+    PushAck(String),
+    Nothing,
+}
+
+/// Interprets one frame: a delivery to apply, a push acknowledged, nothing to do, or the end of
+/// the session.
 fn read_frame(
     frame: Option<Result<WsMessage, tokio_tungstenite::tungstenite::Error>>,
-) -> Result<Option<Deliver>, SessionError> {
+) -> Result<Incoming, SessionError> {
     match frame {
         None => Err(SessionError::Closed(None)),
         Some(Err(e)) => Err(SessionError::Socket(e.to_string())),
@@ -135,12 +172,9 @@ fn read_frame(
             let envelope = Envelope::from_json(text.as_str())
                 .map_err(|e| SessionError::Protocol(e.to_string()))?;
             match envelope.msg {
-                Message::Deliver(delivery) => Ok(Some(delivery)),
-                Message::Heartbeat(_) => Ok(None),
-                Message::PushAck(ack) => {
-                    tracing::debug!(push_id = %ack.push_id, "push acknowledged");
-                    Ok(None)
-                }
+                Message::Deliver(delivery) => Ok(Incoming::Deliver(Box::new(delivery))),
+                Message::Heartbeat(_) => Ok(Incoming::Nothing),
+                Message::PushAck(ack) => Ok(Incoming::PushAck(ack.push_id)),
                 other => Err(SessionError::Protocol(format!(
                     "unexpected message from the relay: {other:?}"
                 ))),
@@ -149,7 +183,7 @@ fn read_frame(
         Some(Ok(WsMessage::Binary(_))) => Err(SessionError::Protocol(
             "binary frames are not part of the protocol".into(),
         )),
-        Some(Ok(_)) => Ok(None), // ping, pong: tungstenite answers pings itself
+        Some(Ok(_)) => Ok(Incoming::Nothing), // ping, pong: tungstenite answers pings itself
     }
 }
 

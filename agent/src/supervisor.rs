@@ -15,6 +15,7 @@ use crate::config::AgentConfig;
 use crate::mamut::Mamut;
 use crate::session::{SessionSettings, run_session};
 use crate::transport::{self, ConnectError, Endpoint};
+use crate::watch::{self, WatchSettings};
 
 /// TCP, proxy, TLS and WebSocket handshake together must finish within this.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -58,6 +59,16 @@ pub async fn run(
     let initial = Duration::from_millis(config.backoff.initial_ms);
     let max = Duration::from_millis(config.backoff.max_ms);
     let stable = Duration::from_secs(config.backoff.stable_after_secs);
+    // Changes found in Mamut wait here for a session to push them.
+    let (batches, mut pushes) = tokio::sync::mpsc::channel(1);
+    if config.watch.enabled {
+        let settings = WatchSettings {
+            interval: Duration::from_millis(config.watch.interval_ms),
+            state_file: config.watch.state_file.clone(),
+            batch: config.watch.batch,
+        };
+        tokio::spawn(watch::run(mamut.clone(), settings, batches, cancel.clone()));
+    }
     let mut failures = 0u32;
     loop {
         let started = Instant::now();
@@ -66,7 +77,7 @@ pub async fn run(
             socket = transport::connect(&config.relay, tls.clone(), proxy.as_ref(), CONNECT_TIMEOUT) => socket,
         };
         let result = match outcome {
-            Ok(socket) => run_session(socket, mamut.clone(), &settings, &cancel)
+            Ok(socket) => run_session(socket, mamut.clone(), &settings, &mut pushes, &cancel)
                 .await
                 .map_err(anyhow::Error::from),
             Err(e @ ConnectError::Refused(_)) => {

@@ -7,9 +7,13 @@ use std::time::Duration;
 
 use agent::mamut::{Applied, ApplyError, ApplyFuture, Mamut};
 use agent::session::{SessionError, SessionSettings, run_session};
+use agent::watch::PushBatch;
 use futures_util::{Sink, Stream};
+use shared::domain::{Change, StockLevel};
 use shared::domain::{DocumentType, OrderWebhook};
-use shared::protocol::{Deliver, Envelope, Heartbeat, Message, PROTOCOL_VERSION, Welcome};
+use shared::protocol::{
+    Deliver, Envelope, Heartbeat, Message, PROTOCOL_VERSION, Push, PushAck, Welcome,
+};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 use tokio_util::sync::CancellationToken;
@@ -100,13 +104,14 @@ impl Relay {
     }
 }
 
-fn start(
-    mamut: Arc<FakeMamut>,
-) -> (
+type Started = (
     Relay,
     tokio::task::JoinHandle<Result<(), SessionError>>,
     CancellationToken,
-) {
+    mpsc::Sender<PushBatch>,
+);
+
+fn start(mamut: Arc<FakeMamut>) -> Started {
     let (to_agent, incoming) = mpsc::unbounded_channel();
     let (outgoing, from_agent) = mpsc::unbounded_channel();
     let cancel = CancellationToken::new();
@@ -115,8 +120,16 @@ fn start(
         heartbeat: Duration::from_secs(5),
     };
     let token = cancel.clone();
+    let (batches, mut pushes) = mpsc::channel(1);
     let task = tokio::spawn(async move {
-        run_session(Duplex { incoming, outgoing }, mamut, &settings, &token).await
+        run_session(
+            Duplex { incoming, outgoing },
+            mamut,
+            &settings,
+            &mut pushes,
+            &token,
+        )
+        .await
     });
     (
         Relay {
@@ -125,6 +138,7 @@ fn start(
         },
         task,
         cancel,
+        batches,
     )
 }
 
@@ -157,7 +171,7 @@ fn deliver(seq: u64, order_id: &str) -> Message {
 #[tokio::test]
 async fn hello_comes_first_and_each_delivery_is_answered_after_its_apply() {
     let mamut = Arc::new(FakeMamut::default());
-    let (mut relay, _task, _cancel) = start(mamut.clone());
+    let (mut relay, _task, _cancel, _batches) = start(mamut.clone());
     match relay.recv().await {
         Message::Hello(hello) => assert_eq!(
             (hello.protocol_version, hello.credit),
@@ -184,7 +198,7 @@ async fn hello_comes_first_and_each_delivery_is_answered_after_its_apply() {
 
 #[tokio::test]
 async fn a_malformed_frame_ends_the_session_without_a_panic() {
-    let (mut relay, task, _cancel) = start(Arc::new(FakeMamut::default()));
+    let (mut relay, task, _cancel, _batches) = start(Arc::new(FakeMamut::default()));
     relay.recv().await;
     relay.send(welcome());
     let _ = relay.to_agent.send(Ok(WsMessage::Text(
@@ -202,7 +216,7 @@ async fn a_malformed_frame_ends_the_session_without_a_panic() {
 
 #[tokio::test(start_paused = true)]
 async fn a_silent_relay_is_declared_dead_after_three_heartbeats() {
-    let (mut relay, task, _cancel) = start(Arc::new(FakeMamut::default()));
+    let (mut relay, task, _cancel, _batches) = start(Arc::new(FakeMamut::default()));
     relay.recv().await;
     relay.send(welcome());
     // The relay says nothing more; with time paused the timers run at once.
@@ -218,7 +232,7 @@ async fn a_silent_relay_is_declared_dead_after_three_heartbeats() {
 
 #[tokio::test]
 async fn heartbeats_keep_the_session_alive_and_cancel_ends_it_cleanly() {
-    let (mut relay, task, cancel) = start(Arc::new(FakeMamut::default()));
+    let (mut relay, task, cancel, _batches) = start(Arc::new(FakeMamut::default()));
     relay.recv().await;
     relay.send(welcome());
     relay.send(Message::Heartbeat(Heartbeat { sent_at_ms: 1 }));
@@ -228,4 +242,50 @@ async fn heartbeats_keep_the_session_alive_and_cancel_ends_it_cleanly() {
         .expect("ends")
         .expect("no panic");
     assert!(result.is_ok(), "{result:?}");
+}
+
+#[tokio::test]
+async fn a_push_batch_is_acknowledged_only_when_the_relay_acked_every_push() {
+    let (mut relay, _task, _cancel, batches) = start(Arc::new(FakeMamut::default()));
+    relay.recv().await;
+    relay.send(welcome());
+    let push = |id: &str| Push {
+        push_id: id.into(),
+        change: Change::Stock(StockLevel {
+            article_number: "MUG-01".parse().expect("article"),
+            warehouse: None,
+            quantity: 5.into(),
+        }),
+    };
+    let (acknowledged, mut ack) = tokio::sync::oneshot::channel();
+    batches
+        .send(PushBatch {
+            pushes: vec![push("stock-1-a"), push("stock-2-a")],
+            acknowledged,
+        })
+        .await
+        .expect("sent");
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        match relay.recv().await {
+            Message::Push(p) => ids.push(p.push_id),
+            other => panic!("expected a push, got {other:?}"),
+        }
+    }
+    assert_eq!(ids, ["stock-1-a", "stock-2-a"]);
+    relay.send(Message::PushAck(PushAck {
+        push_id: ids[0].clone(),
+    }));
+    relay.send(Message::Heartbeat(Heartbeat { sent_at_ms: 1 }));
+    // A heartbeat after the first ack proves the session handled it; the batch is not done yet.
+    tokio::time::timeout(Duration::from_millis(200), &mut ack)
+        .await
+        .expect_err("acknowledged too early");
+    relay.send(Message::PushAck(PushAck {
+        push_id: ids[1].clone(),
+    }));
+    tokio::time::timeout(Duration::from_secs(10), ack)
+        .await
+        .expect("acknowledged")
+        .expect("sender kept");
 }

@@ -205,6 +205,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/tenants/{tenant}/events", get(list_events))
         .route("/tenants/{tenant}/events/{id}", get(event))
         .route("/tenants/{tenant}/events/{id}/replay", post(replay))
+        .route("/tenants/{tenant}/pushes", get(list_pushes))
         .route("/agents/{agent}/revoke", post(revoke_agent))
 }
 
@@ -296,4 +297,15 @@ async fn replay(
     app.store.replay(tenant.clone(), id).await?;
     app.registry.wake(&tenant);
     Ok(Json(json!({ "id": id, "state": "pending" })))
+}
+
+async fn list_pushes(
+    State(app): State<Arc<AppState>>,
+    Path(tenant): Path<String>,
+    Query(query): Query<EventQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = tenant_id(tenant)?;
+    let limit = query.limit.unwrap_or(100).clamp(1, 10_000);
+    let pushes = app.store.list_pushes(tenant, limit).await?;
+    Ok(Json(json!({ "pushes": pushes })))
 }

@@ -3,6 +3,7 @@
 mod crash;
 mod delivery;
 mod isolation;
+mod mamut_changes;
 mod mamut_orders;
 mod mamut_sim;
 mod proxy;

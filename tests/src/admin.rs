@@ -138,4 +138,17 @@ impl Admin {
         )
         .await
     }
+
+    /// The tenant's stored pushes, newest first.
+    pub async fn pushes(&self, tenant: &str) -> Vec<Value> {
+        let v = self
+            .expect(
+                reqwest::Method::GET,
+                &format!("/tenants/{tenant}/pushes?limit=10000"),
+                None,
+                StatusCode::OK,
+            )
+            .await;
+        v["pushes"].as_array().cloned().unwrap_or_default()
+    }
 }

@@ -294,8 +294,10 @@ impl AgentProcess {
         };
         let config = format!(
             "[relay]\nurl = {url:?}\ntoken = {token:?}\n{tls}{proxy}credit = {}\nheartbeat_secs = 2\n\n\
-             [backoff]\ninitial_ms = 100\nmax_ms = 1000\nstable_after_secs = 10\n\n[mamut]\n{mamut}",
+             [backoff]\ninitial_ms = 100\nmax_ms = 1000\nstable_after_secs = 10\n\n\
+             [watch]\ninterval_ms = 200\nstate_file = {:?}\n\n[mamut]\n{mamut}",
             options.credit,
+            self.state_file().display().to_string(),
         );
         std::fs::write(self.dir.path().join("agent.toml"), config).expect("write agent.toml");
     }
@@ -328,6 +330,11 @@ impl AgentProcess {
     pub async fn restart(&mut self) {
         self.kill().await;
         self.spawn();
+    }
+
+    /// The agent's change cursors file.
+    pub fn state_file(&self) -> PathBuf {
+        self.dir.path().join("agent-state.json")
     }
 
     pub fn logs(&self) -> String {

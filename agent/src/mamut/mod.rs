@@ -12,6 +12,8 @@ use std::pin::Pin;
 
 use shared::protocol::Deliver;
 
+use crate::watch::{ChangeRow, Cursors};
+
 /// The outcome of applying one delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Applied {
@@ -33,8 +35,17 @@ pub enum ApplyError {
 
 pub type ApplyFuture<'a> = Pin<Box<dyn Future<Output = Result<Applied, ApplyError>> + Send + 'a>>;
 
+pub type ChangesFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Vec<ChangeRow>, String>> + Send + 'a>>;
+
 /// Writes shop orders into Mamut, each exactly once: an order that is already there (same shop
 /// and shop order id) is answered with its existing number and not written again.
 pub trait Mamut: Send + Sync {
     fn apply_order<'a>(&'a self, delivery: &'a Deliver) -> ApplyFuture<'a>;
+
+    /// Changes past `cursors`, at most `batch` per kind, oldest first. A backend that cannot
+    /// watch (the recorder) finds none.
+    fn poll_changes<'a>(&'a self, _cursors: &'a Cursors, _batch: u32) -> ChangesFuture<'a> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
 }

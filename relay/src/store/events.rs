@@ -91,6 +91,17 @@ pub struct HistoryEntry {
     pub detail: Option<String>,
 }
 
+/// A push as the admin sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PushSummary {
+    pub id: i64,
+    pub agent_id: String,
+    pub push_id: String,
+    pub kind: String,
+    pub change: serde_json::Value,
+    pub received_at: String,
+}
+
 /// An event selected for delivery.
 #[derive(Debug, Clone)]
 pub struct QueuedEvent {
@@ -432,6 +443,34 @@ impl Store {
                     ],
                 )?;
                 Ok(())
+            })
+            .await
+    }
+
+    /// A tenant's pushes, newest first.
+    pub async fn list_pushes(
+        &self,
+        tenant: TenantId,
+        limit: u32,
+    ) -> Result<Vec<PushSummary>, StoreError> {
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id, agent_id, push_id, kind, payload, received_at FROM pushes
+                     WHERE tenant_id = ?1 ORDER BY id DESC LIMIT ?2",
+                )?;
+                let rows = stmt.query_map(params![tenant.as_str(), limit], |r| {
+                    let payload: String = r.get(4)?;
+                    Ok(PushSummary {
+                        id: r.get(0)?,
+                        agent_id: r.get(1)?,
+                        push_id: r.get(2)?,
+                        kind: r.get(3)?,
+                        change: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
+                        received_at: r.get(5)?,
+                    })
+                })?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
             })
             .await
     }

@@ -15,7 +15,9 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-pub use events::{EventState, EventSummary, HistoryEntry, Ingested, NewEvent, QueuedEvent};
+pub use events::{
+    EventState, EventSummary, HistoryEntry, Ingested, NewEvent, PushSummary, QueuedEvent,
+};
 pub use tenants::{AgentRecord, ShopRecord, SigningKey, TenantRecord};
 
 #[derive(Debug, Clone, thiserror::Error)]

@@ -17,14 +17,19 @@ use tokio::sync::Mutex;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
 use super::mapping::Mapping;
-use super::{Applied, ApplyError, ApplyFuture, Mamut};
+use super::{Applied, ApplyError, ApplyFuture, ChangesFuture, Mamut};
 use crate::config::{CustomerMatch, Encryption, SqlServerConfig, UnknownArticle};
+use crate::watch::Cursors;
 
-type Conn = Client<Compat<TcpStream>>;
+pub(crate) type Conn = Client<Compat<TcpStream>>;
+
+mod changes;
 
 pub struct SqlServer {
     config: SqlServerConfig,
     mapping: Mapping,
+    /// Currency of Mamut's base prices, for price pushes.
+    price_currency: String,
     /// One connection, opened on first use and dropped after any error.
     conn: Mutex<Option<Conn>>,
 }
@@ -46,12 +51,37 @@ fn classify(e: TdsError) -> ApplyError {
 }
 
 impl SqlServer {
-    pub fn new(config: SqlServerConfig, mapping: Mapping) -> Self {
+    pub fn new(config: SqlServerConfig, mapping: Mapping, price_currency: String) -> Self {
         Self {
             config,
             mapping,
+            price_currency,
             conn: Mutex::new(None),
         }
+    }
+
+    /// Runs `f` on the connection, opening it first if needed, and dropping it after an error.
+    async fn with_conn<T, E>(
+        &self,
+        f: impl AsyncFnOnce(&mut Conn) -> Result<T, E>,
+        unreachable: impl FnOnce(String) -> E,
+    ) -> Result<T, E> {
+        let mut guard = self.conn.lock().await;
+        if guard.is_none() {
+            match Self::connect(&self.config).await {
+                Ok(conn) => *guard = Some(conn),
+                Err(e) => return Err(unreachable(format!("cannot reach Mamut: {e}"))),
+            }
+        }
+        let Some(conn) = guard.as_mut() else {
+            return Err(unreachable("no Mamut connection".into()));
+        };
+        let result = f(conn).await;
+        if result.is_err() {
+            // The connection's state is unknown after an error; start afresh next time.
+            *guard = None;
+        }
+        result
     }
 
     pub async fn connect(config: &SqlServerConfig) -> Result<Conn, TdsError> {
@@ -388,24 +418,16 @@ async fn first_i64(
 
 impl Mamut for SqlServer {
     fn apply_order<'a>(&'a self, delivery: &'a Deliver) -> ApplyFuture<'a> {
-        Box::pin(async move {
-            let mut guard = self.conn.lock().await;
-            if guard.is_none() {
-                *guard = Some(
-                    Self::connect(&self.config)
-                        .await
-                        .map_err(|e| ApplyError::Retryable(format!("cannot reach Mamut: {e}")))?,
-                );
-            }
-            let Some(conn) = guard.as_mut() else {
-                return Err(ApplyError::Retryable("no Mamut connection".into()));
-            };
-            let result = self.apply(conn, delivery).await;
-            if result.is_err() {
-                // The connection's state is unknown after an error; start afresh next time.
-                *guard = None;
-            }
-            result
-        })
+        Box::pin(self.with_conn(
+            async |conn| self.apply(conn, delivery).await,
+            ApplyError::Retryable,
+        ))
+    }
+
+    fn poll_changes<'a>(&'a self, cursors: &'a Cursors, batch: u32) -> ChangesFuture<'a> {
+        Box::pin(self.with_conn(
+            async move |conn| self.changes(conn, cursors, batch).await,
+            |e| e,
+        ))
     }
 }

@@ -3,6 +3,7 @@
 //! acknowledges each only after it is written.
 //!
 //! - [`config`]: defaults, `agent.toml`, `AGENT_*` environment.
+//! - [`check`]: `agent check`, the installer's first command.
 //! - [`transport`]: TCP, proxy tunnel, TLS, WebSocket handshake.
 //! - [`session`]: one session: hello/welcome, deliveries, acks, heartbeats.
 //! - [`supervisor`]: reconnect forever with full-jitter backoff.
@@ -11,6 +12,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod check;
 pub mod config;
 pub mod mamut;
 pub mod session;

@@ -39,15 +39,23 @@ enum Command {
         #[arg(long)]
         log_json: bool,
     },
+    /// Check the configuration, the Mamut connection and mapping, and the relay connection.
+    Check {
+        #[arg(long, env = "AGENT_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let Command::Run { config, log_json } = Cli::parse().command;
-    init_logging(log_json);
     // TLS to SQL Server (tiberius) uses the process-wide rustls provider.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let env = |key: &str| std::env::var(key).ok();
+    let (config, log_json) = match Cli::parse().command {
+        Command::Run { config, log_json } => (config, log_json),
+        Command::Check { config } => return check(config, &env).await,
+    };
+    init_logging(log_json);
     let config = match AgentConfig::load(config.as_deref(), &env) {
         Ok(config) => config,
         Err(e) => {
@@ -62,6 +70,27 @@ async fn main() -> ExitCode {
             eprintln!("agent: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+async fn check(path: Option<PathBuf>, env: &dyn Fn(&str) -> Option<String>) -> ExitCode {
+    let config = match AgentConfig::load(path.as_deref(), env) {
+        Ok(config) => config,
+        Err(e) => {
+            println!("[FAIL] configuration: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let findings = agent::check::run(&config, env).await;
+    for finding in &findings {
+        println!("{finding}");
+    }
+    if findings.iter().all(|f| f.ok) {
+        println!("all checks passed");
+        ExitCode::SUCCESS
+    } else {
+        println!("some checks failed");
+        ExitCode::FAILURE
     }
 }
 

@@ -204,6 +204,8 @@ pub struct SqlServerOptions {
     pub port: u16,
     pub unknown_article: &'static str,
     pub after_commit_delay_ms: u64,
+    /// A mapping file; the reference names when absent.
+    pub mapping: Option<PathBuf>,
 }
 
 impl SqlServerOptions {
@@ -212,6 +214,7 @@ impl SqlServerOptions {
             port,
             unknown_article: "reject",
             after_commit_delay_ms: 0,
+            mapping: None,
         }
     }
 }
@@ -288,8 +291,14 @@ impl AgentProcess {
             Some(sql) => format!(
                 "backend = \"sqlserver\"\n\n[mamut.sqlserver]\nhost = \"127.0.0.1\"\nport = {}\ndatabase = \"mamut\"\n\
                  user = \"mamut\"\npassword = \"s3cret-pass\"\nencryption = \"not_supported\"\n\
-                 unknown_article = {:?}\nshipping_article = \"FRAKT\"\nafter_commit_delay_ms = {}\n",
-                sql.port, sql.unknown_article, sql.after_commit_delay_ms
+                 unknown_article = {:?}\nshipping_article = \"FRAKT\"\nafter_commit_delay_ms = {}\n{}",
+                sql.port,
+                sql.unknown_article,
+                sql.after_commit_delay_ms,
+                sql.mapping
+                    .as_ref()
+                    .map(|m| format!("mapping = {:?}\n", m.display().to_string()))
+                    .unwrap_or_default()
             ),
         };
         let config = format!(
@@ -330,6 +339,23 @@ impl AgentProcess {
     pub async fn restart(&mut self) {
         self.kill().await;
         self.spawn();
+    }
+
+    /// Runs `agent check` on this agent's configuration: (success, report).
+    pub async fn check(&self) -> (bool, String) {
+        let output = Command::new(bin_path("agent"))
+            .arg("check")
+            .arg("--config")
+            .arg(self.dir.path().join("agent.toml"))
+            .env_remove("HTTPS_PROXY")
+            .env_remove("https_proxy")
+            .output()
+            .await
+            .expect("agent check runs");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
     }
 
     /// The agent's change cursors file.

@@ -115,6 +115,38 @@ impl SqlServer {
         Client::connect(tds, tcp.compat_write()).await
     }
 
+    /// Checks that every mapped table and column exists. `Err` when Mamut cannot be reached;
+    /// otherwise the problems found (empty when the mapping fits).
+    pub async fn check_mapping(&self) -> Result<Vec<String>, String> {
+        let mut conn = Self::connect(&self.config)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut problems = Vec::new();
+        for (table, columns) in self.mapping.tables_and_columns() {
+            let all = format!("SELECT TOP (0) {} FROM {table}", columns.join(", "));
+            match probe(&mut conn, &all).await {
+                Ok(()) => continue,
+                Err(TdsError::Server(e)) if e.code() == 208 => {
+                    problems.push(format!("table {table} does not exist"));
+                    continue;
+                }
+                Err(_) => {}
+            }
+            for column in columns {
+                if let Err(e) =
+                    probe(&mut conn, &format!("SELECT TOP (0) {column} FROM {table}")).await
+                {
+                    let reason = match e {
+                        TdsError::Server(e) if e.code() == 207 => "does not exist".to_owned(),
+                        other => other.to_string(),
+                    };
+                    problems.push(format!("column {table}.{column} {reason}"));
+                }
+            }
+        }
+        Ok(problems)
+    }
+
     async fn apply(&self, conn: &mut Conn, delivery: &Deliver) -> Result<Applied, ApplyError> {
         conn.simple_query("BEGIN TRAN")
             .await
@@ -391,6 +423,14 @@ impl SqlServer {
             .unwrap_or(i64::from(start));
         to_i32(next)
     }
+}
+
+async fn probe(conn: &mut Conn, sql: &str) -> Result<(), TdsError> {
+    conn.simple_query(sql)
+        .await?
+        .into_results()
+        .await
+        .map(|_| ())
 }
 
 fn to_i32(value: i64) -> Result<i32, ApplyError> {

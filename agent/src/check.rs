@@ -125,10 +125,10 @@ async fn hello(
         .await?;
     let welcome = tokio::time::timeout(Duration::from_secs(10), async {
         while let Some(frame) = socket.next().await {
-            if let WsMessage::Text(text) = frame? {
-                if let Message::Welcome(w) = Envelope::from_json(text.as_str())?.msg {
-                    return Ok(w.tenant_id.to_string());
-                }
+            if let WsMessage::Text(text) = frame?
+                && let Message::Welcome(w) = Envelope::from_json(text.as_str())?.msg
+            {
+                return Ok(w.tenant_id.to_string());
             }
         }
         anyhow::bail!("the relay closed the connection before its welcome")

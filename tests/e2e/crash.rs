@@ -6,8 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use tests::mamut_db::MamutDb;
 use tests::shop::order_body;
-use tests::{AgentOptions, RelayOptions, SHOP, Shop, eventually, setup, setup_with};
+use tests::{
+    AgentOptions, RelayOptions, RelayProcess, SHOP, Shop, SqlServerOptions, eventually, setup,
+    setup_with,
+};
 use tokio::sync::Mutex;
 
 const ORDERS: usize = 1_000;
@@ -53,10 +57,14 @@ fn counts(rows: &[tests::process::AppliedRow]) -> BTreeMap<String, usize> {
     counts
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn killing_the_relay_mid_burst_loses_and_duplicates_nothing() {
-    let mut world = setup().await;
-    let shop = world.shop.clone();
+/// Sends the burst, SIGKILLs the relay mid-way, restarts it, resends what got no 2xx, and
+/// checks through `applied` (shop order ids as written, repeats included) that every order was
+/// written exactly once.
+async fn relay_killed_mid_burst(
+    relay: &mut RelayProcess,
+    shop: Arc<Shop>,
+    applied: impl Fn() -> Vec<String>,
+) {
     let all: Vec<String> = (0..ORDERS).map(|n| format!("burst-{n:05}")).collect();
     let accepted = Arc::new(AtomicUsize::new(0));
     let sending = tokio::spawn(burst(shop.clone(), all.clone(), accepted.clone()));
@@ -64,7 +72,7 @@ async fn killing_the_relay_mid_burst_loses_and_duplicates_nothing() {
         accepted.load(Ordering::SeqCst) >= 300
     })
     .await;
-    world.relay.kill().await;
+    relay.kill().await;
     let first_round: BTreeSet<String> = sending.await.expect("burst").into_iter().collect();
     assert!(
         first_round.len() < ORDERS,
@@ -72,7 +80,7 @@ async fn killing_the_relay_mid_burst_loses_and_duplicates_nothing() {
     );
 
     // Same port and store: the shop's client simply reaches the new process.
-    world.relay.restart().await;
+    relay.restart().await;
     let retry: Vec<String> = all
         .iter()
         .filter(|o| !first_round.contains(*o))
@@ -90,11 +98,14 @@ async fn killing_the_relay_mid_burst_loses_and_duplicates_nothing() {
 
     eventually(
         "every order is applied",
-        Duration::from_secs(120),
-        || async { world.agent.applied().len() >= ORDERS },
+        Duration::from_secs(180),
+        || async { applied().len() >= ORDERS },
     )
     .await;
-    let counts = counts(&world.agent.applied());
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for order in applied() {
+        *counts.entry(order).or_insert(0) += 1;
+    }
     let expected: BTreeSet<String> = all.into_iter().collect();
     assert_eq!(
         counts.keys().cloned().collect::<BTreeSet<_>>(),
@@ -103,6 +114,32 @@ async fn killing_the_relay_mid_burst_loses_and_duplicates_nothing() {
     );
     let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "applied more than once: {twice:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_relay_mid_burst_loses_and_duplicates_nothing() {
+    let mut world = setup().await;
+    let agent = &world.agent;
+    let applied = || {
+        agent
+            .applied()
+            .into_iter()
+            .map(|r| r.shop_order_id)
+            .collect()
+    };
+    relay_killed_mid_burst(&mut world.relay, world.shop.clone(), applied).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_relay_mid_burst_writes_each_order_once_in_mamut() {
+    let mamut = MamutDb::start();
+    let options = AgentOptions {
+        sqlserver: Some(SqlServerOptions::new(mamut.port())),
+        ..AgentOptions::default()
+    };
+    let mut world = setup_with(RelayOptions::default(), options).await;
+    let applied = || mamut.orders().into_iter().map(|o| o.external_no).collect();
+    relay_killed_mid_burst(&mut world.relay, world.shop.clone(), applied).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -424,6 +424,7 @@ mod tests {
     fn the_example_configuration_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("agent.example.toml");
         let config = AgentConfig::load(Some(&path), &env_of(&[])).expect("the example loads");
-        assert_eq!(config.mamut.backend, MamutBackend::Recorder);
+        assert_eq!(config.mamut.backend, MamutBackend::Sqlserver);
+        assert_eq!(config.mamut.sqlserver.customer_match.len(), 3);
     }
 }

@@ -244,7 +244,7 @@ impl Session {
             other => {
                 return Err(SessionError::Protocol(format!(
                     "unexpected message from an agent: {}",
-                    kind(&other)
+                    other.kind()
                 )));
             }
         }
@@ -382,19 +382,6 @@ fn seq_to_id(seq: u64) -> Result<i64, SessionError> {
 fn retry_delay(attempt: i64) -> Duration {
     let exponent = attempt.saturating_sub(1).clamp(0, 6) as u32;
     (Duration::from_secs(1) * 2u32.pow(exponent)).min(Duration::from_secs(60))
-}
-
-fn kind(msg: &Message) -> &'static str {
-    match msg {
-        Message::Hello(_) => "hello",
-        Message::Welcome(_) => "welcome",
-        Message::Deliver(_) => "deliver",
-        Message::Ack(_) => "ack",
-        Message::Nack(_) => "nack",
-        Message::Push(_) => "push",
-        Message::PushAck(_) => "push_ack",
-        Message::Heartbeat(_) => "heartbeat",
-    }
 }
 
 async fn next_envelope<S>(socket: &mut S) -> Result<Envelope, SessionError>

@@ -9,6 +9,7 @@
 //!   [`protocol::Message`].
 //! - [`claims`]: the JWT claims of an agent token.
 //! - [`signature`]: Standard Webhooks signing and verification.
+//! - [`settings`]: a secret type and configuration errors both binaries use.
 
 #![forbid(unsafe_code)]
 
@@ -16,6 +17,7 @@ pub mod claims;
 pub mod domain;
 pub mod ids;
 pub mod protocol;
+pub mod settings;
 pub mod signature;
 
 pub use ids::{AgentId, ArticleNumber, IdError, ShopId, TenantId};

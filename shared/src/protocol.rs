@@ -81,6 +81,22 @@ pub enum Message {
     Heartbeat(Heartbeat),
 }
 
+impl Message {
+    /// The message's `type` on the wire.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Hello(_) => "hello",
+            Message::Welcome(_) => "welcome",
+            Message::Deliver(_) => "deliver",
+            Message::Ack(_) => "ack",
+            Message::Nack(_) => "nack",
+            Message::Push(_) => "push",
+            Message::PushAck(_) => "push_ack",
+            Message::Heartbeat(_) => "heartbeat",
+        }
+    }
+}
+
 /// Agent → relay, first frame of a session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {

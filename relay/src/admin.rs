@@ -8,17 +8,21 @@ use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
 use shared::domain::DocumentType;
+use shared::settings::Secret;
 use shared::signature::WebhookSecret;
 use shared::{AgentId, ShopId, TenantId};
 
 use crate::AppState;
 use crate::auth::{Tokens, check_admin};
 use crate::error::ApiError;
+use crate::shop::{ApiSettings, Flow, ShopSettings, StatusRule};
 use crate::store::{EventState, ShopRecord, Store};
 
 /// `Json` whose rejections use our error body.
@@ -51,8 +55,32 @@ pub struct NewShop {
     pub trigger_statuses: Vec<String>,
     #[serde(default)]
     pub document_type: DocumentType,
+    #[serde(default)]
+    pub flow: Flow,
+    #[serde(default)]
+    pub status_map: BTreeMap<String, StatusRule>,
+    #[serde(default)]
+    pub price_lists: BTreeMap<String, String>,
+    pub api: Option<ApiSettings>,
+    /// The key for the shop's API; kept by the relay, never shown again.
+    pub api_key: Option<String>,
 }
 
+/// A change to a shop: every field left out stays as it is.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ShopUpdate {
+    pub webhook_secrets: Option<Vec<String>>,
+    pub trigger_statuses: Option<Vec<String>>,
+    pub document_type: Option<DocumentType>,
+    pub flow: Option<Flow>,
+    pub status_map: Option<BTreeMap<String, StatusRule>>,
+    pub price_lists: Option<BTreeMap<String, String>>,
+    pub api: Option<ApiSettings>,
+    pub api_key: Option<String>,
+}
+
+/// A shop as the admin sees it: its rules, never its secrets.
 #[derive(Debug, Serialize)]
 pub struct ShopView {
     pub shop_id: ShopId,
@@ -60,6 +88,74 @@ pub struct ShopView {
     pub trigger_statuses: Vec<String>,
     pub document_type: DocumentType,
     pub webhook_secret_count: usize,
+    pub flow: Flow,
+    pub status_map: BTreeMap<String, StatusRule>,
+    pub price_lists: BTreeMap<String, String>,
+    pub api: Option<ApiSettings>,
+    /// Whether an API key is stored (the key itself is never shown).
+    pub api_key_set: bool,
+}
+
+impl From<&ShopRecord> for ShopView {
+    fn from(shop: &ShopRecord) -> Self {
+        Self {
+            shop_id: shop.shop_id.clone(),
+            tenant_id: shop.tenant_id.clone(),
+            trigger_statuses: shop.trigger_statuses.clone(),
+            document_type: shop.document_type,
+            webhook_secret_count: shop.webhook_secrets.len(),
+            flow: shop.settings.flow,
+            status_map: shop.settings.status_map.clone(),
+            price_lists: shop.settings.price_lists.clone(),
+            api: shop.settings.api.clone(),
+            api_key_set: shop.api_key.is_some(),
+        }
+    }
+}
+
+fn webhook_secrets(secrets: &[String]) -> Result<Vec<WebhookSecret>, ApiError> {
+    if secrets.is_empty() || secrets.len() > 2 {
+        return Err(ApiError::BadRequest(
+            "webhook_secrets must hold one or two secrets".into(),
+        ));
+    }
+    secrets
+        .iter()
+        .map(|s| WebhookSecret::parse(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::BadRequest(format!("webhook_secrets: {e}")))
+}
+
+fn check_statuses(statuses: &[String]) -> Result<(), ApiError> {
+    if statuses.iter().any(|s| s.trim().is_empty() || s.len() > 64) {
+        return Err(ApiError::BadRequest(
+            "trigger_statuses must be non-empty names".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn api_key(key: Option<String>) -> Result<Option<Secret>, ApiError> {
+    match key {
+        None => Ok(None),
+        Some(key) if key.is_empty() || key.len() > 4096 || key.chars().any(char::is_control) => {
+            Err(ApiError::BadRequest(
+                "api_key must be 1 to 4096 printable characters".into(),
+            ))
+        }
+        Some(key) => Ok(Some(Secret::new(key))),
+    }
+}
+
+/// Checks a shop's rules and that a configured API has a key.
+fn check_shop(shop: &ShopRecord) -> Result<(), ApiError> {
+    shop.settings.validate().map_err(ApiError::BadRequest)?;
+    if shop.settings.api.is_some() && shop.api_key.is_none() {
+        return Err(ApiError::BadRequest(
+            "api_key is required when api is set".into(),
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -105,42 +201,81 @@ impl Admin<'_> {
     pub async fn add_shop(&self, tenant: String, new: NewShop) -> Result<ShopView, ApiError> {
         let tenant_id = tenant_id(tenant)?;
         let shop_id = ShopId::new(new.shop_id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        if new.webhook_secrets.is_empty() || new.webhook_secrets.len() > 2 {
-            return Err(ApiError::BadRequest(
-                "webhook_secrets must hold one or two secrets".into(),
-            ));
-        }
-        let webhook_secrets = new
-            .webhook_secrets
-            .iter()
-            .map(|s| WebhookSecret::parse(s))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ApiError::BadRequest(format!("webhook_secrets: {e}")))?;
-        if new
-            .trigger_statuses
-            .iter()
-            .any(|s| s.trim().is_empty() || s.len() > 64)
-        {
-            return Err(ApiError::BadRequest(
-                "trigger_statuses must be non-empty names".into(),
-            ));
-        }
-        let count = webhook_secrets.len();
+        check_statuses(&new.trigger_statuses)?;
         let shop = ShopRecord {
-            shop_id: shop_id.clone(),
-            tenant_id: tenant_id.clone(),
-            webhook_secrets,
-            trigger_statuses: new.trigger_statuses.clone(),
-            document_type: new.document_type,
-        };
-        self.store.add_shop(shop).await?;
-        Ok(ShopView {
             shop_id,
             tenant_id,
+            webhook_secrets: webhook_secrets(&new.webhook_secrets)?,
             trigger_statuses: new.trigger_statuses,
             document_type: new.document_type,
-            webhook_secret_count: count,
-        })
+            settings: ShopSettings {
+                flow: new.flow,
+                status_map: new.status_map,
+                price_lists: new.price_lists,
+                api: new.api,
+            },
+            api_key: api_key(new.api_key)?,
+        };
+        check_shop(&shop)?;
+        self.store.add_shop(shop.clone()).await?;
+        Ok(ShopView::from(&shop))
+    }
+
+    /// Changes the fields given and leaves the rest.
+    pub async fn update_shop(
+        &self,
+        tenant: String,
+        shop: String,
+        update: ShopUpdate,
+    ) -> Result<ShopView, ApiError> {
+        let tenant_id = tenant_id(tenant)?;
+        let shop_id = ShopId::new(shop).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let mut shop = self
+            .store
+            .shop(shop_id.clone())
+            .await?
+            .filter(|s| s.tenant_id == tenant_id)
+            .ok_or_else(|| {
+                ApiError::NotFound(format!("shop {shop_id} of tenant {tenant_id} not found"))
+            })?;
+        if let Some(secrets) = update.webhook_secrets {
+            shop.webhook_secrets = webhook_secrets(&secrets)?;
+        }
+        if let Some(statuses) = update.trigger_statuses {
+            check_statuses(&statuses)?;
+            shop.trigger_statuses = statuses;
+        }
+        if let Some(document_type) = update.document_type {
+            shop.document_type = document_type;
+        }
+        if let Some(flow) = update.flow {
+            shop.settings.flow = flow;
+        }
+        if let Some(map) = update.status_map {
+            shop.settings.status_map = map;
+        }
+        if let Some(lists) = update.price_lists {
+            shop.settings.price_lists = lists;
+        }
+        if let Some(api) = update.api {
+            shop.settings.api = Some(api);
+        }
+        if let Some(key) = api_key(update.api_key)? {
+            shop.api_key = Some(key);
+        }
+        check_shop(&shop)?;
+        self.store.update_shop(shop.clone()).await?;
+        Ok(ShopView::from(&shop))
+    }
+
+    pub async fn list_shops(&self, tenant: String) -> Result<Value, ApiError> {
+        let tenant_id = tenant_id(tenant)?;
+        if !self.store.tenant_exists(tenant_id.clone()).await? {
+            return Err(ApiError::NotFound(format!("tenant {tenant_id} not found")));
+        }
+        let shops = self.store.shops(Some(tenant_id)).await?;
+        let views: Vec<ShopView> = shops.iter().map(ShopView::from).collect();
+        Ok(json!({ "shops": views }))
     }
 
     pub async fn create_agent(
@@ -200,7 +335,13 @@ impl Admin<'_> {
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/tenants", post(create_tenant))
-        .route("/tenants/{tenant}/shops", post(add_shop))
+        .route("/tenants/{tenant}/shops", post(add_shop).get(list_shops))
+        .route("/tenants/{tenant}/shops/{shop}", patch(update_shop))
+        .route("/tenants/{tenant}/dispatch", get(list_dispatch))
+        .route(
+            "/tenants/{tenant}/dispatch/{id}/replay",
+            post(replay_dispatch),
+        )
         .route("/tenants/{tenant}/agents", post(create_agent))
         .route("/tenants/{tenant}/events", get(list_events))
         .route("/tenants/{tenant}/events/{id}", get(event))
@@ -248,6 +389,54 @@ async fn add_shop(
         StatusCode::CREATED,
         Json(admin(&app).add_shop(tenant, new).await?),
     ))
+}
+
+async fn list_shops(
+    State(app): State<Arc<AppState>>,
+    Path(tenant): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(admin(&app).list_shops(tenant).await?))
+}
+
+async fn update_shop(
+    State(app): State<Arc<AppState>>,
+    Path((tenant, shop)): Path<(String, String)>,
+    ApiJson(update): ApiJson<ShopUpdate>,
+) -> Result<Json<ShopView>, ApiError> {
+    let view = admin(&app).update_shop(tenant, shop, update).await?;
+    // New rules or a new key may unblock waiting work.
+    app.dispatcher.wake(&view.shop_id);
+    app.enricher.wake();
+    Ok(Json(view))
+}
+
+async fn list_dispatch(
+    State(app): State<Arc<AppState>>,
+    Path(tenant): Path<String>,
+    Query(query): Query<EventQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = tenant_id(tenant)?;
+    let state = match query.state.as_deref() {
+        None | Some("") => None,
+        Some(s @ ("pending" | "done" | "dead" | "superseded")) => Some(s.to_owned()),
+        Some(s) => {
+            return Err(ApiError::BadRequest(format!(
+                "unknown state {s:?}: use pending, done, dead or superseded"
+            )));
+        }
+    };
+    let limit = query.limit.unwrap_or(100).clamp(1, 10_000);
+    let items = app.store.list_dispatch(tenant, state, limit).await?;
+    Ok(Json(json!({ "dispatch": items })))
+}
+
+async fn replay_dispatch(
+    State(app): State<Arc<AppState>>,
+    Path((tenant, id)): Path<(String, i64)>,
+) -> Result<Json<Value>, ApiError> {
+    let shop = app.store.replay_dispatch(tenant_id(tenant)?, id).await?;
+    app.dispatcher.wake(&shop);
+    Ok(Json(json!({ "id": id, "state": "pending" })))
 }
 
 async fn create_agent(

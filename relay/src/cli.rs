@@ -8,10 +8,11 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 use shared::domain::DocumentType;
 
-use crate::admin::{Admin, EventQuery, NewAgent, NewShop, NewTenant};
+use crate::admin::{Admin, EventQuery, NewAgent, NewShop, NewTenant, ShopUpdate};
 use crate::auth::Tokens;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::shop::{ApiSettings, Flow, Platform};
 use crate::store::Store;
 
 #[derive(Debug, Parser)]
@@ -61,6 +62,17 @@ pub enum TenantCommand {
 pub enum ShopCommand {
     /// Add a shop to a tenant.
     Add(AddShop),
+    /// Change a shop's rules from a JSON file (the body of PATCH
+    /// /admin/v1/tenants/{tenant}/shops/{shop}); fields left out stay as they are.
+    Update {
+        tenant: String,
+        shop_id: String,
+        /// JSON file, e.g. {"flow":"erp","status_map":{"delivered":{"shop_status":"shipped",
+        /// "notify_customer":true,"tracking":true,"capture":true}}}.
+        file: PathBuf,
+    },
+    /// List a tenant's shops with their rules (never their secrets).
+    List { tenant: String },
 }
 
 #[derive(Debug, Args)]
@@ -76,6 +88,20 @@ pub struct AddShop {
     /// Create an `order` or an `invoice` in Mamut.
     #[arg(long, default_value = "order")]
     pub document_type: DocumentType,
+    /// Which way data flows: `ecom`, `erp` or `combo`.
+    #[arg(long, default_value = "erp", value_parser = parse_flow)]
+    pub flow: Flow,
+    /// Base URL of the shop's API, e.g. https://api.nordisk-ehandel.example/v1.
+    #[arg(long, requires = "api_key")]
+    pub api_url: Option<String>,
+    /// The shop's API key (better from the environment than the command line).
+    #[arg(long, env = "RELAY_SHOP_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+}
+
+fn parse_flow(value: &str) -> Result<Flow, String> {
+    serde_json::from_value(Value::String(value.to_owned()))
+        .map_err(|_| format!("unknown flow {value:?}: use ecom, erp or combo"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -127,10 +153,31 @@ pub async fn run_admin(config: &Config, command: Command) -> Result<Value, CliEr
                         webhook_secrets: add.secrets,
                         trigger_statuses: add.trigger_statuses,
                         document_type: add.document_type,
+                        flow: add.flow,
+                        status_map: Default::default(),
+                        price_lists: Default::default(),
+                        api: add.api_url.map(|url| ApiSettings {
+                            platform: Platform::default(),
+                            url,
+                            requests_per_sec: 5,
+                        }),
+                        api_key: add.api_key,
                     },
                 )
                 .await?
         ),
+        Command::Shop(ShopCommand::Update {
+            tenant,
+            shop_id,
+            file,
+        }) => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?;
+            let update: ShopUpdate = serde_json::from_str(&text)
+                .map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
+            json!(admin.update_shop(tenant, shop_id, update).await?)
+        }
+        Command::Shop(ShopCommand::List { tenant }) => admin.list_shops(tenant).await?,
         Command::Agent(AgentCommand::Create {
             tenant,
             name,

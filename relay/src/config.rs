@@ -39,6 +39,17 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// Log JSON lines instead of text (`RELAY_LOG_JSON`).
     pub log_json: bool,
+    /// How long the dispatcher lets changes for a shop gather before it sends them, in
+    /// milliseconds (`RELAY_DISPATCH_FLUSH_MS`): more coalescing, fewer calls.
+    pub dispatch_flush_ms: u64,
+    /// Attempts before a change that the shop keeps refusing goes to the dead-letter list
+    /// (`RELAY_DISPATCH_MAX_ATTEMPTS`).
+    pub dispatch_max_attempts: u32,
+    /// First retry delay towards a shop, in milliseconds; doubles per attempt, with full
+    /// jitter (`RELAY_RETRY_BASE_MS`).
+    pub retry_base_ms: u64,
+    /// Longest retry delay towards a shop, in milliseconds (`RELAY_RETRY_CAP_MS`).
+    pub retry_cap_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -63,6 +74,10 @@ impl Default for Config {
             shutdown_timeout_secs: 10,
             tls: None,
             log_json: false,
+            dispatch_flush_ms: 200,
+            dispatch_max_attempts: 20,
+            retry_base_ms: 1_000,
+            retry_cap_ms: 600_000,
         }
     }
 }
@@ -123,6 +138,18 @@ impl Config {
         if let Some(v) = get("RELAY_LOG_JSON") {
             self.log_json = parse("RELAY_LOG_JSON", &v)?;
         }
+        if let Some(v) = get("RELAY_DISPATCH_FLUSH_MS") {
+            self.dispatch_flush_ms = parse("RELAY_DISPATCH_FLUSH_MS", &v)?;
+        }
+        if let Some(v) = get("RELAY_DISPATCH_MAX_ATTEMPTS") {
+            self.dispatch_max_attempts = parse("RELAY_DISPATCH_MAX_ATTEMPTS", &v)?;
+        }
+        if let Some(v) = get("RELAY_RETRY_BASE_MS") {
+            self.retry_base_ms = parse("RELAY_RETRY_BASE_MS", &v)?;
+        }
+        if let Some(v) = get("RELAY_RETRY_CAP_MS") {
+            self.retry_cap_ms = parse("RELAY_RETRY_CAP_MS", &v)?;
+        }
         match (get("RELAY_TLS_CERT"), get("RELAY_TLS_KEY")) {
             (Some(cert), Some(key)) => {
                 self.tls = Some(TlsConfig {
@@ -163,6 +190,21 @@ impl Config {
         }
         if !(1..=4096).contains(&self.max_credit) {
             return Err(error("max_credit", "must be between 1 and 4096"));
+        }
+        if self.dispatch_flush_ms > 60_000 {
+            return Err(error("dispatch_flush_ms", "must be at most 60000"));
+        }
+        if !(1..=1000).contains(&self.dispatch_max_attempts) {
+            return Err(error("dispatch_max_attempts", "must be between 1 and 1000"));
+        }
+        if self.retry_base_ms == 0 || self.retry_base_ms > self.retry_cap_ms {
+            return Err(error(
+                "retry_base_ms",
+                "must be at least 1 and at most retry_cap_ms",
+            ));
+        }
+        if self.retry_cap_ms > 86_400_000 {
+            return Err(error("retry_cap_ms", "must be at most 86400000 (a day)"));
         }
         if self
             .admin_token

@@ -12,7 +12,7 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message as WsMessage};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use shared::ShopId;
-use shared::domain::{Change, DocumentType, OrderWebhook};
+use shared::domain::{DocumentType, OrderWebhook};
 use shared::protocol::{
     Deliver, Envelope, Heartbeat, Message, PROTOCOL_VERSION, Push, PushAck, Welcome,
 };
@@ -260,25 +260,19 @@ impl Session {
                 "push_id must be 1 to 128 characters".into(),
             ));
         }
-        let kind = match &push.change {
-            Change::Stock(_) => "stock",
-            Change::Price(_) => "price",
-            Change::PriceList(_) => "price_list",
-            Change::Product(_) => "product",
-            Change::OrderStatus(_) => "order_status",
-        };
-        let payload = serde_json::to_string(&push.change)
-            .map_err(|e| SessionError::Protocol(e.to_string()))?;
-        self.app
+        let shops = self
+            .app
             .store
             .insert_push(
                 self.identity.tenant_id.clone(),
                 self.identity.agent_id.clone(),
                 push.push_id.clone(),
-                kind,
-                payload,
+                push.change,
             )
             .await?;
+        for shop in &shops {
+            self.app.dispatcher.wake(shop);
+        }
         send(
             socket,
             Message::PushAck(PushAck {

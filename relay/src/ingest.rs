@@ -1,5 +1,7 @@
 //! `POST /webhooks/{shop_id}`: verify, decide, commit, answer.
 //!
+//! A full order webhook joins the delivery queue; a thin one (order id and status only) is
+//! stored as `fetching` and its order fetched from the shop first (see [`crate::enrich`]).
 //! The answer is 2xx only after the event is committed. Rejected requests (401 bad, missing or
 //! stale signature, 404 unknown shop, 400 malformed body, 413 too large) store nothing.
 
@@ -12,7 +14,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
 use shared::ShopId;
-use shared::domain::OrderWebhook;
+use shared::domain::{OrderWebhook, ThinOrderWebhook};
 use shared::signature::{SignedHeaders, verify};
 
 use crate::AppState;
@@ -73,20 +75,41 @@ pub async fn receive(
     }
     tracing::Span::current().record("webhook_id", webhook_id.as_str());
 
-    let webhook: OrderWebhook = serde_json::from_slice(&body).map_err(|e| {
-        app.metrics.rejected();
-        ApiError::BadRequest(format!("malformed order webhook: {e}"))
-    })?;
-    if webhook.shop_id != shop_id {
+    // A full order webhook, or a thin one (order id and status) whose order is fetched later.
+    let (body_shop, order_id, order_status, thin) =
+        match serde_json::from_slice::<OrderWebhook>(&body) {
+            Ok(webhook) => (
+                webhook.shop_id,
+                webhook.order.id,
+                webhook.order.status,
+                false,
+            ),
+            Err(full_error) => match serde_json::from_slice::<ThinOrderWebhook>(&body) {
+                Ok(thin) => (thin.shop_id, thin.order_id, thin.status, true),
+                Err(_) => {
+                    app.metrics.rejected();
+                    return Err(ApiError::BadRequest(format!(
+                        "malformed order webhook: {full_error}"
+                    )));
+                }
+            },
+        };
+    if body_shop != shop_id {
         return Err(ApiError::BadRequest(format!(
-            "the body is for shop {} but was sent to shop {shop_id}",
-            webhook.shop_id
+            "the body is for shop {body_shop} but was sent to shop {shop_id}"
         )));
     }
-    let state = if shop.trigger_statuses.contains(&webhook.order.status) {
-        EventState::Pending
-    } else {
+    if order_id.is_empty() || order_id.len() > 128 {
+        return Err(ApiError::BadRequest(
+            "the order id must be 1 to 128 characters".into(),
+        ));
+    }
+    let state = if !shop.trigger_statuses.contains(&order_status) {
         EventState::Ignored
+    } else if thin {
+        EventState::Fetching
+    } else {
+        EventState::Pending
     };
     let payload = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::BadRequest("the body is not UTF-8".into()))?;
@@ -96,8 +119,8 @@ pub async fn receive(
             tenant_id: shop.tenant_id.clone(),
             shop_id,
             webhook_id,
-            order_id: webhook.order.id,
-            order_status: webhook.order.status,
+            order_id,
+            order_status,
             document_type: shop.document_type,
             payload,
             state,
@@ -108,6 +131,10 @@ pub async fn receive(
     } else if ingested.state == EventState::Ignored {
         app.metrics.stored();
         "ignored"
+    } else if ingested.state == EventState::Fetching {
+        app.metrics.stored();
+        app.enricher.wake();
+        "accepted"
     } else {
         app.metrics.stored();
         app.registry.wake(&shop.tenant_id);

@@ -7,6 +7,9 @@
 //! - [`connect`]: `GET /agent/v1/connect`, the authenticated WebSocket upgrade.
 //! - [`deliver`]: one agent session: credit window, acks, redelivery, pushes, heartbeats.
 //! - [`registry`]: connected agents, so a new event wakes its tenant's session at once.
+//! - [`shop`]: each shop's rules and its platform's API client.
+//! - [`dispatch`]: sends the agents' changes to the shops, coalesced, paced and retried.
+//! - [`enrich`]: fetches the order of a thin webhook from the shop before delivery.
 //! - [`auth`]: admin token and agent JWTs.
 //! - [`admin`]: the admin API; [`cli`]: the same operations from a shell.
 //! - [`tls`]: HTTPS/WSS listener.
@@ -20,10 +23,13 @@ pub mod cli;
 pub mod config;
 pub mod connect;
 pub mod deliver;
+pub mod dispatch;
+pub mod enrich;
 pub mod error;
 pub mod ingest;
 pub mod metrics;
 pub mod registry;
+pub mod shop;
 pub mod store;
 pub mod tls;
 
@@ -42,6 +48,8 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth::Tokens;
 use crate::config::Config;
+use crate::dispatch::Dispatcher;
+use crate::enrich::Enricher;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::store::Store;
@@ -53,6 +61,10 @@ pub struct AppState {
     pub tokens: Tokens,
     pub registry: Registry,
     pub metrics: Metrics,
+    /// The HTTP client for the shops' APIs.
+    pub http: reqwest::Client,
+    pub dispatcher: Arc<Dispatcher>,
+    pub enricher: Arc<Enricher>,
     /// Cancelled when the relay shuts down; agent sessions watch it.
     pub shutdown: CancellationToken,
     /// Agent sessions, so shutdown can wait for them.
@@ -72,6 +84,8 @@ pub enum StartError {
     },
     #[error("{0}")]
     Tls(String),
+    #[error("{0}")]
+    Http(String),
 }
 
 /// A relay bound to its address, ready to run.
@@ -104,12 +118,22 @@ impl App {
             );
         }
         let tokens = Tokens::new(store.clone(), config.issuer.clone());
+        let http = shop::http_client().map_err(StartError::Http)?;
+        let dispatcher = Arc::new(Dispatcher::new(
+            &config,
+            store.clone(),
+            http.clone(),
+            shutdown.clone(),
+        ));
         let state = Arc::new(AppState {
             config,
             store,
             tokens,
             registry: Registry::default(),
             metrics: Metrics::default(),
+            http,
+            dispatcher,
+            enricher: Arc::new(Enricher::default()),
             shutdown,
             sessions: TaskTracker::new(),
         });
@@ -138,6 +162,8 @@ impl App {
     pub async fn run(self) -> Result<(), StartError> {
         let state = self.state;
         let shutdown = state.shutdown.clone();
+        state.dispatcher.start().await?;
+        let enricher = tokio::spawn(state.enricher.clone().run(state.clone()));
         let router = router(state.clone());
         let graceful = shutdown.clone().cancelled_owned();
         let served = match &state.config.tls {
@@ -163,11 +189,15 @@ impl App {
         }
         state.sessions.close();
         let drain = Duration::from_secs(state.config.shutdown_timeout_secs);
-        if tokio::time::timeout(drain, state.sessions.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!("agent sessions did not finish within the shutdown timeout");
+        let background = async {
+            state.sessions.wait().await;
+            state.dispatcher.stopped().await;
+            let _ = enricher.await;
+        };
+        if tokio::time::timeout(drain, background).await.is_err() {
+            tracing::warn!(
+                "agent sessions and shop calls did not finish within the shutdown timeout"
+            );
         }
         tracing::info!("relay stopped");
         Ok(())

@@ -127,16 +127,29 @@ async fn fixture_with(config: Config) -> Fixture {
             ],
             trigger_statuses: vec!["confirmed".into()],
             document_type: DocumentType::Order,
+            settings: Default::default(),
+            api_key: None,
         })
         .await
         .expect("shop");
+    let shutdown = CancellationToken::new();
+    let http = relay::shop::http_client().expect("HTTP client");
+    let dispatcher = Arc::new(relay::dispatch::Dispatcher::new(
+        &config,
+        store.clone(),
+        http.clone(),
+        shutdown.clone(),
+    ));
     let app = Arc::new(AppState {
         config,
         tokens: Tokens::new(store.clone(), "relay".into()),
         store,
         registry: Default::default(),
         metrics: Default::default(),
-        shutdown: CancellationToken::new(),
+        http,
+        dispatcher,
+        enricher: Default::default(),
+        shutdown,
         sessions: TaskTracker::new(),
     });
     Fixture {

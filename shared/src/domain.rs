@@ -19,6 +19,17 @@ pub struct OrderWebhook {
     pub order: Order,
 }
 
+/// A thin webhook: only the order's id and status. The relay fetches the order from the
+/// shop's API before delivering it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThinOrderWebhook {
+    pub event: String,
+    pub shop_id: ShopId,
+    pub occurred_at: Option<DateTime<Utc>>,
+    pub order_id: String,
+    pub status: String,
+}
+
 /// A shop order with its customer, as it is written to Mamut.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Order {
@@ -204,6 +215,19 @@ pub enum Change {
     OrderStatus(OrderStatusChange),
 }
 
+impl Change {
+    /// The change's `kind` on the wire.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Change::Stock(_) => "stock",
+            Change::Price(_) => "price",
+            Change::PriceList(_) => "price_list",
+            Change::Product(_) => "product",
+            Change::OrderStatus(_) => "order_status",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,5 +270,10 @@ mod tests {
     fn a_thin_webhook_is_not_a_full_order() {
         let text = include_str!("../tests/fixtures/order-webhook-thin.json");
         assert!(serde_json::from_str::<OrderWebhook>(text).is_err());
+        let thin: ThinOrderWebhook = serde_json::from_str(text).expect("a thin webhook");
+        assert_eq!(
+            (thin.order_id.as_str(), thin.status.as_str()),
+            ("100234", "confirmed")
+        );
     }
 }

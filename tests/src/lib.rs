@@ -6,6 +6,8 @@
 //! - [`process`]: starting, killing and restarting relay and agent processes.
 //! - [`admin`]: the admin API client.
 //! - [`shop`]: signed webhooks as the shop sends them.
+//! - [`shop_sim`]: the shop stand-in (test code implementing `docs/shop-api.md`, not the real
+//!   platform).
 //! - [`proxy`]: an HTTP CONNECT proxy on loopback.
 //! - [`wait`]: waiting for a condition with a deadline.
 
@@ -16,6 +18,7 @@ pub mod pki;
 pub mod process;
 pub mod proxy;
 pub mod shop;
+pub mod shop_sim;
 pub mod wait;
 
 use std::sync::Arc;

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
-use shared::domain::DocumentType;
+use shared::domain::{Change, DocumentType};
 use shared::{AgentId, ShopId, TenantId};
 
 use super::{Store, StoreError, now};
@@ -13,6 +13,8 @@ use super::{Store, StoreError, now};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventState {
+    /// A thin webhook: the order is being fetched from the shop before delivery.
+    Fetching,
     /// Waiting for (or in) delivery to the tenant's agent.
     Pending,
     /// Applied in Mamut and acknowledged by the agent.
@@ -26,6 +28,7 @@ pub enum EventState {
 impl EventState {
     pub fn as_str(self) -> &'static str {
         match self {
+            EventState::Fetching => "fetching",
             EventState::Pending => "pending",
             EventState::Delivered => "delivered",
             EventState::Ignored => "ignored",
@@ -35,6 +38,7 @@ impl EventState {
 
     pub fn parse(value: &str) -> Option<Self> {
         match value {
+            "fetching" => Some(EventState::Fetching),
             "pending" => Some(EventState::Pending),
             "delivered" => Some(EventState::Delivered),
             "ignored" => Some(EventState::Ignored),
@@ -55,7 +59,7 @@ pub struct NewEvent {
     pub document_type: DocumentType,
     /// The request body exactly as received.
     pub payload: String,
-    /// `Pending` or `Ignored`.
+    /// `Pending`, `Fetching` (a thin webhook) or `Ignored`.
     pub state: EventState,
 }
 
@@ -100,6 +104,17 @@ pub struct PushSummary {
     pub kind: String,
     pub change: serde_json::Value,
     pub received_at: String,
+}
+
+/// A thin webhook waiting for its order.
+#[derive(Debug, Clone)]
+pub struct FetchJob {
+    pub id: i64,
+    pub tenant_id: String,
+    pub shop_id: String,
+    pub order_id: String,
+    /// The thin webhook as received.
+    pub payload: String,
 }
 
 /// An event selected for delivery.
@@ -272,28 +287,32 @@ impl Store {
                 let mut after = 0i64;
                 let mut scanned = 0usize;
                 let mut stmt = conn.prepare_cached(
-                    "SELECT id, shop_id, order_id, document_type, payload, attempts FROM events
-                     WHERE tenant_id = ?1 AND state = 'pending' AND id > ?2 ORDER BY id LIMIT ?3",
+                    "SELECT id, shop_id, order_id, document_type, payload, attempts, state
+                     FROM events WHERE tenant_id = ?1 AND state IN ('pending', 'fetching')
+                     AND id > ?2 ORDER BY id LIMIT ?3",
                 )?;
                 'pages: while selected.len() < want && scanned < MAX_SCAN {
                     let page = stmt
                         .query_map(params![tenant.as_str(), after, PAGE], |r| {
-                            Ok(QueuedEvent {
+                            let fetching = r.get::<_, String>(6)? == "fetching";
+                            let event = QueuedEvent {
                                 id: r.get(0)?,
                                 shop_id: r.get(1)?,
                                 order_id: r.get(2)?,
                                 document_type: r.get(3)?,
                                 payload: r.get(4)?,
                                 attempt: r.get::<_, i64>(5)? + 1,
-                            })
+                            };
+                            Ok((event, fetching))
                         })?
                         .collect::<Result<Vec<_>, _>>()?;
                     let full_page = page.len() as i64 == PAGE;
-                    for event in page {
+                    for (event, fetching) in page {
                         scanned += 1;
                         after = event.id;
                         let key = (event.shop_id.clone(), event.order_id.clone());
-                        if exclude.contains(&event.id) || !blocked_orders.insert(key) {
+                        // An event still being fetched holds back the later ones of its order.
+                        if !blocked_orders.insert(key) || fetching || exclude.contains(&event.id) {
                             continue;
                         }
                         selected.push(event);
@@ -419,30 +438,115 @@ impl Store {
             .await
     }
 
-    /// Stores a push from an agent once per (tenant, push id).
+    /// Thin webhooks whose order is due to be fetched from the shop, oldest first.
+    pub async fn due_fetches(&self, limit: usize) -> Result<Vec<FetchJob>, StoreError> {
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id, tenant_id, shop_id, order_id, payload FROM events
+                     WHERE state = 'fetching'
+                       AND (next_attempt_at IS NULL OR next_attempt_at <= ?1)
+                     ORDER BY id LIMIT ?2",
+                )?;
+                let rows = stmt.query_map(params![now(), limit as i64], |r| {
+                    Ok(FetchJob {
+                        id: r.get(0)?,
+                        tenant_id: r.get(1)?,
+                        shop_id: r.get(2)?,
+                        order_id: r.get(3)?,
+                        payload: r.get(4)?,
+                    })
+                })?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await
+    }
+
+    /// When the earliest waiting fetch is due, if any fetch waits.
+    pub async fn next_fetch_at(&self) -> Result<Option<String>, StoreError> {
+        self.db
+            .call(move |conn| {
+                let (count, at): (i64, Option<String>) = conn.query_row(
+                    "SELECT COUNT(*), MIN(COALESCE(next_attempt_at, '')) FROM events
+                     WHERE state = 'fetching'",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                Ok(if count == 0 { None } else { at })
+            })
+            .await
+    }
+
+    /// The order of a thin webhook was fetched: the event holds the full webhook now and
+    /// joins the delivery queue.
+    pub async fn enriched(&self, id: i64, payload: String) -> Result<bool, StoreError> {
+        self.db
+            .call(move |conn| {
+                let changed = conn.execute(
+                    "UPDATE events SET state = 'pending', payload = ?2, next_attempt_at = NULL,
+                            last_error = NULL, updated_at = ?3
+                     WHERE id = ?1 AND state = 'fetching'",
+                    params![id, payload, now()],
+                )?;
+                if changed == 1 {
+                    record(conn, id, "pending", Some("order fetched from the shop"))?;
+                }
+                Ok(changed == 1)
+            })
+            .await
+    }
+
+    /// Fetching the order failed; it is tried again at `retry_at`.
+    pub async fn fetch_failed(
+        &self,
+        id: i64,
+        reason: String,
+        retry_at: String,
+    ) -> Result<(), StoreError> {
+        self.db
+            .call(move |conn| {
+                let changed = conn.execute(
+                    "UPDATE events SET last_error = ?2, next_attempt_at = ?3, updated_at = ?4
+                     WHERE id = ?1 AND state = 'fetching'",
+                    params![id, reason, retry_at, now()],
+                )?;
+                if changed == 1 {
+                    record(conn, id, "retry", Some(&reason))?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    /// Stores a push from an agent once per (tenant, push id) and, the first time, fans it
+    /// out to the shops whose rules take it. Returns those shops.
     pub async fn insert_push(
         &self,
         tenant: TenantId,
         agent: AgentId,
         push_id: String,
-        kind: &'static str,
-        payload: String,
-    ) -> Result<(), StoreError> {
+        change: Change,
+    ) -> Result<Vec<ShopId>, StoreError> {
+        let payload = serde_json::to_string(&change)
+            .map_err(|e| StoreError::Database(format!("cannot encode the change: {e}")))?;
         self.db
             .call(move |conn| {
-                conn.execute(
+                let inserted = conn.execute(
                     "INSERT INTO pushes (tenant_id, agent_id, push_id, kind, payload, received_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (tenant_id, push_id) DO NOTHING",
                     params![
                         tenant.as_str(),
                         agent.as_str(),
                         push_id,
-                        kind,
+                        change.kind(),
                         payload,
                         now()
                     ],
                 )?;
-                Ok(())
+                if inserted == 0 {
+                    return Ok(Vec::new());
+                }
+                super::dispatch::fan_out(conn, &tenant, &push_id, &change, &payload)
             })
             .await
     }

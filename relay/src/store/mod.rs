@@ -5,8 +5,10 @@
 //! - [`schema`]: versioned migrations.
 //! - [`tenants`]: tenants, shops, agents and signing keys.
 //! - [`events`]: the per-tenant event queue, its history, and pushes.
+//! - [`dispatch`]: what goes to each shop, coalesced.
 
 mod db;
+mod dispatch;
 mod events;
 mod schema;
 mod tenants;
@@ -15,8 +17,9 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
+pub use dispatch::{DispatchItem, DispatchSummary, Failure as DispatchFailure};
 pub use events::{
-    EventState, EventSummary, HistoryEntry, Ingested, NewEvent, PushSummary, QueuedEvent,
+    EventState, EventSummary, FetchJob, HistoryEntry, Ingested, NewEvent, PushSummary, QueuedEvent,
 };
 pub use tenants::{AgentRecord, ShopRecord, SigningKey, TenantRecord};
 

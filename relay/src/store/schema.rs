@@ -5,7 +5,8 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// Each entry moves the schema one version up; never edit a released entry, append a new one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE tenants (
     id          TEXT PRIMARY KEY,
     name        TEXT NOT NULL,
@@ -68,7 +69,39 @@ CREATE TABLE pushes (
     received_at  TEXT NOT NULL,
     UNIQUE (tenant_id, push_id)
 );
-"#];
+"#,
+    r#"
+-- Shop rules (flow, status map, price lists, API location) as JSON; the API key apart.
+ALTER TABLE shops ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE shops ADD COLUMN api_key TEXT;
+-- Thin webhooks wait in state 'fetching' until the order is fetched from the shop.
+ALTER TABLE events ADD COLUMN next_attempt_at TEXT;
+CREATE INDEX events_fetching ON events (state, next_attempt_at) WHERE state = 'fetching';
+-- What goes to each shop: one row per shop and coalescing key while pending, so a newer
+-- value replaces an older one that was not sent yet ('version' counts the replacements).
+CREATE TABLE dispatch (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id       TEXT NOT NULL REFERENCES tenants(id),
+    shop_id         TEXT NOT NULL REFERENCES shops(shop_id),
+    kind            TEXT NOT NULL,
+    key             TEXT NOT NULL,
+    payload         TEXT NOT NULL,
+    push_id         TEXT NOT NULL,
+    order_ref       TEXT,            -- the shop order of an order status change
+    version         INTEGER NOT NULL DEFAULT 1,
+    state           TEXT NOT NULL,   -- 'pending' | 'done' | 'dead' | 'superseded'
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT NOT NULL,
+    last_error      TEXT,
+    created_at      TEXT NOT NULL,
+    updated_at      TEXT NOT NULL
+);
+CREATE UNIQUE INDEX dispatch_open ON dispatch (shop_id, key) WHERE state = 'pending';
+CREATE INDEX dispatch_due ON dispatch (shop_id, state, next_attempt_at);
+CREATE INDEX dispatch_order ON dispatch (shop_id, order_ref, state, id) WHERE order_ref IS NOT NULL;
+CREATE INDEX dispatch_tenant ON dispatch (tenant_id, state, id);
+"#,
+];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let current: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;

@@ -3,10 +3,12 @@
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use shared::domain::DocumentType;
+use shared::settings::Secret;
 use shared::signature::WebhookSecret;
 use shared::{AgentId, ShopId, TenantId};
 
 use super::{Store, StoreError, now};
+use crate::shop::ShopSettings;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TenantRecord {
@@ -23,6 +25,9 @@ pub struct ShopRecord {
     pub webhook_secrets: Vec<WebhookSecret>,
     pub trigger_statuses: Vec<String>,
     pub document_type: DocumentType,
+    pub settings: ShopSettings,
+    /// The key for the shop's API.
+    pub api_key: Option<Secret>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -96,24 +101,19 @@ impl Store {
         self.db
             .call(move |conn| {
                 require_tenant(conn, &shop.tenant_id)?;
-                let secrets: Vec<String> = shop
-                    .webhook_secrets
-                    .iter()
-                    .map(WebhookSecret::expose)
-                    .collect();
-                let secrets = serde_json::to_string(&secrets).map_err(|e| corrupt("secrets", e))?;
-                let statuses = serde_json::to_string(&shop.trigger_statuses)
-                    .map_err(|e| corrupt("statuses", e))?;
+                let columns = ShopColumns::of(&shop)?;
                 let inserted = conn.execute(
                     "INSERT INTO shops (shop_id, tenant_id, webhook_secrets, trigger_statuses,
-                                        document_type, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (shop_id) DO NOTHING",
+                                        document_type, settings, api_key, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (shop_id) DO NOTHING",
                     params![
                         shop.shop_id.as_str(),
                         shop.tenant_id.as_str(),
-                        secrets,
-                        statuses,
+                        columns.secrets,
+                        columns.statuses,
                         shop.document_type.as_str(),
+                        columns.settings,
+                        columns.api_key,
                         now()
                     ],
                 )?;
@@ -128,45 +128,52 @@ impl Store {
             .await
     }
 
+    /// Replaces everything about a shop but its id and tenant.
+    pub async fn update_shop(&self, shop: ShopRecord) -> Result<(), StoreError> {
+        self.db
+            .call(move |conn| {
+                let columns = ShopColumns::of(&shop)?;
+                let changed = conn.execute(
+                    "UPDATE shops SET webhook_secrets = ?3, trigger_statuses = ?4,
+                                      document_type = ?5, settings = ?6, api_key = ?7
+                     WHERE shop_id = ?1 AND tenant_id = ?2",
+                    params![
+                        shop.shop_id.as_str(),
+                        shop.tenant_id.as_str(),
+                        columns.secrets,
+                        columns.statuses,
+                        shop.document_type.as_str(),
+                        columns.settings,
+                        columns.api_key,
+                    ],
+                )?;
+                if changed == 0 {
+                    return Err(StoreError::NotFound(format!(
+                        "shop {} of tenant {} not found",
+                        shop.shop_id, shop.tenant_id
+                    )));
+                }
+                Ok(())
+            })
+            .await
+    }
+
     pub async fn shop(&self, shop_id: ShopId) -> Result<Option<ShopRecord>, StoreError> {
         self.db
             .call(move |conn| {
-                let row = conn
-                    .query_row(
-                        "SELECT tenant_id, webhook_secrets, trigger_statuses, document_type
-                         FROM shops WHERE shop_id = ?1",
-                        [shop_id.as_str()],
-                        |r| {
-                            Ok((
-                                r.get::<_, String>(0)?,
-                                r.get::<_, String>(1)?,
-                                r.get::<_, String>(2)?,
-                                r.get::<_, String>(3)?,
-                            ))
-                        },
-                    )
-                    .optional()?;
-                let Some((tenant, secrets, statuses, document_type)) = row else {
-                    return Ok(None);
-                };
-                let secrets: Vec<String> =
-                    serde_json::from_str(&secrets).map_err(|e| corrupt("secrets", e))?;
-                let webhook_secrets = secrets
-                    .iter()
-                    .map(|s| WebhookSecret::parse(s))
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| corrupt("secret", e))?;
-                Ok(Some(ShopRecord {
-                    shop_id,
-                    tenant_id: TenantId::new(tenant).map_err(|e| corrupt("tenant id", e))?,
-                    webhook_secrets,
-                    trigger_statuses: serde_json::from_str(&statuses)
-                        .map_err(|e| corrupt("statuses", e))?,
-                    document_type: document_type
-                        .parse()
-                        .map_err(|e| corrupt("document type", e))?,
-                }))
+                let sql = format!("SELECT {SHOP_COLUMNS} FROM shops WHERE shop_id = ?1");
+                conn.query_row(&sql, [shop_id.as_str()], raw_shop)
+                    .optional()?
+                    .map(RawShop::decode)
+                    .transpose()
             })
+            .await
+    }
+
+    /// Every shop, of one tenant or of all.
+    pub async fn shops(&self, tenant: Option<TenantId>) -> Result<Vec<ShopRecord>, StoreError> {
+        self.db
+            .call(move |conn| read_shops(conn, tenant.as_ref()))
             .await
     }
 
@@ -283,6 +290,96 @@ impl Store {
             })
             .await
     }
+}
+
+const SHOP_COLUMNS: &str =
+    "shop_id, tenant_id, webhook_secrets, trigger_statuses, document_type, settings, api_key";
+
+/// A shop row as stored, before its JSON columns are decoded.
+struct RawShop {
+    shop_id: String,
+    tenant_id: String,
+    secrets: String,
+    statuses: String,
+    document_type: String,
+    settings: String,
+    api_key: Option<String>,
+}
+
+fn raw_shop(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawShop> {
+    Ok(RawShop {
+        shop_id: r.get(0)?,
+        tenant_id: r.get(1)?,
+        secrets: r.get(2)?,
+        statuses: r.get(3)?,
+        document_type: r.get(4)?,
+        settings: r.get(5)?,
+        api_key: r.get(6)?,
+    })
+}
+
+impl RawShop {
+    fn decode(self) -> Result<ShopRecord, StoreError> {
+        let secrets: Vec<String> =
+            serde_json::from_str(&self.secrets).map_err(|e| corrupt("secrets", e))?;
+        let webhook_secrets = secrets
+            .iter()
+            .map(|s| WebhookSecret::parse(s))
+            .collect::<Result<_, _>>()
+            .map_err(|e| corrupt("secret", e))?;
+        Ok(ShopRecord {
+            shop_id: ShopId::new(self.shop_id).map_err(|e| corrupt("shop id", e))?,
+            tenant_id: TenantId::new(self.tenant_id).map_err(|e| corrupt("tenant id", e))?,
+            webhook_secrets,
+            trigger_statuses: serde_json::from_str(&self.statuses)
+                .map_err(|e| corrupt("statuses", e))?,
+            document_type: self
+                .document_type
+                .parse()
+                .map_err(|e| corrupt("document type", e))?,
+            settings: serde_json::from_str(&self.settings).map_err(|e| corrupt("settings", e))?,
+            api_key: self.api_key.map(Secret::new),
+        })
+    }
+}
+
+/// A shop's columns as stored.
+struct ShopColumns {
+    secrets: String,
+    statuses: String,
+    settings: String,
+    api_key: Option<String>,
+}
+
+impl ShopColumns {
+    fn of(shop: &ShopRecord) -> Result<Self, StoreError> {
+        let secrets: Vec<String> = shop
+            .webhook_secrets
+            .iter()
+            .map(WebhookSecret::expose)
+            .collect();
+        Ok(Self {
+            secrets: serde_json::to_string(&secrets).map_err(|e| corrupt("secrets", e))?,
+            statuses: serde_json::to_string(&shop.trigger_statuses)
+                .map_err(|e| corrupt("statuses", e))?,
+            settings: serde_json::to_string(&shop.settings).map_err(|e| corrupt("settings", e))?,
+            api_key: shop.api_key.as_ref().map(|k| k.expose().to_owned()),
+        })
+    }
+}
+
+pub(super) fn read_shops(
+    conn: &rusqlite::Connection,
+    tenant: Option<&TenantId>,
+) -> Result<Vec<ShopRecord>, StoreError> {
+    let sql = format!(
+        "SELECT {SHOP_COLUMNS} FROM shops WHERE (?1 IS NULL OR tenant_id = ?1) ORDER BY shop_id"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt
+        .query_map([tenant.map(TenantId::as_str)], raw_shop)?
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter().map(RawShop::decode).collect()
 }
 
 fn require_tenant(conn: &rusqlite::Connection, tenant: &TenantId) -> Result<(), StoreError> {

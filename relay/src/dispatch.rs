@@ -1,0 +1,518 @@
+//! The dispatcher: sends the committed, coalesced changes of each shop to its API.
+//!
+//! One worker per shop. Woken when a push gave its shop work, it lets changes gather for the
+//! flush window, then takes every due row: stock, prices and price-list prices go in batches
+//! (at most one call per article per flush), products and order statuses one call each, all
+//! paced to the shop's rate limit. A retryable failure pauses the whole shop (full-jitter
+//! exponential backoff, or the shop's `Retry-After` when it asks for longer); a permanent one
+//! dead-letters just that item. Outcomes are recorded against the version that was sent, so a
+//! value that changed during the call is sent again.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use rand::Rng;
+use shared::ShopId;
+use shared::domain::{Change, OrderStatusChange, Price, PriceListPrice, StockLevel};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::shop::{BatchOutcome, CallError, ShopClient};
+use crate::store::{DispatchFailure, DispatchItem, ShopRecord, Store, StoreError, timestamp};
+
+/// Most rows one round takes from the store.
+const ROUND_LIMIT: usize = 2_000;
+
+/// Starts and wakes the per-shop workers. Cheap to share.
+pub struct Dispatcher {
+    store: Store,
+    http: reqwest::Client,
+    flush: Duration,
+    max_attempts: u32,
+    backoff: Backoff,
+    workers: DashMap<ShopId, Arc<Notify>>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// Full-jitter exponential backoff.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Backoff {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            base: Duration::from_millis(config.retry_base_ms),
+            cap: Duration::from_millis(config.retry_cap_ms),
+        }
+    }
+
+    /// A random delay in `[0, min(cap, base * 2^failures)]`, at least a millisecond.
+    pub fn delay(&self, failures: u32) -> Duration {
+        let ceiling = self
+            .base
+            .saturating_mul(1u32 << failures.min(20))
+            .min(self.cap);
+        let millis = u64::try_from(ceiling.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        Duration::from_millis(rand::rng().random_range(1..=millis))
+    }
+}
+
+impl Dispatcher {
+    pub fn new(
+        config: &Config,
+        store: Store,
+        http: reqwest::Client,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            store,
+            http,
+            flush: Duration::from_millis(config.dispatch_flush_ms),
+            max_attempts: config.dispatch_max_attempts,
+            backoff: Backoff::from_config(config),
+            workers: DashMap::new(),
+            shutdown,
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    /// Starts a worker for every shop that has work left from before a restart.
+    pub async fn start(self: &Arc<Self>) -> Result<(), StoreError> {
+        for shop in self.store.shops(None).await? {
+            if shop.settings.api.is_some() {
+                self.wake(&shop.shop_id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells `shop`'s worker there is work, starting the worker if it is not running.
+    pub fn wake(self: &Arc<Self>, shop: &ShopId) {
+        if self.shutdown.is_cancelled() {
+            return;
+        }
+        let notify = match self.workers.entry(shop.clone()) {
+            dashmap::Entry::Occupied(entry) => entry.get().clone(),
+            dashmap::Entry::Vacant(entry) => {
+                let notify = Arc::new(Notify::new());
+                entry.insert(notify.clone());
+                let worker = Worker {
+                    dispatcher: self.clone(),
+                    shop: shop.clone(),
+                    notify: notify.clone(),
+                    next_call: Instant::now(),
+                    failures: 0,
+                };
+                self.tasks.spawn(worker.run());
+                notify
+            }
+        };
+        notify.notify_one();
+    }
+
+    /// Waits for the workers after shutdown was signalled (bounded by the caller).
+    pub async fn stopped(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+struct Worker {
+    dispatcher: Arc<Dispatcher>,
+    shop: ShopId,
+    notify: Arc<Notify>,
+    /// Pacing: the earliest moment of the next call.
+    next_call: Instant,
+    /// Retryable failures in a row, for the shop-wide backoff.
+    failures: u32,
+}
+
+/// What a round ended with.
+enum Round {
+    /// Everything due was tried.
+    Finished,
+    /// The shop cannot be called (no API configured): wait to be woken.
+    Idle,
+    /// The shop asked to slow down or is failing: nothing more until then.
+    PauseUntil(Instant),
+}
+
+impl Worker {
+    async fn run(mut self) {
+        let shutdown = self.dispatcher.shutdown.clone();
+        loop {
+            // Let a burst gather so superseded values are coalesced before sending.
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(self.dispatcher.flush) => {}
+            }
+            let wait = match self.round().await {
+                Ok(Round::PauseUntil(until)) => Some(until),
+                Ok(Round::Idle) => None,
+                Ok(Round::Finished) => match self.next_due().await {
+                    Ok(next) => next,
+                    Err(e) => {
+                        tracing::error!(shop_id = %self.shop, error = %e, "dispatch store error");
+                        Some(Instant::now() + Duration::from_secs(1))
+                    }
+                },
+                Err(e) => {
+                    tracing::error!(shop_id = %self.shop, error = %e, "dispatch store error");
+                    Some(Instant::now() + Duration::from_secs(1))
+                }
+            };
+            match wait {
+                // A pause is not cut short by new work: the shop asked for it.
+                Some(until) if until > Instant::now() + self.dispatcher.flush => {
+                    let paused = self.failures > 0;
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep_until(until) => {}
+                        () = self.notify.notified(), if !paused => {}
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = self.notify.notified() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// When the earliest pending row falls due, if there is one.
+    async fn next_due(&self) -> Result<Option<Instant>, StoreError> {
+        let Some(at) = self
+            .dispatcher
+            .store
+            .next_dispatch_at(self.shop.clone())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let wait = chrono::DateTime::parse_from_rfc3339(&at)
+            .map(|at| (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std())
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or(Duration::ZERO);
+        Ok(Some(Instant::now() + wait))
+    }
+
+    async fn round(&mut self) -> Result<Round, StoreError> {
+        let store = &self.dispatcher.store;
+        let Some(shop) = store.shop(self.shop.clone()).await? else {
+            return Ok(Round::Idle);
+        };
+        let (Some(api), Some(key)) = (&shop.settings.api, &shop.api_key) else {
+            return Ok(Round::Idle);
+        };
+        let client = ShopClient::new(self.dispatcher.http.clone(), api, key.clone());
+        let interval = Duration::from_secs(1) / api.requests_per_sec.max(1);
+        let items = store.due_dispatch(self.shop.clone(), ROUND_LIMIT).await?;
+        if items.is_empty() {
+            return Ok(Round::Finished);
+        }
+        tracing::debug!(shop_id = %self.shop, items = items.len(), "dispatching");
+        for call in plan(&shop, items) {
+            if let Some(pause) = self.send(&client, interval, call).await? {
+                return Ok(Round::PauseUntil(pause));
+            }
+        }
+        Ok(Round::Finished)
+    }
+
+    /// Makes one planned call and records its outcome. Returns a pause when the shop needs
+    /// one.
+    async fn send(
+        &mut self,
+        client: &ShopClient,
+        interval: Duration,
+        call: Call,
+    ) -> Result<Option<Instant>, StoreError> {
+        let store = &self.dispatcher.store;
+        tokio::time::sleep_until(self.next_call).await;
+        self.next_call = Instant::now() + interval;
+        let (sent, outcome): (Vec<Sent>, Result<BatchOutcome, CallError>) = match call {
+            Call::Stock(items) => {
+                let values: Vec<StockLevel> = items.iter().map(|(_, s)| s.clone()).collect();
+                let outcome = client.put_stock(&values).await;
+                (items.into_iter().map(|(sent, _)| sent).collect(), outcome)
+            }
+            Call::Prices(items) => {
+                let values: Vec<Price> = items.iter().map(|(_, p)| p.clone()).collect();
+                let outcome = client.put_prices(&values).await;
+                (items.into_iter().map(|(sent, _)| sent).collect(), outcome)
+            }
+            Call::PriceList(group, items) => {
+                let values: Vec<PriceListPrice> = items.iter().map(|(_, p)| p.clone()).collect();
+                let outcome = client.put_price_list(&group, &values).await;
+                (items.into_iter().map(|(sent, _)| sent).collect(), outcome)
+            }
+            Call::Product(sent, product) => {
+                let outcome = client
+                    .put_product(&product)
+                    .await
+                    .map(|()| BatchOutcome::default());
+                (vec![sent], outcome)
+            }
+            Call::Status(sent, change, rule) => {
+                let tracking = if rule.tracking {
+                    change.tracking_number.as_deref()
+                } else {
+                    None
+                };
+                let mut outcome = client
+                    .set_order_state(
+                        &change.shop_order_id,
+                        &rule.shop_status,
+                        rule.notify_customer,
+                        tracking,
+                    )
+                    .await;
+                if outcome.is_ok() && rule.capture {
+                    outcome = client.capture(&change.shop_order_id).await;
+                }
+                (vec![sent], outcome.map(|()| BatchOutcome::default()))
+            }
+            Call::Refuse(sent, reason) => {
+                let failure = DispatchFailure {
+                    reason,
+                    retry_at: None,
+                };
+                store
+                    .dispatch_failed(vec![sent.key()], failure, self.dispatcher.max_attempts)
+                    .await?;
+                return Ok(None);
+            }
+        };
+        match outcome {
+            Ok(outcome) => {
+                self.failures = 0;
+                let (refused, applied): (Vec<Sent>, Vec<Sent>) = sent
+                    .into_iter()
+                    .partition(|s| outcome.refused.iter().any(|(a, _)| *a == s.article));
+                store
+                    .dispatch_done(applied.iter().map(Sent::key).collect())
+                    .await?;
+                for item in refused {
+                    let reason = outcome
+                        .refused
+                        .iter()
+                        .find(|(a, _)| *a == item.article)
+                        .map(|(_, r)| format!("the shop refused {}: {r}", item.article))
+                        .unwrap_or_default();
+                    let failure = DispatchFailure {
+                        reason,
+                        retry_at: None,
+                    };
+                    store
+                        .dispatch_failed(vec![item.key()], failure, self.dispatcher.max_attempts)
+                        .await?;
+                }
+                Ok(None)
+            }
+            Err(CallError::Permanent(reason)) => {
+                tracing::warn!(shop_id = %self.shop, %reason, "the shop refused a change");
+                let failure = DispatchFailure {
+                    reason,
+                    retry_at: None,
+                };
+                store
+                    .dispatch_failed(
+                        sent.iter().map(Sent::key).collect(),
+                        failure,
+                        self.dispatcher.max_attempts,
+                    )
+                    .await?;
+                Ok(None)
+            }
+            Err(CallError::Retryable {
+                reason,
+                retry_after,
+            }) => {
+                let delay = self
+                    .dispatcher
+                    .backoff
+                    .delay(self.failures)
+                    .max(retry_after.unwrap_or_default());
+                self.failures = self.failures.saturating_add(1);
+                tracing::warn!(
+                    shop_id = %self.shop,
+                    %reason,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "the shop call failed; retrying later"
+                );
+                let retry_at = chrono::Utc::now()
+                    + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero());
+                let failure = DispatchFailure {
+                    reason,
+                    retry_at: Some(timestamp(retry_at)),
+                };
+                store
+                    .dispatch_failed(
+                        sent.iter().map(Sent::key).collect(),
+                        failure,
+                        self.dispatcher.max_attempts,
+                    )
+                    .await?;
+                Ok(Some(Instant::now() + delay))
+            }
+        }
+    }
+}
+
+/// A row as sent: its id, the version sent, and its article (for batch refusals).
+#[derive(Debug, Clone)]
+struct Sent {
+    id: i64,
+    version: i64,
+    article: String,
+}
+
+impl Sent {
+    fn of(item: &DispatchItem, article: &str) -> Self {
+        Self {
+            id: item.id,
+            version: item.version,
+            article: article.to_owned(),
+        }
+    }
+
+    fn key(&self) -> (i64, i64) {
+        (self.id, self.version)
+    }
+}
+
+/// One call to the shop.
+enum Call {
+    Stock(Vec<(Sent, StockLevel)>),
+    Prices(Vec<(Sent, Price)>),
+    PriceList(String, Vec<(Sent, PriceListPrice)>),
+    Product(Sent, Box<shared::domain::Product>),
+    Status(Sent, OrderStatusChange, crate::shop::StatusRule),
+    /// Not sendable under the shop's current rules.
+    Refuse(Sent, String),
+}
+
+/// Turns a round's rows into calls: status changes first (oldest first), then products, then
+/// batches of stock, prices and price-list prices.
+fn plan(shop: &ShopRecord, items: Vec<DispatchItem>) -> Vec<Call> {
+    let mut calls = Vec::new();
+    let mut stock = Vec::new();
+    let mut prices = Vec::new();
+    let mut lists: BTreeMap<String, Vec<(Sent, PriceListPrice)>> = BTreeMap::new();
+    let mut products = Vec::new();
+    for item in items {
+        match &item.change {
+            Change::OrderStatus(change) => {
+                let sent = Sent::of(&item, "");
+                match shop.settings.status_map.get(&change.mamut_status) {
+                    Some(rule) => calls.push(Call::Status(sent, change.clone(), rule.clone())),
+                    None => calls.push(Call::Refuse(
+                        sent,
+                        format!(
+                            "Mamut status {:?} is no longer mapped to a shop status",
+                            change.mamut_status
+                        ),
+                    )),
+                }
+            }
+            Change::Product(product) => {
+                let sent = Sent::of(&item, product.article_number.as_str());
+                products.push(Call::Product(sent, Box::new(product.clone())));
+            }
+            Change::Stock(level) => {
+                stock.push((
+                    Sent::of(&item, level.article_number.as_str()),
+                    level.clone(),
+                ));
+            }
+            Change::Price(price) => {
+                prices.push((
+                    Sent::of(&item, price.article_number.as_str()),
+                    price.clone(),
+                ));
+            }
+            Change::PriceList(price) => {
+                let sent = Sent::of(&item, price.article_number.as_str());
+                match shop.settings.price_lists.get(&price.price_list) {
+                    Some(group) => lists
+                        .entry(group.clone())
+                        .or_default()
+                        .push((sent, price.clone())),
+                    None => calls.push(Call::Refuse(
+                        sent,
+                        format!(
+                            "price list {:?} is no longer mapped to a customer group",
+                            price.price_list
+                        ),
+                    )),
+                }
+            }
+        }
+    }
+    calls.extend(products);
+    let batch = ShopClient::MAX_BATCH;
+    calls.extend(chunks(stock, batch).into_iter().map(Call::Stock));
+    calls.extend(chunks(prices, batch).into_iter().map(Call::Prices));
+    for (group, items) in lists {
+        calls.extend(
+            chunks(items, batch)
+                .into_iter()
+                .map(|chunk| Call::PriceList(group.clone(), chunk)),
+        );
+    }
+    calls
+}
+
+fn chunks<T>(items: Vec<T>, size: usize) -> Vec<Vec<T>> {
+    let mut out = Vec::new();
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        out.push(items.by_ref().take(size).collect());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_stays_within_its_ceiling() {
+        let backoff = Backoff {
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(2),
+        };
+        for failures in 0..30 {
+            let ceiling = Duration::from_millis(100 * (1u64 << failures.min(20))).min(backoff.cap);
+            for _ in 0..50 {
+                let delay = backoff.delay(failures);
+                assert!(delay >= Duration::from_millis(1) && delay <= ceiling);
+            }
+        }
+    }
+
+    #[test]
+    fn batches_hold_at_most_the_limit() {
+        let sizes: Vec<usize> = chunks((0..250).collect::<Vec<_>>(), 100)
+            .iter()
+            .map(Vec::len)
+            .collect();
+        assert_eq!(sizes, vec![100, 100, 50]);
+        assert!(chunks(Vec::<u8>::new(), 100).is_empty());
+    }
+}

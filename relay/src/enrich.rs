@@ -1,0 +1,144 @@
+//! Thin webhooks: an event that carries only an order id and status is stored at once (state
+//! `fetching`), then the order is fetched from the shop's API and the event joins the delivery
+//! queue with the full order. A failed fetch is retried with backoff, never dropped; later
+//! events of the same order wait behind it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use shared::domain::{OrderWebhook, ThinOrderWebhook};
+use shared::{ShopId, TenantId};
+use tokio::sync::Notify;
+
+use crate::AppState;
+use crate::dispatch::Backoff;
+use crate::registry::Registry;
+use crate::shop::{CallError, ShopClient};
+use crate::store::{FetchJob, Store, StoreError, timestamp};
+
+/// Most fetches taken per round.
+const ROUND_LIMIT: usize = 100;
+
+/// Wakes the enricher when a thin webhook was stored.
+#[derive(Default)]
+pub struct Enricher {
+    notify: Notify,
+}
+
+impl Enricher {
+    pub fn wake(&self) {
+        self.notify.notify_one();
+    }
+
+    /// Fetches orders until shutdown.
+    pub async fn run(self: Arc<Self>, app: Arc<AppState>) {
+        let store = &app.store;
+        let registry = &app.registry;
+        let http = &app.http;
+        let backoff = Backoff::from_config(&app.config);
+        let shutdown = &app.shutdown;
+        // Fetch failures in a row per event, for its backoff (restarts begin again at 0).
+        let mut failures: HashMap<i64, u32> = HashMap::new();
+        loop {
+            let wait = match self
+                .round(store, registry, http, backoff, &mut failures)
+                .await
+            {
+                Ok(()) => next_wait(store).await,
+                Err(e) => {
+                    tracing::error!(error = %e, "fetching thin webhooks' orders failed");
+                    Some(Duration::from_secs(1))
+                }
+            };
+            let sleep = tokio::time::sleep(wait.unwrap_or(Duration::from_secs(3600)));
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = self.notify.notified() => {}
+                () = sleep => {}
+            }
+        }
+    }
+
+    async fn round(
+        &self,
+        store: &Store,
+        registry: &Registry,
+        http: &reqwest::Client,
+        backoff: Backoff,
+        failures: &mut HashMap<i64, u32>,
+    ) -> Result<(), StoreError> {
+        for job in store.due_fetches(ROUND_LIMIT).await? {
+            match fetch(store, http, &job).await? {
+                Ok(payload) => {
+                    failures.remove(&job.id);
+                    if store.enriched(job.id, payload).await?
+                        && let Ok(tenant) = TenantId::new(job.tenant_id.clone())
+                    {
+                        registry.wake(&tenant);
+                    }
+                }
+                Err(reason) => {
+                    let count = failures.entry(job.id).or_insert(0);
+                    let delay = backoff.delay(*count);
+                    *count = count.saturating_add(1);
+                    tracing::warn!(event_id = job.id, %reason, "cannot fetch the order; retrying later");
+                    let at = chrono::Utc::now()
+                        + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero());
+                    store.fetch_failed(job.id, reason, timestamp(at)).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Fetches one thin webhook's order; the inner `Err` is why it could not be fetched now.
+async fn fetch(
+    store: &Store,
+    http: &reqwest::Client,
+    job: &FetchJob,
+) -> Result<Result<String, String>, StoreError> {
+    let thin: ThinOrderWebhook = match serde_json::from_str(&job.payload) {
+        Ok(thin) => thin,
+        Err(e) => return Ok(Err(format!("the stored thin webhook cannot be read: {e}"))),
+    };
+    let Ok(shop_id) = ShopId::new(job.shop_id.clone()) else {
+        return Ok(Err("the stored shop id is invalid".into()));
+    };
+    let Some(shop) = store.shop(shop_id).await? else {
+        return Ok(Err("the shop no longer exists".into()));
+    };
+    let (Some(api), Some(key)) = (&shop.settings.api, &shop.api_key) else {
+        return Ok(Err(
+            "the shop has no API configured, so the order cannot be fetched".into(),
+        ));
+    };
+    let client = ShopClient::new(http.clone(), api, key.clone());
+    let order = match client.fetch_order(&job.order_id).await {
+        Ok(order) => order,
+        Err(CallError::Retryable { reason, .. } | CallError::Permanent(reason)) => {
+            return Ok(Err(reason));
+        }
+    };
+    let webhook = OrderWebhook {
+        event: thin.event,
+        shop_id: thin.shop_id,
+        occurred_at: thin.occurred_at.unwrap_or_else(chrono::Utc::now),
+        order,
+    };
+    Ok(serde_json::to_string(&webhook).map_err(|e| format!("cannot encode the order: {e}")))
+}
+
+async fn next_wait(store: &Store) -> Option<Duration> {
+    let at = store.next_fetch_at().await.ok()??;
+    if at.is_empty() {
+        return Some(Duration::ZERO);
+    }
+    let at = chrono::DateTime::parse_from_rfc3339(&at).ok()?;
+    Some(
+        (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO),
+    )
+}

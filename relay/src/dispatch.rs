@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -38,6 +39,10 @@ pub struct Dispatcher {
     workers: DashMap<ShopId, Arc<Notify>>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    /// Flushes that had something to send, over all shops.
+    rounds: AtomicU64,
+    /// Calls made to shops.
+    calls: AtomicU64,
 }
 
 /// Full-jitter exponential backoff.
@@ -84,7 +89,23 @@ impl Dispatcher {
             workers: DashMap::new(),
             shutdown,
             tasks: TaskTracker::new(),
+            rounds: AtomicU64::new(0),
+            calls: AtomicU64::new(0),
         }
+    }
+
+    /// The dispatcher's counters in the Prometheus text format.
+    pub fn render_metrics(&self) -> String {
+        format!(
+            "# HELP relay_dispatch_rounds_total Flushes that sent changes to a shop.\n\
+             # TYPE relay_dispatch_rounds_total counter\n\
+             relay_dispatch_rounds_total {}\n\
+             # HELP relay_dispatch_calls_total Calls made to shop APIs.\n\
+             # TYPE relay_dispatch_calls_total counter\n\
+             relay_dispatch_calls_total {}\n",
+            self.rounds.load(Ordering::Relaxed),
+            self.calls.load(Ordering::Relaxed)
+        )
     }
 
     /// Starts a worker for every shop that has work left from before a restart.
@@ -226,6 +247,7 @@ impl Worker {
             return Ok(Round::Finished);
         }
         tracing::debug!(shop_id = %self.shop, items = items.len(), "dispatching");
+        self.dispatcher.rounds.fetch_add(1, Ordering::Relaxed);
         for call in plan(&shop, items) {
             if let Some(pause) = self.send(&client, interval, call).await? {
                 return Ok(Round::PauseUntil(pause));
@@ -243,8 +265,11 @@ impl Worker {
         call: Call,
     ) -> Result<Option<Instant>, StoreError> {
         let store = &self.dispatcher.store;
-        tokio::time::sleep_until(self.next_call).await;
-        self.next_call = Instant::now() + interval;
+        if !matches!(call, Call::Refuse(..)) {
+            tokio::time::sleep_until(self.next_call).await;
+            self.next_call = Instant::now() + interval;
+            self.dispatcher.calls.fetch_add(1, Ordering::Relaxed);
+        }
         let (sent, outcome): (Vec<Sent>, Result<BatchOutcome, CallError>) = match call {
             Call::Stock(items) => {
                 let values: Vec<StockLevel> = items.iter().map(|(_, s)| s.clone()).collect();

@@ -243,5 +243,5 @@ async fn readyz(
 }
 
 async fn metrics(axum::extract::State(state): axum::extract::State<Arc<AppState>>) -> String {
-    state.metrics.render()
+    state.metrics.render() + &state.dispatcher.render_metrics()
 }

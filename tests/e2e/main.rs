@@ -10,3 +10,4 @@ mod mamut_sim;
 mod proxy;
 mod reconnect;
 mod rejections;
+mod shops;

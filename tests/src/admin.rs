@@ -151,4 +151,50 @@ impl Admin {
             .await;
         v["pushes"].as_array().cloned().unwrap_or_default()
     }
+
+    /// Adds a shop with the full body of `POST /tenants/{tenant}/shops`.
+    pub async fn add_shop_with(&self, tenant: &str, body: Value) -> Value {
+        self.expect(
+            reqwest::Method::POST,
+            &format!("/tenants/{tenant}/shops"),
+            Some(body),
+            StatusCode::CREATED,
+        )
+        .await
+    }
+
+    /// Changes a shop's rules (`PATCH`).
+    pub async fn update_shop(&self, tenant: &str, shop: &str, body: Value) -> Value {
+        self.expect(
+            reqwest::Method::PATCH,
+            &format!("/tenants/{tenant}/shops/{shop}"),
+            Some(body),
+            StatusCode::OK,
+        )
+        .await
+    }
+
+    /// The tenant's dispatch items, newest first; `state` filters.
+    pub async fn dispatch(&self, tenant: &str, state: Option<&str>) -> Vec<Value> {
+        let query = state.map(|s| format!("&state={s}")).unwrap_or_default();
+        let v = self
+            .expect(
+                reqwest::Method::GET,
+                &format!("/tenants/{tenant}/dispatch?limit=10000{query}"),
+                None,
+                StatusCode::OK,
+            )
+            .await;
+        v["dispatch"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub async fn replay_dispatch(&self, tenant: &str, id: i64) {
+        self.expect(
+            reqwest::Method::POST,
+            &format!("/tenants/{tenant}/dispatch/{id}/replay"),
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    }
 }

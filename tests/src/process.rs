@@ -93,6 +93,10 @@ impl RelayProcess {
             .env("RELAY_LISTEN", format!("127.0.0.1:{}", self.port))
             .env("RELAY_DATABASE_URL", self.database_url())
             .env("RELAY_ADMIN_TOKEN", &self.admin_token)
+            // Quick flushes and retries so tests of the shop side finish fast.
+            .env("RELAY_DISPATCH_FLUSH_MS", "100")
+            .env("RELAY_RETRY_BASE_MS", "50")
+            .env("RELAY_RETRY_CAP_MS", "500")
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"))

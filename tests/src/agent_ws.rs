@@ -1,0 +1,100 @@
+//! A bare agent connection to a plain-HTTP relay, speaking protocol v1 directly: hello, then
+//! pushes, counting the relay's push acks. Lets tests drive the relay's push side at volumes
+//! the Mamut watcher would coalesce away.
+
+use futures_util::{SinkExt, StreamExt};
+use shared::domain::Change;
+use shared::protocol::{Envelope, Hello, Message, PROTOCOL_VERSION, Push};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::RelayProcess;
+
+type Socket = tokio_tungstenite::WebSocketStream<TcpStream>;
+
+pub struct RawAgent {
+    socket: Socket,
+}
+
+impl RawAgent {
+    /// Connects with `token` and completes hello/welcome. The relay must run without TLS.
+    pub async fn connect(relay: &RelayProcess, token: &str) -> Self {
+        let mut request = relay
+            .ws_url()
+            .into_client_request()
+            .expect("a WebSocket request");
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("header value"),
+        );
+        let stream = TcpStream::connect(("127.0.0.1", relay.port))
+            .await
+            .expect("relay reachable");
+        let (socket, _) = tokio_tungstenite::client_async(request, stream)
+            .await
+            .expect("WebSocket upgrade");
+        let mut agent = Self { socket };
+        agent
+            .send(Message::Hello(Hello {
+                protocol_version: PROTOCOL_VERSION,
+                agent_version: "test".into(),
+                credit: 1,
+            }))
+            .await;
+        match agent.next().await {
+            Message::Welcome(_) => agent,
+            other => panic!("expected welcome, got {other:?}"),
+        }
+    }
+
+    async fn send(&mut self, msg: Message) {
+        let text = Envelope::new(msg).to_json();
+        self.socket
+            .send(WsMessage::text(text))
+            .await
+            .expect("frame sent");
+    }
+
+    /// The next protocol message, skipping heartbeats and control frames.
+    async fn next(&mut self) -> Message {
+        loop {
+            let frame = self
+                .socket
+                .next()
+                .await
+                .expect("the relay keeps the connection")
+                .expect("a frame");
+            if let WsMessage::Text(text) = frame {
+                let envelope = Envelope::from_json(&text).expect("a protocol frame");
+                if !matches!(envelope.msg, Message::Heartbeat(_)) {
+                    return envelope.msg;
+                }
+            }
+        }
+    }
+
+    /// Pushes every change (ids `prefix-0`, `prefix-1`, ...) in windows of `window`, and
+    /// returns once the relay acked them all.
+    pub async fn push_all(&mut self, prefix: &str, changes: Vec<Change>, window: usize) {
+        let total = changes.len();
+        let mut acked = 0usize;
+        let mut sent = 0usize;
+        let mut changes = changes.into_iter();
+        while acked < total {
+            while sent - acked < window {
+                let Some(change) = changes.next() else { break };
+                self.send(Message::Push(Push {
+                    push_id: format!("{prefix}-{sent}"),
+                    change,
+                }))
+                .await;
+                sent += 1;
+            }
+            match self.next().await {
+                Message::PushAck(_) => acked += 1,
+                other => panic!("expected push_ack, got {other:?}"),
+            }
+        }
+    }
+}

@@ -2,16 +2,14 @@
 //! configuration, the Mamut connection and mapping (every mapped table and column exists), and
 //! that the relay accepts the agent's token, and prints one line per finding.
 
-use std::time::Duration;
-
-use futures_util::{SinkExt, StreamExt};
-use shared::protocol::{Envelope, Hello, Message, PROTOCOL_VERSION};
+use futures_util::SinkExt;
+use shared::protocol::SessionRole;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::config::{AgentConfig, MamutBackend};
 use crate::mamut::mapping::Mapping;
 use crate::mamut::sqlserver::SqlServer;
-use crate::transport::{self, Endpoint};
+use crate::transport;
 
 /// One line of the report.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,37 +102,8 @@ async fn hello(
     config: &AgentConfig,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> anyhow::Result<String> {
-    let endpoint = Endpoint::parse(&config.relay.url, config.relay.insecure_dev)
-        .map_err(anyhow::Error::msg)?;
-    let tls = if endpoint.tls {
-        Some(transport::tls_config(&config.relay)?)
-    } else {
-        None
-    };
-    let proxy = transport::select_proxy(config.relay.proxy.as_deref(), &endpoint.host, env)
-        .map_err(anyhow::Error::msg)?;
-    let mut socket =
-        transport::connect(&config.relay, tls, proxy.as_ref(), Duration::from_secs(10)).await?;
-    let hello = Message::Hello(Hello {
-        protocol_version: PROTOCOL_VERSION,
-        agent_version: env!("CARGO_PKG_VERSION").into(),
-        credit: 1,
-    });
-    socket
-        .send(WsMessage::Text(Envelope::new(hello).to_json().into()))
-        .await?;
-    let welcome = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(frame) = socket.next().await {
-            if let WsMessage::Text(text) = frame?
-                && let Message::Welcome(w) = Envelope::from_json(text.as_str())?.msg
-            {
-                return Ok(w.tenant_id.to_string());
-            }
-        }
-        anyhow::bail!("the relay closed the connection before its welcome")
-    })
-    .await
-    .map_err(|_| anyhow::anyhow!("no welcome within 10 s"))??;
+    let mut socket = transport::dial(&config.relay, env).await?;
+    let welcome = transport::greet(&mut socket, SessionRole::Agent, 1).await?;
     let _ = socket.send(WsMessage::Close(None)).await;
-    Ok(welcome)
+    Ok(welcome.tenant_id.to_string())
 }

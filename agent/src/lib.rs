@@ -9,6 +9,7 @@
 //! - [`supervisor`]: reconnect forever with full-jitter backoff.
 //! - [`mamut`]: the Mamut boundary and its implementations.
 //! - [`watch`]: polling Mamut for changes and pushing them, with durable cursors.
+//! - [`sync`]: the initial product sync, Mamut → shop or shop → Mamut, through the relay.
 
 #![forbid(unsafe_code)]
 
@@ -17,5 +18,6 @@ pub mod config;
 pub mod mamut;
 pub mod session;
 pub mod supervisor;
+pub mod sync;
 pub mod transport;
 pub mod watch;

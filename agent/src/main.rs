@@ -44,6 +44,29 @@ enum Command {
         #[arg(long, env = "AGENT_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// One-off synchronisation at the start of a project.
+    #[command(subcommand)]
+    Sync(SyncCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SyncCommand {
+    /// Copy the whole assortment, variants included, keeping article numbers. Safe to run
+    /// again (unchanged products are not written); an interrupted run continues where it
+    /// stopped.
+    Products {
+        #[arg(long, env = "AGENT_CONFIG")]
+        config: Option<PathBuf>,
+        /// Where the products go: `shop` (from Mamut) or `mamut` (from the shop).
+        #[arg(long, value_enum)]
+        to: agent::sync::Direction,
+        /// Only this shop (needed with --to mamut when the tenant has several shops).
+        #[arg(long)]
+        shop: Option<String>,
+        /// Products per page read from Mamut or the shop.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=200))]
+        batch: u32,
+    },
 }
 
 #[tokio::main]
@@ -54,6 +77,12 @@ async fn main() -> ExitCode {
     let (config, log_json) = match Cli::parse().command {
         Command::Run { config, log_json } => (config, log_json),
         Command::Check { config } => return check(config, &env).await,
+        Command::Sync(SyncCommand::Products {
+            config,
+            to,
+            shop,
+            batch,
+        }) => return sync_products(config, to, shop, batch, &env).await,
     };
     init_logging(log_json);
     let config = match AgentConfig::load(config.as_deref(), &env) {
@@ -94,8 +123,59 @@ async fn check(path: Option<PathBuf>, env: &dyn Fn(&str) -> Option<String>) -> E
     }
 }
 
-async fn run(config: AgentConfig, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<()> {
-    let mamut: Arc<dyn Mamut> = match config.mamut.backend {
+async fn sync_products(
+    path: Option<PathBuf>,
+    direction: agent::sync::Direction,
+    shop: Option<String>,
+    batch: u32,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> ExitCode {
+    init_logging(false);
+    let config = match AgentConfig::load(path.as_deref(), env) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("agent: configuration error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let shop = match shop.map(shared::ShopId::new).transpose() {
+        Ok(shop) => shop,
+        Err(e) => {
+            eprintln!("agent: --shop: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let options = agent::sync::SyncOptions {
+        direction,
+        shop,
+        batch,
+        progress: std::io::stderr().is_terminal(),
+    };
+    let result = async {
+        let mamut = mamut_backend(&config)?;
+        agent::sync::run(&config, mamut, &options, env).await
+    }
+    .await;
+    match result {
+        Ok(summary) => {
+            println!("{summary}");
+            if summary.failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("agent: sync stopped: {e:#}");
+            eprintln!("run the same command again to continue where it stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The Mamut backend the configuration names.
+fn mamut_backend(config: &AgentConfig) -> anyhow::Result<Arc<dyn Mamut>> {
+    Ok(match config.mamut.backend {
         MamutBackend::Recorder => {
             tracing::warn!(path = %config.mamut.path.display(), "using the recorder stand-in, not Mamut");
             Arc::new(Recorder::open(
@@ -116,7 +196,11 @@ async fn run(config: AgentConfig, env: &dyn Fn(&str) -> Option<String>) -> anyho
                 config.watch.currency.clone(),
             ))
         }
-    };
+    })
+}
+
+async fn run(config: AgentConfig, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+    let mamut = mamut_backend(&config)?;
     tracing::info!(relay = %config.relay.url, "agent started");
     let cancel = CancellationToken::new();
     let on_signal = cancel.clone();

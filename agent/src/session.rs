@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use shared::protocol::{Ack, Deliver, Envelope, Heartbeat, Hello, Message, Nack, PROTOCOL_VERSION};
+use shared::protocol::{
+    Ack, Deliver, Envelope, Heartbeat, Hello, Message, Nack, PROTOCOL_VERSION, SessionRole,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -62,6 +64,7 @@ where
             protocol_version: PROTOCOL_VERSION,
             agent_version: env!("CARGO_PKG_VERSION").into(),
             credit: settings.credit,
+            role: SessionRole::Agent,
         }),
     )
     .await?;

@@ -7,14 +7,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
+use futures_util::{SinkExt, StreamExt};
 use http::Uri;
 use rustls::ClientConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
-use shared::protocol::MAX_FRAME_BYTES;
+use shared::protocol::{
+    Envelope, Hello, MAX_FRAME_BYTES, Message, PROTOCOL_VERSION, SessionRole, Welcome,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
@@ -200,6 +204,48 @@ pub fn tls_config(config: &RelayConfig) -> Result<Arc<ClientConfig>, ConnectErro
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+/// Connects to the relay as configured (TLS, proxy from the configuration or `HTTPS_PROXY`),
+/// for one-off sessions (`agent check`, `agent sync`).
+pub async fn dial(
+    config: &RelayConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<Socket> {
+    let endpoint = Endpoint::parse(&config.url, config.insecure_dev).map_err(anyhow::Error::msg)?;
+    let tls = if endpoint.tls {
+        Some(tls_config(config)?)
+    } else {
+        None
+    };
+    let proxy =
+        select_proxy(config.proxy.as_deref(), &endpoint.host, env).map_err(anyhow::Error::msg)?;
+    Ok(connect(config, tls, proxy.as_ref(), Duration::from_secs(10)).await?)
+}
+
+/// Says hello and waits (bounded) for the relay's welcome.
+pub async fn greet(socket: &mut Socket, role: SessionRole, credit: u32) -> anyhow::Result<Welcome> {
+    let hello = Message::Hello(Hello {
+        protocol_version: PROTOCOL_VERSION,
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+        credit,
+        role,
+    });
+    socket
+        .send(WsMessage::Text(Envelope::new(hello).to_json().into()))
+        .await?;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(frame) = socket.next().await {
+            if let WsMessage::Text(text) = frame?
+                && let Message::Welcome(welcome) = Envelope::from_json(text.as_str())?.msg
+            {
+                return Ok(welcome);
+            }
+        }
+        anyhow::bail!("the relay closed the connection before its welcome")
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("no welcome within 10 s"))?
 }
 
 /// Connects to the relay and completes the WebSocket handshake, within `timeout`.

@@ -14,12 +14,13 @@ use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use shared::ShopId;
 use shared::domain::{DocumentType, OrderWebhook};
 use shared::protocol::{
-    Deliver, Envelope, Heartbeat, Message, PROTOCOL_VERSION, Push, PushAck, Welcome,
+    Deliver, Envelope, Heartbeat, Message, PROTOCOL_VERSION, Push, PushAck, SessionRole, Welcome,
 };
 use tokio::time::Instant;
 
 use crate::AppState;
 use crate::auth::AgentIdentity;
+use crate::registry::Registration;
 use crate::store::{QueuedEvent, StoreError};
 
 /// Longest wait for the agent's hello.
@@ -54,26 +55,36 @@ pub async fn run<S>(app: Arc<AppState>, identity: AgentIdentity, mut socket: S)
 where
     S: Stream<Item = Result<WsMessage, axum::Error>> + Sink<WsMessage> + Unpin,
 {
-    let credit = match handshake(&app, &identity, &mut socket).await {
-        Ok(credit) => credit,
+    let (credit, role) = match handshake(&app, &identity, &mut socket).await {
+        Ok(hello) => hello,
         Err(e) => {
             tracing::warn!(error = %e, "agent session refused");
             let _ = close(&mut socket, 1002, &e.to_string()).await;
             return;
         }
     };
-    let registration = app.registry.register(&identity.tenant_id, &app.shutdown);
-    tracing::info!(credit, "agent session started");
+    // A sync session takes no deliveries, so it neither replaces the agent's session nor is
+    // woken for new events.
+    let sync = role == SessionRole::Sync;
+    let registration = if sync {
+        Registration::detached(&app.shutdown)
+    } else {
+        app.registry.register(&identity.tenant_id, &app.shutdown)
+    };
+    tracing::info!(credit, ?role, "agent session started");
     let mut session = Session {
         app: app.clone(),
         identity: identity.clone(),
         credit,
+        sync,
         in_flight: HashMap::new(),
         retries: HashMap::new(),
     };
     let result = session.serve(&mut socket, &registration).await;
-    app.registry
-        .unregister(&identity.tenant_id, registration.session);
+    if !sync {
+        app.registry
+            .unregister(&identity.tenant_id, registration.session);
+    }
     match result {
         Ok(reason) => {
             tracing::info!(reason, "agent session ended");
@@ -91,7 +102,7 @@ async fn handshake<S>(
     app: &AppState,
     identity: &AgentIdentity,
     socket: &mut S,
-) -> Result<u32, SessionError>
+) -> Result<(u32, SessionRole), SessionError>
 where
     S: Stream<Item = Result<WsMessage, axum::Error>> + Sink<WsMessage> + Unpin,
 {
@@ -122,13 +133,15 @@ where
         }),
     )
     .await?;
-    Ok(credit)
+    Ok((credit, hello.role))
 }
 
 struct Session {
     app: Arc<AppState>,
     identity: AgentIdentity,
     credit: u32,
+    /// A sync session: serves sync requests, takes no deliveries.
+    sync: bool,
     in_flight: HashMap<u64, InFlight>,
     retries: HashMap<u64, Retry>,
 }
@@ -241,6 +254,16 @@ impl Session {
                 return Ok(false);
             }
             Message::Heartbeat(_) => return Ok(false),
+            Message::SyncPut(request) if self.sync => {
+                let answer = crate::sync::put(&self.app, &tenant, request).await?;
+                send(socket, answer).await?;
+                return Ok(false);
+            }
+            Message::SyncFetch(request) if self.sync => {
+                let answer = crate::sync::fetch(&self.app, &tenant, request).await?;
+                send(socket, answer).await?;
+                return Ok(false);
+            }
             other => {
                 return Err(SessionError::Protocol(format!(
                     "unexpected message from an agent: {}",
@@ -305,7 +328,7 @@ impl Session {
         S: Sink<WsMessage> + Unpin,
     {
         let want = (self.credit as usize).saturating_sub(self.in_flight.len());
-        if want == 0 {
+        if want == 0 || self.sync {
             return Ok(false);
         }
         let exclude: HashSet<i64> = self

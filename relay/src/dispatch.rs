@@ -290,7 +290,7 @@ impl Worker {
                 let outcome = client
                     .put_product(&product)
                     .await
-                    .map(|()| BatchOutcome::default());
+                    .map(|_| BatchOutcome::default());
                 (vec![sent], outcome)
             }
             Call::Status(sent, change, rule) => {

@@ -10,6 +10,7 @@
 //! - [`shop`]: each shop's rules and its platform's API client.
 //! - [`dispatch`]: sends the agents' changes to the shops, coalesced, paced and retried.
 //! - [`enrich`]: fetches the order of a thin webhook from the shop before delivery.
+//! - [`sync`]: the relay's half of the initial product sync.
 //! - [`auth`]: admin token and agent JWTs.
 //! - [`admin`]: the admin API; [`cli`]: the same operations from a shell.
 //! - [`tls`]: HTTPS/WSS listener.
@@ -31,6 +32,7 @@ pub mod metrics;
 pub mod registry;
 pub mod shop;
 pub mod store;
+pub mod sync;
 pub mod tls;
 
 use std::net::SocketAddr;

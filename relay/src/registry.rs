@@ -22,6 +22,17 @@ pub struct Registration {
     pub cancel: CancellationToken,
 }
 
+impl Registration {
+    /// A registration outside the registry: stopped only by shutdown, never woken.
+    pub fn detached(parent: &CancellationToken) -> Self {
+        Self {
+            session: u64::MAX,
+            wake: Arc::new(Notify::new()),
+            cancel: parent.child_token(),
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Registry {
     sessions: DashMap<TenantId, Entry>,

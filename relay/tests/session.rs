@@ -205,6 +205,7 @@ async fn hello(agent: &mut Agent, credit: u32) {
         protocol_version: PROTOCOL_VERSION,
         agent_version: "test".into(),
         credit,
+        role: Default::default(),
     }));
     match agent.recv().await {
         Message::Welcome(w) => assert_eq!(w.credit, credit),

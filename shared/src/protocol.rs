@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Change, DocumentType, Order};
+use crate::domain::{Change, DocumentType, Order, Product};
 use crate::ids::{ShopId, TenantId};
 
 /// The protocol version this build speaks.
@@ -79,6 +79,11 @@ pub enum Message {
     Push(Push),
     PushAck(PushAck),
     Heartbeat(Heartbeat),
+    SyncPut(SyncPut),
+    SyncPutResult(SyncPutResult),
+    SyncFetch(SyncFetch),
+    SyncPage(SyncPage),
+    SyncError(SyncError),
 }
 
 impl Message {
@@ -93,6 +98,11 @@ impl Message {
             Message::Push(_) => "push",
             Message::PushAck(_) => "push_ack",
             Message::Heartbeat(_) => "heartbeat",
+            Message::SyncPut(_) => "sync_put",
+            Message::SyncPutResult(_) => "sync_put_result",
+            Message::SyncFetch(_) => "sync_fetch",
+            Message::SyncPage(_) => "sync_page",
+            Message::SyncError(_) => "sync_error",
         }
     }
 }
@@ -104,6 +114,26 @@ pub struct Hello {
     pub agent_version: String,
     /// How many deliveries the agent is willing to have in flight at once.
     pub credit: u32,
+    /// What the session is for; a `sync` session takes no deliveries and does not replace
+    /// the agent's running session.
+    #[serde(default, skip_serializing_if = "SessionRole::is_agent")]
+    pub role: SessionRole,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionRole {
+    /// The agent's one long-lived session: deliveries and pushes.
+    #[default]
+    Agent,
+    /// A one-off initial product sync (`agent sync products`).
+    Sync,
+}
+
+impl SessionRole {
+    pub fn is_agent(&self) -> bool {
+        *self == SessionRole::Agent
+    }
 }
 
 /// Relay → agent, answer to [`Hello`].
@@ -165,6 +195,68 @@ pub struct Push {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PushAck {
     pub push_id: String,
+}
+
+/// Agent → relay, in a sync session: put this Mamut product into the shops (all of the
+/// tenant's shops with an API, or only `shop_id`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncPut {
+    pub request_id: u64,
+    pub shop_id: Option<ShopId>,
+    pub product: Product,
+}
+
+/// What syncing one product did in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncOutcome {
+    Created,
+    Updated,
+    Unchanged,
+    Failed,
+}
+
+/// The outcome of a [`SyncPut`] in one shop.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShopSyncOutcome {
+    pub shop_id: ShopId,
+    pub outcome: SyncOutcome,
+    pub reason: Option<String>,
+}
+
+/// Relay → agent: the answer to a [`SyncPut`], one outcome per shop.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncPutResult {
+    pub request_id: u64,
+    pub results: Vec<ShopSyncOutcome>,
+}
+
+/// Agent → relay, in a sync session: the next page of the shop's products, in article-number
+/// order after `after`. `shop_id` may be left out when the tenant has one shop with an API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncFetch {
+    pub request_id: u64,
+    pub shop_id: Option<ShopId>,
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+/// Relay → agent: a page of the shop's products; `next` is `None` on the last page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncPage {
+    pub request_id: u64,
+    pub shop_id: ShopId,
+    pub items: Vec<Product>,
+    pub next: Option<String>,
+}
+
+/// Relay → agent: a sync request could not be served (no such shop, the shop is down...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncError {
+    pub request_id: u64,
+    /// Whether trying the same request again later may work.
+    pub retryable: bool,
+    pub reason: String,
 }
 
 /// Either way, when a side has had nothing else to say for a while.

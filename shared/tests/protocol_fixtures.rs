@@ -47,5 +47,5 @@ fn every_message_type_has_a_fixture() {
         assert!(text.contains(&format!("\"type\": \"{kind}\"")), "{kind}");
         seen.insert(kind);
     }
-    assert_eq!(seen.len(), 8, "missing fixtures; have {seen:?}");
+    assert_eq!(seen.len(), 13, "missing fixtures; have {seen:?}");
 }

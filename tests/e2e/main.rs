@@ -11,3 +11,4 @@ mod proxy;
 mod reconnect;
 mod rejections;
 mod shops;
+mod sync;

@@ -40,6 +40,7 @@ impl RawAgent {
                 protocol_version: PROTOCOL_VERSION,
                 agent_version: "test".into(),
                 credit: 1,
+                role: Default::default(),
             }))
             .await;
         match agent.next().await {

@@ -153,4 +153,37 @@ impl MamutDb {
             .collect::<Result<_, _>>()
             .expect("rows")
     }
+
+    /// Every product row: `(article_no, name, parent_article_no, dimension1, dimension2)`,
+    /// in article-number order.
+    pub fn products(&self) -> Vec<ProductRow> {
+        let conn = open_db(&self.path()).expect("open");
+        let mut stmt = conn
+            .prepare(
+                "SELECT article_no, name, parent_article_no, dimension1, dimension2 \
+                 FROM products ORDER BY article_no",
+            )
+            .expect("prepare");
+        stmt.query_map([], |r| {
+            Ok(ProductRow {
+                article_no: r.get(0)?,
+                name: r.get(1)?,
+                parent: r.get(2)?,
+                dimension1: r.get(3)?,
+                dimension2: r.get(4)?,
+            })
+        })
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductRow {
+    pub article_no: String,
+    pub name: String,
+    pub parent: Option<String>,
+    pub dimension1: Option<String>,
+    pub dimension2: Option<String>,
 }

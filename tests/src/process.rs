@@ -362,6 +362,28 @@ impl AgentProcess {
         )
     }
 
+    /// Starts `agent sync products --to <to>` on this agent's configuration, with `args`
+    /// added; its output is collected by [`tokio::process::Child::wait_with_output`].
+    pub fn sync_products(&self, to: &str, args: &[&str]) -> Child {
+        Command::new(bin_path("agent"))
+            .args(["sync", "products", "--to", to, "--config"])
+            .arg(self.dir.path().join("agent.toml"))
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .env_remove("HTTPS_PROXY")
+            .env_remove("https_proxy")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("agent sync starts")
+    }
+
+    /// The progress file of an initial sync towards `to` (`shop` or `mamut`).
+    pub fn sync_progress_file(&self, to: &str) -> PathBuf {
+        self.dir.path().join(format!("sync-products-to-{to}.json"))
+    }
+
     /// The agent's change cursors file.
     pub fn state_file(&self) -> PathBuf {
         self.dir.path().join("agent-state.json")

@@ -296,7 +296,10 @@ fn router(shared: Arc<Shared>) -> Router {
             put(put_price_list_prices),
         )
         .route("/products", get(list_products))
-        .route("/products/{article_number}", put(put_product));
+        .route(
+            "/products/{article_number}",
+            get(get_product).put(put_product),
+        );
     Router::new()
         .nest("/v1", api)
         .fallback(not_found)
@@ -713,6 +716,17 @@ async fn put_price_list_prices(
 }
 
 // ---- products ----
+
+async fn get_product(State(shared): State<Arc<Shared>>, Path(article): Path<String>) -> Response {
+    match shared.data().products.get(&article) {
+        Some(product) => axum::Json(product.clone()).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("the shop has no product {article:?}"),
+        ),
+    }
+}
 
 async fn put_product(
     State(shared): State<Arc<Shared>>,

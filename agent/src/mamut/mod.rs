@@ -10,7 +10,8 @@ pub mod sqlserver;
 use std::future::Future;
 use std::pin::Pin;
 
-use shared::protocol::Deliver;
+use shared::domain::Product;
+use shared::protocol::{Deliver, SyncOutcome};
 
 use crate::watch::{ChangeRow, Cursors};
 
@@ -38,6 +39,11 @@ pub type ApplyFuture<'a> = Pin<Box<dyn Future<Output = Result<Applied, ApplyErro
 pub type ChangesFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Vec<ChangeRow>, String>> + Send + 'a>>;
 
+/// A future of a Mamut read or write for the initial product sync.
+pub type SyncFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'a>>;
+
+const NO_SYNC: &str = "this Mamut backend cannot sync products; use the sqlserver backend";
+
 /// Writes shop orders into Mamut, each exactly once: an order that is already there (same shop
 /// and shop order id) is answered with its existing number and not written again.
 pub trait Mamut: Send + Sync {
@@ -47,5 +53,24 @@ pub trait Mamut: Send + Sync {
     /// watch (the recorder) finds none.
     fn poll_changes<'a>(&'a self, _cursors: &'a Cursors, _batch: u32) -> ChangesFuture<'a> {
         Box::pin(async { Ok(Vec::new()) })
+    }
+
+    /// Main products with their variants, in article-number order after `after`.
+    fn list_products<'a>(
+        &'a self,
+        _after: Option<&'a str>,
+        _limit: u32,
+    ) -> SyncFuture<'a, Vec<Product>> {
+        Box::pin(async { Err(NO_SYNC.to_owned()) })
+    }
+
+    /// How many main products there are (for progress).
+    fn count_products(&self) -> SyncFuture<'_, u64> {
+        Box::pin(async { Err(NO_SYNC.to_owned()) })
+    }
+
+    /// Creates or updates a product and its variants, in one transaction.
+    fn upsert_product<'a>(&'a self, _product: &'a Product) -> SyncFuture<'a, SyncOutcome> {
+        Box::pin(async { Err(NO_SYNC.to_owned()) })
     }
 }

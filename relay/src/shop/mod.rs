@@ -219,9 +219,29 @@ impl ShopClient {
         }
     }
 
-    pub async fn put_product(&self, product: &Product) -> Result<(), CallError> {
+    /// Creates or replaces a product; `true` when it was created.
+    pub async fn put_product(&self, product: &Product) -> Result<bool, CallError> {
         match self {
             ShopClient::Nordisk(c) => c.put_product(product).await,
+        }
+    }
+
+    /// One product, or `None` when the shop has none with that article number.
+    pub async fn product(&self, article: &str) -> Result<Option<Product>, CallError> {
+        match self {
+            ShopClient::Nordisk(c) => c.product(article).await,
+        }
+    }
+
+    /// A page of the shop's products after `after` (article-number order), and where the next
+    /// page starts (`None` after the last).
+    pub async fn products(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<Product>, Option<String>), CallError> {
+        match self {
+            ShopClient::Nordisk(c) => c.products(after, limit).await,
         }
     }
 }

@@ -62,13 +62,16 @@ impl Client {
         }
     }
 
-    fn url(&self, segments: &[&str]) -> Result<Url, CallError> {
+    fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> Result<Url, CallError> {
         let mut url = Url::parse(&self.base)
             .map_err(|e| CallError::Permanent(format!("the shop's API URL is invalid: {e}")))?;
         url.path_segments_mut()
             .map_err(|()| CallError::Permanent("the shop's API URL cannot have a path".into()))?
             .pop_if_empty()
             .extend(segments);
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
         Ok(url)
     }
 
@@ -79,7 +82,7 @@ impl Client {
         segments: &[&str],
         body: Option<Value>,
     ) -> Result<(StatusCode, Vec<u8>), CallError> {
-        self.call_raw(method, segments, body)
+        self.call_raw(method, segments, &[], body)
             .await
             .map_err(|refusal| refusal.error)
     }
@@ -90,9 +93,10 @@ impl Client {
         &self,
         method: Method,
         segments: &[&str],
+        query: &[(&str, &str)],
         body: Option<Value>,
     ) -> Result<(StatusCode, Vec<u8>), Refusal> {
-        let url = self.url(segments).map_err(Refusal::from)?;
+        let url = self.url(segments, query).map_err(Refusal::from)?;
         let path = url.path().to_owned();
         let mut request = self
             .http
@@ -146,6 +150,7 @@ impl Client {
         Err(Refusal {
             error: classify(status, reason, retry_after),
             code,
+            status: Some(status.as_u16()),
         })
     }
 
@@ -200,6 +205,7 @@ impl Client {
             .call_raw(
                 Method::POST,
                 &["orders", order_id, "capture"],
+                &[],
                 Some(json!({})),
             )
             .await
@@ -274,16 +280,64 @@ impl Client {
             .await
     }
 
-    pub async fn put_product(&self, product: &Product) -> Result<(), CallError> {
+    /// Creates or replaces a product; `true` when it was created.
+    pub async fn put_product(&self, product: &Product) -> Result<bool, CallError> {
         let body = serde_json::to_value(product)
             .map_err(|e| CallError::Permanent(format!("cannot encode the product: {e}")))?;
-        self.call(
-            Method::PUT,
-            &["products", product.article_number.as_str()],
-            Some(body),
-        )
-        .await
-        .map(drop)
+        let (status, _) = self
+            .call(
+                Method::PUT,
+                &["products", product.article_number.as_str()],
+                Some(body),
+            )
+            .await?;
+        Ok(status == StatusCode::CREATED)
+    }
+
+    /// One product, or `None` when the shop has none with that article number.
+    pub async fn product(&self, article: &str) -> Result<Option<Product>, CallError> {
+        match self
+            .call_raw(Method::GET, &["products", article], &[], None)
+            .await
+        {
+            Ok((_, bytes)) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| CallError::Retryable {
+                        reason: format!("GET /products/{article}: unexpected body: {e}"),
+                        retry_after: None,
+                    })
+            }
+            Err(refusal) if refusal.status == Some(404) => Ok(None),
+            Err(refusal) => Err(refusal.error),
+        }
+    }
+
+    /// A page of products after `after`, and the article to continue after.
+    pub async fn products(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<Product>, Option<String>), CallError> {
+        #[derive(Deserialize)]
+        struct Page {
+            items: Vec<Product>,
+            next: Option<String>,
+        }
+        let limit = limit.to_string();
+        let mut query = vec![("limit", limit.as_str())];
+        if let Some(after) = after {
+            query.push(("after", after));
+        }
+        let (_, bytes) = self
+            .call_raw(Method::GET, &["products"], &query, None)
+            .await
+            .map_err(|refusal| refusal.error)?;
+        let page: Page = serde_json::from_slice(&bytes).map_err(|e| CallError::Retryable {
+            reason: format!("GET /products: unexpected body: {e}"),
+            retry_after: None,
+        })?;
+        Ok((page.items, page.next))
     }
 }
 
@@ -291,6 +345,8 @@ impl Client {
 struct Refusal {
     error: CallError,
     code: String,
+    /// The HTTP status, when the shop answered at all.
+    status: Option<u16>,
 }
 
 impl From<CallError> for Refusal {
@@ -298,6 +354,7 @@ impl From<CallError> for Refusal {
         Self {
             error,
             code: String::new(),
+            status: None,
         }
     }
 }
@@ -310,6 +367,7 @@ impl Refusal {
                 retry_after: None,
             },
             code: String::new(),
+            status: None,
         }
     }
 }
@@ -398,11 +456,14 @@ mod tests {
             Secret::new("k"),
         );
         let url = client
-            .url(&["price-lists", "B2B Gold/x", "prices"])
+            .url(
+                &["price-lists", "B2B Gold/x", "prices"],
+                &[("after", "A&B")],
+            )
             .expect("url");
         assert_eq!(
             url.as_str(),
-            "https://shop.example/v1/price-lists/B2B%20Gold%2Fx/prices"
+            "https://shop.example/v1/price-lists/B2B%20Gold%2Fx/prices?after=A%26B"
         );
     }
 }

@@ -3,22 +3,20 @@
 use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
-use shared::domain::{
-    Change, OrderStatusChange, Price, PriceListPrice, Product, StockLevel, Variant,
-};
+use shared::domain::{Change, OrderStatusChange, Price, PriceListPrice, StockLevel};
 use shared::{ArticleNumber, ShopId};
 use tiberius::Row;
 
 use super::{Conn, SqlServer, classify};
 use crate::watch::{ChangeRow, Cursors};
 
-fn text(row: &Row, index: usize) -> Result<Option<String>, String> {
+pub(super) fn text(row: &Row, index: usize) -> Result<Option<String>, String> {
     row.try_get::<&str, _>(index)
         .map(|v| v.map(str::to_owned))
         .map_err(|e| e.to_string())
 }
 
-fn decimal(row: &Row, index: usize) -> Result<Decimal, String> {
+pub(super) fn decimal(row: &Row, index: usize) -> Result<Decimal, String> {
     row.try_get::<Decimal, _>(index)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("column {index} is NULL"))
@@ -31,7 +29,7 @@ fn bigint(row: &Row, index: usize) -> Result<i64, String> {
 }
 
 /// An article number from Mamut; one the protocol cannot carry is skipped with a warning.
-fn article(value: Option<String>) -> Option<ArticleNumber> {
+pub(super) fn article(value: Option<String>) -> Option<ArticleNumber> {
     let value = value?;
     match ArticleNumber::new(value.clone()) {
         Ok(article) => Some(article),
@@ -224,60 +222,11 @@ impl SqlServer {
             let entry = touched.entry(main).or_insert(rv);
             *entry = (*entry).max(rv);
         }
-        let main_sql = format!(
-            "SELECT {name}, {desc}, {vat}, {active} FROM {t} WHERE {a} = @P1",
-            name = c.name,
-            desc = c.description,
-            vat = c.vat_rate,
-            active = c.active,
-            a = c.article_no
-        );
-        let variants_sql = format!(
-            "SELECT {a}, {d1}, {d2} FROM {t} WHERE {parent} = @P1 ORDER BY {a}",
-            a = c.article_no,
-            d1 = c.dimension1,
-            d2 = c.dimension2,
-            parent = c.parent_article_no
-        );
         for (main, rv) in touched {
-            let Some(article_number) = article(Some(main.clone())) else {
+            let Some(product) = self.read_product(conn, &main).await? else {
                 continue;
             };
-            let row = conn
-                .query(main_sql.as_str(), &[&main.as_str()])
-                .await
-                .map_err(|e| e.to_string())?;
-            let Some(row) = row.into_row().await.map_err(|e| e.to_string())? else {
-                continue;
-            };
-            let variants = conn
-                .query(variants_sql.as_str(), &[&main.as_str()])
-                .await
-                .map_err(|e| e.to_string())?
-                .into_first_result()
-                .await
-                .map_err(|e| e.to_string())?
-                .iter()
-                .filter_map(|v| {
-                    let article_number = article(text(v, 0).ok()?)?;
-                    Some(Variant {
-                        article_number,
-                        dimension1: text(v, 1).ok()?,
-                        dimension2: text(v, 2).ok()?,
-                    })
-                })
-                .collect();
-            let change = Change::Product(Product {
-                article_number,
-                name: text(&row, 0)?.unwrap_or_default(),
-                description: text(&row, 1)?,
-                vat_rate: decimal(&row, 2)?,
-                active: row
-                    .try_get::<bool, _>(3)
-                    .map_err(|e| e.to_string())?
-                    .unwrap_or(true),
-                variants,
-            });
+            let change = Change::Product(product);
             out.push(ChangeRow {
                 kind: "product",
                 rv,

@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use rust_decimal::Decimal;
-use shared::domain::{Customer, CustomerType, DocumentType, Order};
-use shared::protocol::Deliver;
+use shared::domain::{Customer, CustomerType, DocumentType, Order, Product};
+use shared::protocol::{Deliver, SyncOutcome};
 use tiberius::error::Error as TdsError;
 use tiberius::{AuthMethod, Client, Config, EncryptionLevel, ToSql};
 use tokio::net::TcpStream;
@@ -17,13 +17,14 @@ use tokio::sync::Mutex;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
 use super::mapping::Mapping;
-use super::{Applied, ApplyError, ApplyFuture, ChangesFuture, Mamut};
+use super::{Applied, ApplyError, ApplyFuture, ChangesFuture, Mamut, SyncFuture};
 use crate::config::{CustomerMatch, Encryption, SqlServerConfig, UnknownArticle};
 use crate::watch::Cursors;
 
 pub(crate) type Conn = Client<Compat<TcpStream>>;
 
 mod changes;
+mod products;
 
 pub struct SqlServer {
     config: SqlServerConfig,
@@ -467,6 +468,28 @@ impl Mamut for SqlServer {
     fn poll_changes<'a>(&'a self, cursors: &'a Cursors, batch: u32) -> ChangesFuture<'a> {
         Box::pin(self.with_conn(
             async move |conn| self.changes(conn, cursors, batch).await,
+            |e| e,
+        ))
+    }
+
+    fn list_products<'a>(
+        &'a self,
+        after: Option<&'a str>,
+        limit: u32,
+    ) -> SyncFuture<'a, Vec<Product>> {
+        Box::pin(self.with_conn(
+            async move |conn| self.product_page(conn, after, limit).await,
+            |e| e,
+        ))
+    }
+
+    fn count_products(&self) -> SyncFuture<'_, u64> {
+        Box::pin(self.with_conn(async |conn| self.product_count(conn).await, |e| e))
+    }
+
+    fn upsert_product<'a>(&'a self, product: &'a Product) -> SyncFuture<'a, SyncOutcome> {
+        Box::pin(self.with_conn(
+            async move |conn| self.write_product(conn, product).await,
             |e| e,
         ))
     }

@@ -82,3 +82,75 @@ fn an_operator_can_set_up_a_tenant_from_the_shell() {
         "stderr: {stderr}"
     );
 }
+
+#[test]
+fn a_shops_rules_are_set_from_a_file_and_its_api_key_is_never_printed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("relay.sqlite").display());
+    let key = "shop-key-never-shown-0123";
+    let run = |args: &[&str]| {
+        let output = relay()
+            .args(args)
+            .env("RELAY_DATABASE_URL", &url)
+            .env("RELAY_SHOP_API_KEY", key)
+            .output()
+            .expect("relay runs");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(
+            !stdout.contains(key) && !stderr.contains(key),
+            "the key leaked"
+        );
+        (output.status.success(), stdout, stderr)
+    };
+    assert!(run(&["tenant", "create", "acme"]).0);
+    let (ok, stdout, stderr) = run(&[
+        "shop",
+        "add",
+        "acme",
+        "demo-se",
+        "--secret",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "--trigger-status",
+        "confirmed",
+        "--flow",
+        "combo",
+        "--api-url",
+        "https://shop.example/v1",
+    ]);
+    assert!(ok, "{stderr}");
+    let shop: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(shop["flow"], "combo");
+    assert_eq!(shop["api_key_set"], true);
+
+    let rules = dir.path().join("rules.json");
+    std::fs::write(
+        &rules,
+        r#"{"status_map":{"delivered":{"shop_status":"shipped","capture":true}},
+            "price_lists":{"RESELLER":"b2b"}}"#,
+    )
+    .expect("write rules");
+    let rules = rules.display().to_string();
+    let (ok, _, stderr) = run(&["shop", "update", "acme", "demo-se", &rules]);
+    assert!(ok, "{stderr}");
+    let (ok, stdout, _) = run(&["shop", "list", "acme"]);
+    assert!(ok);
+    let list: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    let shop = &list["shops"][0];
+    assert_eq!(shop["flow"], "combo", "fields left out stay as they were");
+    assert_eq!(shop["status_map"]["delivered"]["shop_status"], "shipped");
+    assert_eq!(shop["price_lists"]["RESELLER"], "b2b");
+
+    // A bad rule is refused with the field's name, and nothing changes.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"api":{"url":"ftp://shop.example"}}"#).expect("write");
+    let (ok, _, stderr) = run(&[
+        "shop",
+        "update",
+        "acme",
+        "demo-se",
+        &bad.display().to_string(),
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("api.url"), "{stderr}");
+}

@@ -32,7 +32,36 @@ async fn main() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.listen))?;
     sim.add_articles(args.articles.into_iter().filter(|a| !a.trim().is_empty()));
     println!("shop-sim listening on {}", sim.url());
-    tokio::signal::ctrl_c().await?;
+    // Show what the shop receives, for demos: each answered call and each stock level set.
+    let mut shown_calls = 0;
+    let mut shown_stock = 0;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => {
+                result?;
+                break;
+            }
+            _ = tick.tick() => {}
+        }
+        let calls = sim.calls();
+        let answered = calls.iter().take_while(|c| c.status != 0).count();
+        for call in &calls[shown_calls..answered] {
+            println!(
+                "{} {} {:?} -> {}",
+                call.method, call.path, call.articles, call.status
+            );
+        }
+        shown_calls = shown_calls.max(answered);
+        let stock = sim.applied_stock();
+        for (article, warehouse, quantity) in &stock[shown_stock.min(stock.len())..] {
+            println!(
+                "  stock of {article} ({}) is now {quantity}",
+                warehouse.as_deref().unwrap_or("default")
+            );
+        }
+        shown_stock = stock.len();
+    }
     sim.stop().await;
     Ok(())
 }

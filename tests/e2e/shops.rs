@@ -369,14 +369,10 @@ async fn a_thin_webhook_is_enriched_from_the_shop_and_retried_until_it_is() {
         .update_shop(TENANT, SHOP, json!({ "api": api(&sim), "api_key": KEY }))
         .await;
     sim.fail_next(3, Failure::Status(502));
-    let thin = json!({
-        "event": "order.status_changed",
-        "shop_id": SHOP,
-        "occurred_at": "2026-11-23T10:15:00Z",
-        "order_id": "thin-1",
-        "status": "confirmed"
-    });
-    let (status, reply) = world.shop.send(SHOP, thin.to_string().as_bytes()).await;
+    let (status, reply) = sim
+        .send_order_webhook(&world.shop, SHOP, "thin-1", true)
+        .await
+        .expect("the stand-in has the order");
     assert_eq!(status, reqwest::StatusCode::OK, "{reply}");
     let event_id = reply["event_id"].as_i64().expect("event id");
     eventually("the enriched order is applied", WAIT, || async {
@@ -410,10 +406,13 @@ async fn a_thin_webhook_is_enriched_from_the_shop_and_retried_until_it_is() {
 
     // A thin webhook whose status is not a trigger is ignored without any fetch.
     let fetches = sim.calls().len();
-    let mut ignored = thin.clone();
-    ignored["order_id"] = "thin-2".into();
-    ignored["status"] = "cancelled".into();
-    let (_, reply) = world.shop.send(SHOP, ignored.to_string().as_bytes()).await;
+    let mut cancelled = example_order("thin-2");
+    cancelled.status = "cancelled".into();
+    sim.add_order(cancelled);
+    let (_, reply) = sim
+        .send_order_webhook(&world.shop, SHOP, "thin-2", true)
+        .await
+        .expect("the stand-in has the order");
     assert_eq!(reply["status"], "ignored");
     assert_eq!(sim.calls().len(), fetches);
 }

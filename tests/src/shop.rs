@@ -38,6 +38,16 @@ impl Shop {
         }
     }
 
+    /// A shop that signs with a given secret (the one configured at the relay).
+    pub fn with_secret(client: reqwest::Client, base: String, secret: WebhookSecret) -> Self {
+        Self {
+            client,
+            base,
+            secret,
+            counter: AtomicU64::new(0),
+        }
+    }
+
     pub fn secret_text(&self) -> String {
         self.secret.expose()
     }

@@ -178,6 +178,39 @@ impl ShopSim {
         format!("http://{}/v1", self.addr)
     }
 
+    /// Sends the webhook the shop sends when `order_id` changes status, signed by `shop`:
+    /// the full order, or (`thin`) only its id and status. `None` when the stand-in has no
+    /// such order; otherwise the relay's status and answer.
+    pub async fn send_order_webhook(
+        &self,
+        shop: &crate::shop::Shop,
+        shop_id: &str,
+        order_id: &str,
+        thin: bool,
+    ) -> Option<(reqwest::StatusCode, serde_json::Value)> {
+        let (order, state) = self.shared.data().orders.get(order_id).cloned()?;
+        let mut order = order;
+        order.status = state.status;
+        let body = if thin {
+            json!({
+                "event": "order.status_changed",
+                "shop_id": shop_id,
+                "occurred_at": chrono::Utc::now(),
+                "order_id": order.id,
+                "status": order.status,
+            })
+        } else {
+            json!({
+                "event": "order.status_changed",
+                "shop_id": shop_id,
+                "occurred_at": chrono::Utc::now(),
+                "order": order,
+            })
+        };
+        let body = serde_json::to_vec(&body).ok()?;
+        Some(shop.send(shop_id, &body).await)
+    }
+
     /// Adds (or replaces) an order; its state starts at `order.status`.
     pub fn add_order(&self, order: Order) {
         let state = OrderState {

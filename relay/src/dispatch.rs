@@ -313,13 +313,7 @@ impl Worker {
                 (vec![sent], outcome.map(|()| BatchOutcome::default()))
             }
             Call::Refuse(sent, reason) => {
-                let failure = DispatchFailure {
-                    reason,
-                    retry_at: None,
-                };
-                store
-                    .dispatch_failed(vec![sent.key()], failure, self.dispatcher.max_attempts)
-                    .await?;
+                self.dead_letter(vec![sent.key()], reason).await?;
                 return Ok(None);
             }
         };
@@ -339,28 +333,13 @@ impl Worker {
                         .find(|(a, _)| *a == item.article)
                         .map(|(_, r)| format!("the shop refused {}: {r}", item.article))
                         .unwrap_or_default();
-                    let failure = DispatchFailure {
-                        reason,
-                        retry_at: None,
-                    };
-                    store
-                        .dispatch_failed(vec![item.key()], failure, self.dispatcher.max_attempts)
-                        .await?;
+                    self.dead_letter(vec![item.key()], reason).await?;
                 }
                 Ok(None)
             }
             Err(CallError::Permanent(reason)) => {
                 tracing::warn!(shop_id = %self.shop, %reason, "the shop refused a change");
-                let failure = DispatchFailure {
-                    reason,
-                    retry_at: None,
-                };
-                store
-                    .dispatch_failed(
-                        sent.iter().map(Sent::key).collect(),
-                        failure,
-                        self.dispatcher.max_attempts,
-                    )
+                self.dead_letter(sent.iter().map(Sent::key).collect(), reason)
                     .await?;
                 Ok(None)
             }
@@ -396,6 +375,20 @@ impl Worker {
                 Ok(Some(Instant::now() + delay))
             }
         }
+    }
+}
+
+impl Worker {
+    /// Records a permanent failure: the rows go to the dead-letter list.
+    async fn dead_letter(&self, rows: Vec<(i64, i64)>, reason: String) -> Result<(), StoreError> {
+        let failure = DispatchFailure {
+            reason,
+            retry_at: None,
+        };
+        self.dispatcher
+            .store
+            .dispatch_failed(rows, failure, self.dispatcher.max_attempts)
+            .await
     }
 }
 

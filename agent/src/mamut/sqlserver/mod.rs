@@ -149,21 +149,12 @@ impl SqlServer {
     }
 
     async fn apply(&self, conn: &mut Conn, delivery: &Deliver) -> Result<Applied, ApplyError> {
-        conn.simple_query("BEGIN TRAN")
-            .await
-            .map_err(classify)?
-            .into_results()
-            .await
-            .map_err(classify)?;
-        let result = self.write_order(conn, delivery).await;
-        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        conn.simple_query(end)
-            .await
-            .map_err(classify)?
-            .into_results()
-            .await
-            .map_err(classify)?;
-        let applied = result?;
+        let applied = in_transaction(
+            conn,
+            async |conn| self.write_order(conn, delivery).await,
+            classify,
+        )
+        .await?;
         if !applied.already_applied && self.config.after_commit_delay_ms > 0 {
             // Test hook: the order is committed, the ack not yet sent.
             tokio::time::sleep(Duration::from_millis(self.config.after_commit_delay_ms)).await;
@@ -424,6 +415,23 @@ impl SqlServer {
             .unwrap_or(i64::from(start));
         to_i32(next)
     }
+}
+
+/// Runs `f` between `BEGIN TRAN` and `COMMIT`, or `ROLLBACK` when it fails.
+pub(crate) async fn in_transaction<T, E>(
+    conn: &mut Conn,
+    f: impl AsyncFnOnce(&mut Conn) -> Result<T, E>,
+    error: impl Fn(TdsError) -> E,
+) -> Result<T, E> {
+    batch(conn, "BEGIN TRAN").await.map_err(&error)?;
+    let result = f(conn).await;
+    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    batch(conn, end).await.map_err(&error)?;
+    result
+}
+
+async fn batch(conn: &mut Conn, sql: &str) -> Result<(), TdsError> {
+    conn.simple_query(sql).await?.into_results().await.map(drop)
 }
 
 async fn probe(conn: &mut Conn, sql: &str) -> Result<(), TdsError> {

@@ -6,7 +6,7 @@ use shared::domain::{Product, Variant};
 use shared::protocol::SyncOutcome;
 
 use super::changes::{article, decimal, text};
-use super::{Conn, SqlServer, classify};
+use super::{Conn, SqlServer, classify, in_transaction};
 
 /// One product row as Mamut keeps it (a main product or a variant).
 #[derive(Debug, Clone, PartialEq)]
@@ -22,6 +22,34 @@ struct ProductRow {
 
 fn err(e: tiberius::error::Error) -> String {
     classify(e).to_string()
+}
+
+/// The first row of a query, if any.
+async fn query_row(
+    conn: &mut Conn,
+    sql: &str,
+    params: &[&dyn tiberius::ToSql],
+) -> Result<Option<tiberius::Row>, String> {
+    conn.query(sql, params)
+        .await
+        .map_err(err)?
+        .into_row()
+        .await
+        .map_err(err)
+}
+
+/// Every row of a query's first result.
+async fn query_rows(
+    conn: &mut Conn,
+    sql: &str,
+    params: &[&dyn tiberius::ToSql],
+) -> Result<Vec<tiberius::Row>, String> {
+    conn.query(sql, params)
+        .await
+        .map_err(err)?
+        .into_first_result()
+        .await
+        .map_err(err)
 }
 
 impl SqlServer {
@@ -54,23 +82,12 @@ impl SqlServer {
             d2 = c.dimension2,
             parent = c.parent_article_no
         );
-        let row = conn
-            .query(main_sql.as_str(), &[&main])
-            .await
-            .map_err(err)?
-            .into_row()
-            .await
-            .map_err(err)?;
+        let row = query_row(conn, &main_sql, &[&main]).await?;
         let Some(row) = row else {
             return Ok(None);
         };
-        let variants = conn
-            .query(variants_sql.as_str(), &[&main])
-            .await
-            .map_err(err)?
-            .into_first_result()
-            .await
-            .map_err(err)?
+        let variants = query_rows(conn, &variants_sql, &[&main])
+            .await?
             .iter()
             .filter_map(|v| {
                 let article_number = article(text(v, 0).ok()?)?;
@@ -112,13 +129,7 @@ impl SqlServer {
         );
         let limit = i64::from(limit);
         let after = after.unwrap_or("");
-        let rows = conn
-            .query(sql.as_str(), &[&after, &limit])
-            .await
-            .map_err(err)?
-            .into_first_result()
-            .await
-            .map_err(err)?;
+        let rows = query_rows(conn, &sql, &[&after, &limit]).await?;
         let mut products = Vec::with_capacity(rows.len());
         for row in rows {
             if let Some(main) = text(&row, 0)?
@@ -160,21 +171,12 @@ impl SqlServer {
         conn: &mut Conn,
         product: &Product,
     ) -> Result<SyncOutcome, String> {
-        conn.simple_query("BEGIN TRAN")
-            .await
-            .map_err(err)?
-            .into_results()
-            .await
-            .map_err(err)?;
-        let result = self.write_product_rows(conn, product).await;
-        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        conn.simple_query(end)
-            .await
-            .map_err(err)?
-            .into_results()
-            .await
-            .map_err(err)?;
-        result
+        in_transaction(
+            conn,
+            async |conn| self.write_product_rows(conn, product).await,
+            err,
+        )
+        .await
     }
 
     async fn write_product_rows(
@@ -249,13 +251,7 @@ impl SqlServer {
             d2 = c.dimension2,
             a = c.article_no
         );
-        let row = conn
-            .query(read.as_str(), &[&article_no])
-            .await
-            .map_err(err)?
-            .into_row()
-            .await
-            .map_err(err)?;
+        let row = query_row(conn, &read, &[&article_no]).await?;
         let params: [&dyn tiberius::ToSql; 8] = [
             &article_no,
             &want.name.as_str(),

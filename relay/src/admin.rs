@@ -23,7 +23,7 @@ use crate::AppState;
 use crate::auth::{Tokens, check_admin};
 use crate::error::ApiError;
 use crate::shop::{ApiSettings, Flow, ShopSettings, StatusRule};
-use crate::store::{EventState, ShopRecord, Store};
+use crate::store::{AnyStore, EventState, ShopRecord};
 
 /// `Json` whose rejections use our error body.
 pub struct ApiJson<T>(pub T);
@@ -186,7 +186,7 @@ fn tenant_id(value: String) -> Result<TenantId, ApiError> {
 
 /// The admin operations, shared by the HTTP API and the CLI.
 pub struct Admin<'a> {
-    pub store: &'a Store,
+    pub store: &'a AnyStore,
     pub tokens: &'a Tokens,
 }
 

@@ -11,7 +11,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::Secret;
 use crate::error::ApiError;
-use crate::store::{SigningKey, Store, StoreError};
+use crate::store::{AnyStore, SigningKey, StoreError};
 
 /// The bearer token of an `Authorization` header, if there is one.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -49,7 +49,7 @@ pub struct AgentIdentity {
 
 /// Issues and verifies agent tokens with keys kept in the store.
 pub struct Tokens {
-    store: Store,
+    store: AnyStore,
     issuer: String,
     keys: DashMap<String, Vec<u8>>,
 }
@@ -65,7 +65,7 @@ pub enum TokenError {
 }
 
 impl Tokens {
-    pub fn new(store: Store, issuer: String) -> Self {
+    pub fn new(store: AnyStore, issuer: String) -> Self {
         Self {
             store,
             issuer,

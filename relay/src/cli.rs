@@ -13,7 +13,7 @@ use crate::auth::Tokens;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::shop::{ApiSettings, Flow, Platform};
-use crate::store::Store;
+use crate::store::AnyStore;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -133,7 +133,7 @@ pub enum EventsCommand {
 
 /// Runs an admin command and returns the JSON to print.
 pub async fn run_admin(config: &Config, command: Command) -> Result<Value, CliError> {
-    let store = Store::open(&config.store_location()?)?;
+    let store = AnyStore::open(&config.store_location()?).await?;
     let tokens = Tokens::new(store.clone(), config.issuer.clone());
     let admin = Admin {
         store: &store,

@@ -24,14 +24,14 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::shop::{BatchOutcome, CallError, ShopClient};
-use crate::store::{DispatchFailure, DispatchItem, ShopRecord, Store, StoreError, timestamp};
+use crate::store::{AnyStore, DispatchFailure, DispatchItem, ShopRecord, StoreError, timestamp};
 
 /// Most rows one round takes from the store.
 const ROUND_LIMIT: usize = 2_000;
 
 /// Starts and wakes the per-shop workers. Cheap to share.
 pub struct Dispatcher {
-    store: Store,
+    store: AnyStore,
     http: reqwest::Client,
     flush: Duration,
     max_attempts: u32,
@@ -76,7 +76,7 @@ impl Backoff {
 impl Dispatcher {
     pub fn new(
         config: &Config,
-        store: Store,
+        store: AnyStore,
         http: reqwest::Client,
         shutdown: CancellationToken,
     ) -> Self {

@@ -15,7 +15,7 @@ use crate::AppState;
 use crate::dispatch::Backoff;
 use crate::registry::Registry;
 use crate::shop::{CallError, ShopClient};
-use crate::store::{FetchJob, Store, StoreError, timestamp};
+use crate::store::{AnyStore, FetchJob, StoreError, timestamp};
 
 /// Most fetches taken per round.
 const ROUND_LIMIT: usize = 100;
@@ -62,7 +62,7 @@ impl Enricher {
 
     async fn round(
         &self,
-        store: &Store,
+        store: &AnyStore,
         registry: &Registry,
         http: &reqwest::Client,
         backoff: Backoff,
@@ -95,7 +95,7 @@ impl Enricher {
 
 /// Fetches one thin webhook's order; the inner `Err` is why it could not be fetched now.
 async fn fetch(
-    store: &Store,
+    store: &AnyStore,
     http: &reqwest::Client,
     job: &FetchJob,
 ) -> Result<Result<String, String>, StoreError> {
@@ -130,7 +130,7 @@ async fn fetch(
     Ok(serde_json::to_string(&webhook).map_err(|e| format!("cannot encode the order: {e}")))
 }
 
-async fn next_wait(store: &Store) -> Option<Duration> {
+async fn next_wait(store: &AnyStore) -> Option<Duration> {
     let at = store.next_fetch_at().await.ok()??;
     if at.is_empty() {
         return Some(Duration::ZERO);

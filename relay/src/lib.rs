@@ -54,12 +54,12 @@ use crate::dispatch::Dispatcher;
 use crate::enrich::Enricher;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
-use crate::store::Store;
+use crate::store::AnyStore;
 
 /// What every handler shares.
 pub struct AppState {
     pub config: Config,
-    pub store: Store,
+    pub store: AnyStore,
     pub tokens: Tokens,
     pub registry: Registry,
     pub metrics: Metrics,
@@ -100,7 +100,7 @@ pub struct App {
 impl App {
     /// Opens the store and binds the listener (port 0 picks a free port).
     pub async fn build(config: Config, shutdown: CancellationToken) -> Result<Self, StartError> {
-        let store = Store::open(&config.store_location()?)?;
+        let store = AnyStore::open(&config.store_location()?).await?;
         // Make sure a signing key exists before the first agent token is needed.
         store.current_signing_key().await?;
         let listener =

@@ -10,7 +10,7 @@ use futures_util::{Sink, Stream};
 use relay::AppState;
 use relay::auth::{AgentIdentity, Tokens};
 use relay::config::Config;
-use relay::store::{EventState, NewEvent, Store, StoreLocation};
+use relay::store::{AnyStore, EventState, NewEvent, StoreLocation};
 use shared::domain::DocumentType;
 use shared::protocol::{Ack, Envelope, Hello, Message, Nack, PROTOCOL_VERSION};
 use shared::{AgentId, ShopId, TenantId};
@@ -111,8 +111,9 @@ async fn fixture() -> Fixture {
 
 async fn fixture_with(config: Config) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store =
-        Store::open(&StoreLocation::Sqlite(dir.path().join("relay.sqlite"))).expect("store opens");
+    let store = AnyStore::open(&StoreLocation::Sqlite(dir.path().join("relay.sqlite")))
+        .await
+        .expect("store opens");
     let tenant = TenantId::new("acme").expect("valid");
     store
         .create_tenant(tenant.clone(), "Acme".into())

@@ -1,27 +1,30 @@
-//! Everything the relay keeps: tenants, shops, agents, signing keys, events with their
-//! history, and pushes. SQLite (WAL, one writer thread with group commit) for now.
+//! Everything the relay keeps: tenants, shops, agents, signing keys, events with their history,
+//! pushes, what goes to the shops, leases. One [`Store`] trait, two implementations:
 //!
-//! - [`db`]: the connection thread and group commit.
-//! - [`schema`]: versioned migrations.
-//! - [`tenants`]: tenants, shops, agents and signing keys.
-//! - [`events`]: the per-tenant event queue, its history, and pushes.
-//! - [`dispatch`]: what goes to each shop, coalesced.
+//! - [`sqlite::SqliteStore`]: embedded, one file, WAL with one writer thread and group commit;
+//!   the default, for one relay process.
+//! - [`pg::PgStore`]: PostgreSQL, for several relay instances on one database
+//!   (`LISTEN/NOTIFY` between them, leases, `FOR UPDATE SKIP LOCKED`).
+//!
+//! [`AnyStore`] is the one the relay holds, chosen by `RELAY_DATABASE_URL`. The same
+//! conformance suite (`relay/tests/store_conformance.rs`) runs against both.
 
-mod db;
-mod dispatch;
-mod events;
-mod schema;
-mod tenants;
+pub mod pg;
+pub mod sqlite;
+mod types;
 
+use std::future::Future;
 use std::path::PathBuf;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use shared::domain::Change;
+use shared::{AgentId, ShopId, TenantId};
 
-pub use dispatch::{DispatchItem, DispatchSummary, Failure as DispatchFailure};
-pub use events::{
-    EventState, EventSummary, FetchJob, HistoryEntry, Ingested, NewEvent, PushSummary, QueuedEvent,
+pub use types::{
+    AgentRecord, DispatchItem, DispatchSummary, EventState, EventSummary,
+    Failure as DispatchFailure, FetchJob, HistoryEntry, Ingested, NewEvent, Notice, Purged,
+    PushSummary, QueuedEvent, ShopRecord, SigningKey, TenantRecord,
 };
-pub use tenants::{AgentRecord, ShopRecord, SigningKey, TenantRecord};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -47,10 +50,13 @@ impl From<rusqlite::Error> for StoreError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreLocation {
     Sqlite(PathBuf),
+    /// A `postgres://` URL (its password is never printed: see [`StoreLocation::describe`]).
+    Postgres(String),
 }
 
 impl StoreLocation {
-    /// `sqlite://relative/path.sqlite` or `sqlite:///absolute/path.sqlite`.
+    /// `sqlite://relative/path.sqlite`, `sqlite:///absolute/path.sqlite`, or
+    /// `postgres://user:password@host:port/database`.
     pub fn parse(url: &str) -> Result<Self, String> {
         if let Some(path) = url.strip_prefix("sqlite://") {
             if path.is_empty() {
@@ -59,26 +65,164 @@ impl StoreLocation {
             return Ok(StoreLocation::Sqlite(PathBuf::from(path)));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Err(
-                "the PostgreSQL store is not available in this version; use sqlite://".into(),
-            );
+            url.parse::<tokio_postgres::Config>()
+                .map_err(|_| "the postgres:// URL is not valid".to_owned())?;
+            return Ok(StoreLocation::Postgres(url.to_owned()));
         }
-        Err("expected a sqlite:// URL".into())
+        Err("expected a sqlite:// or postgres:// URL".into())
     }
 }
 
-/// The relay's store. Cheap to clone.
-#[derive(Clone)]
-pub struct Store {
-    db: db::Db,
+/// Declares the store's operations once: the [`Store`] trait, its implementation for both
+/// stores (each by its inherent method of the same name), and [`AnyStore`]'s dispatch.
+macro_rules! store_api {
+    ($(
+        $(#[$meta:meta])*
+        fn $name:ident(&self $(, $arg:ident: $ty:ty)* $(,)?) -> $ret:ty;
+    )*) => {
+        /// The relay's storage operations; see the module documentation.
+        pub trait Store: Send + Sync {
+            $(
+                $(#[$meta])*
+                fn $name(&self $(, $arg: $ty)*)
+                    -> impl Future<Output = Result<$ret, StoreError>> + Send;
+            )*
+        }
+
+        impl Store for sqlite::SqliteStore {
+            $(
+                fn $name(&self $(, $arg: $ty)*)
+                    -> impl Future<Output = Result<$ret, StoreError>> + Send {
+                    sqlite::SqliteStore::$name(self $(, $arg)*)
+                }
+            )*
+        }
+
+        impl Store for pg::PgStore {
+            $(
+                fn $name(&self $(, $arg: $ty)*)
+                    -> impl Future<Output = Result<$ret, StoreError>> + Send {
+                    pg::PgStore::$name(self $(, $arg)*)
+                }
+            )*
+        }
+
+        impl AnyStore {
+            $(
+                $(#[$meta])*
+                pub async fn $name(&self $(, $arg: $ty)*) -> Result<$ret, StoreError> {
+                    match self {
+                        AnyStore::Sqlite(s) => s.$name($($arg),*).await,
+                        AnyStore::Postgres(p) => p.$name($($arg),*).await,
+                    }
+                }
+            )*
+        }
+
+        impl Store for AnyStore {
+            $(
+                fn $name(&self $(, $arg: $ty)*)
+                    -> impl Future<Output = Result<$ret, StoreError>> + Send {
+                    AnyStore::$name(self $(, $arg)*)
+                }
+            )*
+        }
+    };
 }
 
-impl Store {
-    pub fn open(location: &StoreLocation) -> Result<Self, StoreError> {
+store_api! {
+    /// Creates a tenant; `Conflict` when the id is taken.
+    fn create_tenant(&self, id: TenantId, name: String) -> TenantRecord;
+    fn tenant_exists(&self, id: TenantId) -> bool;
+    /// Adds a shop to its tenant; `NotFound` without the tenant, `Conflict` when taken.
+    fn add_shop(&self, shop: ShopRecord) -> ();
+    /// Replaces everything about a shop but its id and tenant.
+    fn update_shop(&self, shop: ShopRecord) -> ();
+    fn shop(&self, shop_id: ShopId) -> Option<ShopRecord>;
+    /// Every shop, of one tenant or of all, by shop id.
+    fn shops(&self, tenant: Option<TenantId>) -> Vec<ShopRecord>;
+    fn create_agent(&self, tenant: TenantId, name: String) -> AgentRecord;
+    fn agent(&self, id: AgentId) -> Option<AgentRecord>;
+    fn revoke_agent(&self, id: AgentId) -> ();
+    /// The newest signing key, created if there is none yet.
+    fn current_signing_key(&self) -> SigningKey;
+    fn signing_key(&self, kid: String) -> Option<SigningKey>;
+
+    /// Stores a webhook once per (shop, webhook id).
+    fn ingest(&self, event: NewEvent) -> Ingested;
+    /// A tenant's events, newest first.
+    fn list_events(&self, tenant: TenantId, state: Option<EventState>, limit: u32) -> Vec<EventSummary>;
+    fn event(&self, tenant: TenantId, id: i64) -> Option<(EventSummary, Vec<HistoryEntry>)>;
+    /// Up to `want` pending events for delivery, oldest first, one per shop order, none of an
+    /// order in `blocked_orders` or behind an event still fetching; counts an attempt on each.
+    fn next_deliveries(
+        &self,
+        tenant: TenantId,
+        exclude: std::collections::HashSet<i64>,
+        blocked_orders: std::collections::HashSet<(String, String)>,
+        want: usize,
+    ) -> Vec<QueuedEvent>;
+    /// The agent applied the event; false when it was not pending.
+    fn ack(&self, tenant: TenantId, id: i64, mamut_ref: Option<String>, already_applied: bool) -> bool;
+    /// A retryable failure: the event stays pending.
+    fn record_failure(&self, tenant: TenantId, id: i64, reason: String) -> ();
+    /// A permanent failure: the event moves to the dead-letter list.
+    fn dead_letter(&self, tenant: TenantId, id: i64, reason: String) -> ();
+    /// Puts a dead event back in the queue.
+    fn replay(&self, tenant: TenantId, id: i64) -> ();
+    /// Claims thin webhooks whose order is due to be fetched (others skip them for a while).
+    fn due_fetches(&self, limit: usize) -> Vec<FetchJob>;
+    /// When the earliest waiting fetch is due (`Some("")`: now).
+    fn next_fetch_at(&self) -> Option<String>;
+    /// The order was fetched: the event holds the full webhook and joins the queue.
+    fn enriched(&self, id: i64, payload: String) -> bool;
+    fn fetch_failed(&self, id: i64, reason: String, retry_at: String) -> ();
+    /// Stores a push once per (tenant, push id) and fans it out; returns the shops with work.
+    fn insert_push(&self, tenant: TenantId, agent: AgentId, push_id: String, change: Change) -> Vec<ShopId>;
+    fn list_pushes(&self, tenant: TenantId, limit: u32) -> Vec<PushSummary>;
+
+    /// Claims a shop's pending rows that are due, oldest first.
+    fn due_dispatch(&self, shop: ShopId, limit: usize) -> Vec<DispatchItem>;
+    fn next_dispatch_at(&self, shop: ShopId) -> Option<String>;
+    fn dispatch_done(&self, sent: Vec<(i64, i64)>) -> ();
+    fn dispatch_failed(&self, sent: Vec<(i64, i64)>, failure: DispatchFailure, max_attempts: u32) -> ();
+    fn list_dispatch(&self, tenant: TenantId, state: Option<String>, limit: u32) -> Vec<DispatchSummary>;
+    fn replay_dispatch(&self, tenant: TenantId, id: i64) -> ShopId;
+    fn shops_with_pending_dispatch(&self) -> Vec<ShopId>;
+
+    /// Takes (or renews) the lease `name` for `holder` for `ttl_ms`; `take_over` takes it even
+    /// from another live holder. Returns whether `holder` holds it now.
+    fn acquire_lease(&self, name: String, holder: String, ttl_ms: u64, take_over: bool) -> bool;
+    fn release_lease(&self, name: String, holder: String) -> ();
+    /// Deletes finished events (with their history), pushes and sent dispatch rows older than
+    /// `before`.
+    fn purge(&self, before: DateTime<Utc>) -> Purged;
+    /// Tells the other relay instances (a no-op on SQLite: there are none).
+    fn notify(&self, notice: Notice) -> ();
+}
+
+/// The store the relay runs on. Cheap to clone.
+#[derive(Clone)]
+pub enum AnyStore {
+    Sqlite(sqlite::SqliteStore),
+    Postgres(pg::PgStore),
+}
+
+impl AnyStore {
+    pub async fn open(location: &StoreLocation) -> Result<Self, StoreError> {
         match location {
-            StoreLocation::Sqlite(path) => Ok(Self {
-                db: db::Db::open(path)?,
-            }),
+            StoreLocation::Sqlite(path) => Ok(AnyStore::Sqlite(sqlite::SqliteStore::open(path)?)),
+            StoreLocation::Postgres(url) => {
+                Ok(AnyStore::Postgres(pg::PgStore::connect(url).await?))
+            }
+        }
+    }
+
+    /// Notices from the other instances; `None` on SQLite (one instance).
+    pub fn notices(&self) -> Option<tokio::sync::broadcast::Receiver<Notice>> {
+        match self {
+            AnyStore::Sqlite(_) => None,
+            AnyStore::Postgres(p) => Some(p.notices()),
         }
     }
 }

@@ -1,64 +1,15 @@
 //! Tenants, shops, agents and the keys agent tokens are signed with.
 
 use rusqlite::{OptionalExtension, params};
-use serde::Serialize;
-use shared::domain::DocumentType;
-use shared::settings::Secret;
-use shared::signature::WebhookSecret;
 use shared::{AgentId, ShopId, TenantId};
 
-use super::{Store, StoreError, now};
-use crate::shop::ShopSettings;
+use super::SqliteStore;
+use crate::store::types::{
+    AgentRecord, RawShop, ShopColumns, ShopRecord, SigningKey, TenantRecord, corrupt,
+};
+use crate::store::{StoreError, now};
 
-#[derive(Debug, Clone, Serialize)]
-pub struct TenantRecord {
-    pub id: TenantId,
-    pub name: String,
-    pub created_at: String,
-}
-
-/// A shop as the relay keeps it. Its secrets never leave the relay: there is no `Serialize`.
-#[derive(Debug, Clone)]
-pub struct ShopRecord {
-    pub shop_id: ShopId,
-    pub tenant_id: TenantId,
-    pub webhook_secrets: Vec<WebhookSecret>,
-    pub trigger_statuses: Vec<String>,
-    pub document_type: DocumentType,
-    pub settings: ShopSettings,
-    /// The key for the shop's API.
-    pub api_key: Option<Secret>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct AgentRecord {
-    pub id: AgentId,
-    pub tenant_id: TenantId,
-    pub name: String,
-    pub created_at: String,
-    pub revoked_at: Option<String>,
-}
-
-/// An HMAC key for agent tokens. Its `Debug` hides the secret.
-#[derive(Clone)]
-pub struct SigningKey {
-    pub kid: String,
-    pub secret: Vec<u8>,
-}
-
-impl std::fmt::Debug for SigningKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey")
-            .field("kid", &self.kid)
-            .finish_non_exhaustive()
-    }
-}
-
-fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Database(format!("stored {what} is invalid: {e}"))
-}
-
-impl Store {
+impl SqliteStore {
     pub async fn create_tenant(
         &self,
         id: TenantId,
@@ -295,17 +246,6 @@ impl Store {
 const SHOP_COLUMNS: &str =
     "shop_id, tenant_id, webhook_secrets, trigger_statuses, document_type, settings, api_key";
 
-/// A shop row as stored, before its JSON columns are decoded.
-struct RawShop {
-    shop_id: String,
-    tenant_id: String,
-    secrets: String,
-    statuses: String,
-    document_type: String,
-    settings: String,
-    api_key: Option<String>,
-}
-
 fn raw_shop(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawShop> {
     Ok(RawShop {
         shop_id: r.get(0)?,
@@ -316,56 +256,6 @@ fn raw_shop(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawShop> {
         settings: r.get(5)?,
         api_key: r.get(6)?,
     })
-}
-
-impl RawShop {
-    fn decode(self) -> Result<ShopRecord, StoreError> {
-        let secrets: Vec<String> =
-            serde_json::from_str(&self.secrets).map_err(|e| corrupt("secrets", e))?;
-        let webhook_secrets = secrets
-            .iter()
-            .map(|s| WebhookSecret::parse(s))
-            .collect::<Result<_, _>>()
-            .map_err(|e| corrupt("secret", e))?;
-        Ok(ShopRecord {
-            shop_id: ShopId::new(self.shop_id).map_err(|e| corrupt("shop id", e))?,
-            tenant_id: TenantId::new(self.tenant_id).map_err(|e| corrupt("tenant id", e))?,
-            webhook_secrets,
-            trigger_statuses: serde_json::from_str(&self.statuses)
-                .map_err(|e| corrupt("statuses", e))?,
-            document_type: self
-                .document_type
-                .parse()
-                .map_err(|e| corrupt("document type", e))?,
-            settings: serde_json::from_str(&self.settings).map_err(|e| corrupt("settings", e))?,
-            api_key: self.api_key.map(Secret::new),
-        })
-    }
-}
-
-/// A shop's columns as stored.
-struct ShopColumns {
-    secrets: String,
-    statuses: String,
-    settings: String,
-    api_key: Option<String>,
-}
-
-impl ShopColumns {
-    fn of(shop: &ShopRecord) -> Result<Self, StoreError> {
-        let secrets: Vec<String> = shop
-            .webhook_secrets
-            .iter()
-            .map(WebhookSecret::expose)
-            .collect();
-        Ok(Self {
-            secrets: serde_json::to_string(&secrets).map_err(|e| corrupt("secrets", e))?,
-            statuses: serde_json::to_string(&shop.trigger_statuses)
-                .map_err(|e| corrupt("statuses", e))?,
-            settings: serde_json::to_string(&shop.settings).map_err(|e| corrupt("settings", e))?,
-            api_key: shop.api_key.as_ref().map(|k| k.expose().to_owned()),
-        })
-    }
 }
 
 pub(super) fn read_shops(

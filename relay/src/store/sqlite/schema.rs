@@ -101,6 +101,18 @@ CREATE INDEX dispatch_due ON dispatch (shop_id, state, next_attempt_at);
 CREATE INDEX dispatch_order ON dispatch (shop_id, order_ref, state, id) WHERE order_ref IS NOT NULL;
 CREATE INDEX dispatch_tenant ON dispatch (tenant_id, state, id);
 "#,
+    r#"
+-- Who does a piece of work (a tenant's delivery, a shop's dispatch) until when.
+CREATE TABLE leases (
+    name        TEXT PRIMARY KEY,
+    holder      TEXT NOT NULL,
+    expires_at  TEXT NOT NULL
+);
+-- Retention deletes finished rows by age.
+CREATE INDEX events_finished ON events (updated_at) WHERE state IN ('delivered', 'ignored');
+CREATE INDEX dispatch_finished ON dispatch (updated_at) WHERE state IN ('done', 'superseded');
+CREATE INDEX pushes_received ON pushes (received_at);
+"#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

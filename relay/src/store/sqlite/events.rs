@@ -4,130 +4,14 @@
 use std::collections::HashSet;
 
 use rusqlite::{Connection, OptionalExtension, params};
-use serde::Serialize;
-use shared::domain::{Change, DocumentType};
+use shared::domain::Change;
 use shared::{AgentId, ShopId, TenantId};
 
-use super::{Store, StoreError, now};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventState {
-    /// A thin webhook: the order is being fetched from the shop before delivery.
-    Fetching,
-    /// Waiting for (or in) delivery to the tenant's agent.
-    Pending,
-    /// Applied in Mamut and acknowledged by the agent.
-    Delivered,
-    /// Received, but its order status is not one of the shop's trigger statuses.
-    Ignored,
-    /// Refused permanently by the agent; waits for an operator's replay.
-    Dead,
-}
-
-impl EventState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventState::Fetching => "fetching",
-            EventState::Pending => "pending",
-            EventState::Delivered => "delivered",
-            EventState::Ignored => "ignored",
-            EventState::Dead => "dead",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "fetching" => Some(EventState::Fetching),
-            "pending" => Some(EventState::Pending),
-            "delivered" => Some(EventState::Delivered),
-            "ignored" => Some(EventState::Ignored),
-            "dead" => Some(EventState::Dead),
-            _ => None,
-        }
-    }
-}
-
-/// A verified webhook, ready to be stored.
-#[derive(Debug, Clone)]
-pub struct NewEvent {
-    pub tenant_id: TenantId,
-    pub shop_id: ShopId,
-    pub webhook_id: String,
-    pub order_id: String,
-    pub order_status: String,
-    pub document_type: DocumentType,
-    /// The request body exactly as received.
-    pub payload: String,
-    /// `Pending`, `Fetching` (a thin webhook) or `Ignored`.
-    pub state: EventState,
-}
-
-/// What storing a webhook did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ingested {
-    pub event_id: i64,
-    pub state: EventState,
-    /// The webhook id was seen before; nothing new was stored.
-    pub duplicate: bool,
-}
-
-/// An event as the admin sees it (no payload).
-#[derive(Debug, Clone, Serialize)]
-pub struct EventSummary {
-    pub id: i64,
-    pub shop_id: String,
-    pub webhook_id: String,
-    pub order_id: String,
-    pub order_status: String,
-    pub state: EventState,
-    pub attempts: i64,
-    pub mamut_ref: Option<String>,
-    pub last_error: Option<String>,
-    pub received_at: String,
-    pub updated_at: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct HistoryEntry {
-    pub at: String,
-    pub state: String,
-    pub detail: Option<String>,
-}
-
-/// A push as the admin sees it.
-#[derive(Debug, Clone, Serialize)]
-pub struct PushSummary {
-    pub id: i64,
-    pub agent_id: String,
-    pub push_id: String,
-    pub kind: String,
-    pub change: serde_json::Value,
-    pub received_at: String,
-}
-
-/// A thin webhook waiting for its order.
-#[derive(Debug, Clone)]
-pub struct FetchJob {
-    pub id: i64,
-    pub tenant_id: String,
-    pub shop_id: String,
-    pub order_id: String,
-    /// The thin webhook as received.
-    pub payload: String,
-}
-
-/// An event selected for delivery.
-#[derive(Debug, Clone)]
-pub struct QueuedEvent {
-    pub id: i64,
-    pub shop_id: String,
-    pub order_id: String,
-    pub document_type: String,
-    pub payload: String,
-    /// Counting this delivery.
-    pub attempt: i64,
-}
+use super::SqliteStore;
+use crate::store::types::{
+    EventState, EventSummary, FetchJob, HistoryEntry, Ingested, NewEvent, PushSummary, QueuedEvent,
+};
+use crate::store::{StoreError, now, timestamp};
 
 const SUMMARY_COLUMNS: &str = "id, shop_id, webhook_id, order_id, order_status, state, attempts, \
                                mamut_ref, last_error, received_at, updated_at";
@@ -162,7 +46,7 @@ fn record(
     Ok(())
 }
 
-impl Store {
+impl SqliteStore {
     /// Stores a webhook once per (shop, webhook id).
     pub async fn ingest(&self, event: NewEvent) -> Result<Ingested, StoreError> {
         self.db
@@ -438,26 +322,36 @@ impl Store {
             .await
     }
 
-    /// Thin webhooks whose order is due to be fetched from the shop, oldest first.
+    /// Claims the thin webhooks whose order is due to be fetched, oldest first: they are not
+    /// handed out again for a minute (unless their fetch is recorded earlier).
     pub async fn due_fetches(&self, limit: usize) -> Result<Vec<FetchJob>, StoreError> {
         self.db
             .call(move |conn| {
+                let at = chrono::Utc::now();
                 let mut stmt = conn.prepare_cached(
                     "SELECT id, tenant_id, shop_id, order_id, payload FROM events
                      WHERE state = 'fetching'
                        AND (next_attempt_at IS NULL OR next_attempt_at <= ?1)
                      ORDER BY id LIMIT ?2",
                 )?;
-                let rows = stmt.query_map(params![now(), limit as i64], |r| {
-                    Ok(FetchJob {
-                        id: r.get(0)?,
-                        tenant_id: r.get(1)?,
-                        shop_id: r.get(2)?,
-                        order_id: r.get(3)?,
-                        payload: r.get(4)?,
-                    })
-                })?;
-                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+                let jobs = stmt
+                    .query_map(params![timestamp(at), limit as i64], |r| {
+                        Ok(FetchJob {
+                            id: r.get(0)?,
+                            tenant_id: r.get(1)?,
+                            shop_id: r.get(2)?,
+                            order_id: r.get(3)?,
+                            payload: r.get(4)?,
+                        })
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                let claimed_until = timestamp(at + chrono::Duration::seconds(60));
+                let mut claim =
+                    conn.prepare_cached("UPDATE events SET next_attempt_at = ?2 WHERE id = ?1")?;
+                for job in &jobs {
+                    claim.execute(params![job.id, claimed_until])?;
+                }
+                Ok(jobs)
             })
             .await
     }

@@ -5,62 +5,15 @@
 //! is recorded against the version that was sent: a row that changed meanwhile stays pending.
 
 use rusqlite::{Connection, OptionalExtension, params};
-use serde::Serialize;
 use shared::domain::Change;
 use shared::{ShopId, TenantId};
 
+use super::SqliteStore;
 use super::tenants::read_shops;
-use super::{Store, StoreError, now};
-
-/// A pending row picked for sending.
-#[derive(Debug, Clone)]
-pub struct DispatchItem {
-    pub id: i64,
-    pub change: Change,
-    pub version: i64,
-    pub attempts: i64,
-}
-
-/// A dispatch row as the admin sees it.
-#[derive(Debug, Clone, Serialize)]
-pub struct DispatchSummary {
-    pub id: i64,
-    pub shop_id: String,
-    pub kind: String,
-    pub key: String,
-    pub change: serde_json::Value,
-    pub push_id: String,
-    pub state: String,
-    pub attempts: i64,
-    pub last_error: Option<String>,
-    pub next_attempt_at: String,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-/// How a failed send is recorded.
-#[derive(Debug, Clone)]
-pub struct Failure {
-    pub reason: String,
-    /// `None`: permanent, straight to the dead-letter list.
-    pub retry_at: Option<String>,
-}
-
-/// The key under which newer values replace older ones for one shop.
-fn coalescing_key(change: &Change, push_id: &str) -> String {
-    match change {
-        Change::Stock(s) => format!(
-            "stock:{}:{}",
-            s.article_number,
-            s.warehouse.as_deref().unwrap_or("")
-        ),
-        Change::Price(p) => format!("price:{}:{}", p.article_number, p.currency),
-        Change::PriceList(p) => format!("price_list:{}:{}", p.price_list, p.article_number),
-        Change::Product(p) => format!("product:{}", p.article_number),
-        // Every status change is sent, in order; none replaces another.
-        Change::OrderStatus(_) => format!("order_status:{push_id}"),
-    }
-}
+use crate::store::types::{
+    DispatchItem, DispatchSummary, Failure, coalescing_key, order_ref, takes,
+};
+use crate::store::{StoreError, now};
 
 /// Fans a freshly stored push out to the tenant's shops. Returns the shops that got work.
 pub(super) fn fan_out(
@@ -70,7 +23,6 @@ pub(super) fn fan_out(
     change: &Change,
     payload: &str,
 ) -> Result<Vec<ShopId>, StoreError> {
-    let kind = change.kind();
     let key = coalescing_key(change, push_id);
     let at = now();
     let mut stmt = conn.prepare_cached(
@@ -81,35 +33,20 @@ pub(super) fn fan_out(
          DO UPDATE SET payload = excluded.payload, push_id = excluded.push_id,
                        version = version + 1, updated_at = excluded.updated_at",
     )?;
-    let order_ref = match change {
-        Change::OrderStatus(s) => Some(s.shop_order_id.as_str()),
-        _ => None,
-    };
     let mut woken = Vec::new();
     for shop in read_shops(conn, Some(tenant))? {
-        let settings = &shop.settings;
-        if settings.api.is_none() || !settings.flow.sends(kind) {
-            continue;
-        }
-        let takes = match change {
-            Change::OrderStatus(s) => {
-                s.shop_id == shop.shop_id && settings.status_map.contains_key(&s.mamut_status)
-            }
-            Change::PriceList(p) => settings.price_lists.contains_key(&p.price_list),
-            _ => true,
-        };
-        if !takes {
+        if !takes(&shop, change) {
             continue;
         }
         stmt.execute(params![
             tenant.as_str(),
             shop.shop_id.as_str(),
-            kind,
+            change.kind(),
             key,
             payload,
             push_id,
             at,
-            order_ref
+            order_ref(change)
         ])?;
         woken.push(shop.shop_id);
     }
@@ -137,7 +74,7 @@ fn summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<DispatchSummary> {
     })
 }
 
-impl Store {
+impl SqliteStore {
     /// Pending rows of `shop` whose time has come, oldest first; an order's status change
     /// waits while an earlier one of the same order is pending.
     pub async fn due_dispatch(
@@ -345,33 +282,5 @@ impl Store {
                 ShopId::new(shop).map_err(|e| StoreError::Database(e.to_string()))
             })
             .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_coalesce_what_may_replace_each_other() {
-        let stock = |article: &str, warehouse: Option<&str>, qty: i64| {
-            Change::Stock(shared::domain::StockLevel {
-                article_number: shared::ArticleNumber::new(article).expect("valid"),
-                warehouse: warehouse.map(str::to_owned),
-                quantity: rust_decimal::Decimal::from(qty),
-            })
-        };
-        assert_eq!(
-            coalescing_key(&stock("A", None, 1), "p1"),
-            coalescing_key(&stock("A", None, 9), "p2")
-        );
-        assert_ne!(
-            coalescing_key(&stock("A", None, 1), "p1"),
-            coalescing_key(&stock("A", Some("main"), 1), "p1")
-        );
-        assert_ne!(
-            coalescing_key(&stock("A", None, 1), "p1"),
-            coalescing_key(&stock("B", None, 1), "p1")
-        );
     }
 }

@@ -1,0 +1,477 @@
+//! The per-tenant event queue, its history, and pushes, on PostgreSQL.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use shared::domain::Change;
+use shared::{AgentId, ShopId, TenantId};
+
+use super::{PgStore, parse_time, text};
+use crate::store::StoreError;
+use crate::store::types::{
+    EventState, EventSummary, FetchJob, HistoryEntry, Ingested, NewEvent, PushSummary, QueuedEvent,
+};
+
+/// How long a claimed fetch is left to the instance that claimed it.
+const FETCH_CLAIM_SECS: f64 = 60.0;
+
+const SUMMARY_COLUMNS: &str = "id, shop_id, webhook_id, order_id, order_status, state, attempts, \
+                               mamut_ref, last_error, received_at, updated_at";
+
+fn summary(r: &tokio_postgres::Row) -> EventSummary {
+    let state: String = r.get(5);
+    EventSummary {
+        id: r.get(0),
+        shop_id: r.get(1),
+        webhook_id: r.get(2),
+        order_id: r.get(3),
+        order_status: r.get(4),
+        state: EventState::parse(&state).unwrap_or(EventState::Pending),
+        attempts: r.get(6),
+        mamut_ref: r.get(7),
+        last_error: r.get(8),
+        received_at: text(r.get(9)),
+        updated_at: text(r.get(10)),
+    }
+}
+
+async fn record(
+    client: &impl GenericClient,
+    event_id: i64,
+    state: &str,
+    detail: Option<&str>,
+) -> Result<(), StoreError> {
+    client
+        .execute(
+            "INSERT INTO event_history (event_id, at, state, detail) VALUES ($1, now(), $2, $3)",
+            &[&event_id, &state, &detail],
+        )
+        .await?;
+    Ok(())
+}
+
+impl PgStore {
+    pub async fn ingest(&self, event: NewEvent) -> Result<Ingested, StoreError> {
+        let client = self.client().await?;
+        let detail = format!("received, order status {}", event.order_status);
+        // One statement: the event and its first history entry, or nothing for a duplicate.
+        let inserted = client
+            .query_opt(
+                "WITH new AS (
+                    INSERT INTO events (tenant_id, shop_id, webhook_id, order_id, order_status,
+                                        document_type, payload, state, received_at, updated_at)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), now())
+                    ON CONFLICT (shop_id, webhook_id) DO NOTHING RETURNING id)
+                 INSERT INTO event_history (event_id, at, state, detail)
+                 SELECT id, now(), $8, $9 FROM new RETURNING event_id",
+                &[
+                    &event.tenant_id.as_str(),
+                    &event.shop_id.as_str(),
+                    &event.webhook_id,
+                    &event.order_id,
+                    &event.order_status,
+                    &event.document_type.as_str(),
+                    &event.payload,
+                    &event.state.as_str(),
+                    &detail,
+                ],
+            )
+            .await?;
+        if let Some(r) = inserted {
+            return Ok(Ingested {
+                event_id: r.get(0),
+                state: event.state,
+                duplicate: false,
+            });
+        }
+        let r = client
+            .query_one(
+                "SELECT id, state FROM events WHERE shop_id = $1 AND webhook_id = $2",
+                &[&event.shop_id.as_str(), &event.webhook_id],
+            )
+            .await?;
+        let state: String = r.get(1);
+        Ok(Ingested {
+            event_id: r.get(0),
+            state: EventState::parse(&state).unwrap_or(EventState::Pending),
+            duplicate: true,
+        })
+    }
+
+    pub async fn list_events(
+        &self,
+        tenant: TenantId,
+        state: Option<EventState>,
+        limit: u32,
+    ) -> Result<Vec<EventSummary>, StoreError> {
+        let sql = format!(
+            "SELECT {SUMMARY_COLUMNS} FROM events WHERE tenant_id = $1
+             AND ($2::TEXT IS NULL OR state = $2) ORDER BY id DESC LIMIT $3"
+        );
+        let rows = self
+            .client()
+            .await?
+            .query(
+                &sql,
+                &[
+                    &tenant.as_str(),
+                    &state.map(EventState::as_str),
+                    &i64::from(limit),
+                ],
+            )
+            .await?;
+        Ok(rows.iter().map(summary).collect())
+    }
+
+    pub async fn event(
+        &self,
+        tenant: TenantId,
+        id: i64,
+    ) -> Result<Option<(EventSummary, Vec<HistoryEntry>)>, StoreError> {
+        let client = self.client().await?;
+        let sql = format!("SELECT {SUMMARY_COLUMNS} FROM events WHERE tenant_id = $1 AND id = $2");
+        let Some(row) = client.query_opt(&sql, &[&tenant.as_str(), &id]).await? else {
+            return Ok(None);
+        };
+        let history = client
+            .query(
+                "SELECT at, state, detail FROM event_history WHERE event_id = $1 ORDER BY id",
+                &[&id],
+            )
+            .await?
+            .iter()
+            .map(|r| HistoryEntry {
+                at: text(r.get(0)),
+                state: r.get(1),
+                detail: r.get(2),
+            })
+            .collect();
+        Ok(Some((summary(&row), history)))
+    }
+
+    pub async fn next_deliveries(
+        &self,
+        tenant: TenantId,
+        exclude: HashSet<i64>,
+        mut blocked_orders: HashSet<(String, String)>,
+        want: usize,
+    ) -> Result<Vec<QueuedEvent>, StoreError> {
+        const PAGE: i64 = 500;
+        const MAX_SCAN: usize = 20_000;
+        let client = self.client().await?;
+        let mut selected = Vec::new();
+        let mut after = 0i64;
+        let mut scanned = 0usize;
+        'pages: while selected.len() < want && scanned < MAX_SCAN {
+            let page = client
+                .query(
+                    "SELECT id, shop_id, order_id, document_type, payload, attempts, state
+                     FROM events WHERE tenant_id = $1 AND state IN ('pending', 'fetching')
+                     AND id > $2 ORDER BY id LIMIT $3",
+                    &[&tenant.as_str(), &after, &PAGE],
+                )
+                .await?;
+            let full_page = page.len() as i64 == PAGE;
+            for r in page {
+                scanned += 1;
+                let event = QueuedEvent {
+                    id: r.get(0),
+                    shop_id: r.get(1),
+                    order_id: r.get(2),
+                    document_type: r.get(3),
+                    payload: r.get(4),
+                    attempt: r.get::<_, i64>(5) + 1,
+                };
+                let fetching = r.get::<_, String>(6) == "fetching";
+                after = event.id;
+                let key = (event.shop_id.clone(), event.order_id.clone());
+                if !blocked_orders.insert(key) || fetching || exclude.contains(&event.id) {
+                    continue;
+                }
+                selected.push(event);
+                if selected.len() == want {
+                    break 'pages;
+                }
+            }
+            if !full_page {
+                break;
+            }
+        }
+        if !selected.is_empty() {
+            let ids: Vec<i64> = selected.iter().map(|e| e.id).collect();
+            client
+                .execute(
+                    "UPDATE events SET attempts = attempts + 1, updated_at = now()
+                     WHERE id = ANY($1)",
+                    &[&ids],
+                )
+                .await?;
+        }
+        Ok(selected)
+    }
+
+    pub async fn ack(
+        &self,
+        tenant: TenantId,
+        id: i64,
+        mamut_ref: Option<String>,
+        already_applied: bool,
+    ) -> Result<bool, StoreError> {
+        let detail = match (&mamut_ref, already_applied) {
+            (Some(r), false) => format!("applied in Mamut as {r}"),
+            (Some(r), true) => format!("already in Mamut as {r}"),
+            (None, _) => "applied in Mamut".to_owned(),
+        };
+        self.transition(
+            "UPDATE events SET state = 'delivered', mamut_ref = $3, last_error = NULL,
+                    updated_at = now()
+             WHERE id = $1 AND tenant_id = $2 AND state = 'pending'",
+            tenant,
+            id,
+            mamut_ref,
+            "delivered",
+            detail,
+        )
+        .await
+    }
+
+    pub async fn record_failure(
+        &self,
+        tenant: TenantId,
+        id: i64,
+        reason: String,
+    ) -> Result<(), StoreError> {
+        self.transition(
+            "UPDATE events SET last_error = $3, updated_at = now()
+             WHERE id = $1 AND tenant_id = $2 AND state = 'pending'",
+            tenant,
+            id,
+            Some(reason.clone()),
+            "retry",
+            reason,
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn dead_letter(
+        &self,
+        tenant: TenantId,
+        id: i64,
+        reason: String,
+    ) -> Result<(), StoreError> {
+        self.transition(
+            "UPDATE events SET state = 'dead', last_error = $3, updated_at = now()
+             WHERE id = $1 AND tenant_id = $2 AND state = 'pending'",
+            tenant,
+            id,
+            Some(reason.clone()),
+            "dead",
+            reason,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Runs one state change (`$1` id, `$2` tenant, `$3` value) and records it in the history
+    /// when it changed a row, in one transaction.
+    async fn transition(
+        &self,
+        sql: &str,
+        tenant: TenantId,
+        id: i64,
+        value: Option<String>,
+        state: &str,
+        detail: String,
+    ) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let changed = tx.execute(sql, &[&id, &tenant.as_str(), &value]).await?;
+        if changed == 1 {
+            record(&tx, id, state, Some(&detail)).await?;
+        }
+        tx.commit().await?;
+        Ok(changed == 1)
+    }
+
+    pub async fn replay(&self, tenant: TenantId, id: i64) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let state: Option<String> = tx
+            .query_opt(
+                "SELECT state FROM events WHERE id = $1 AND tenant_id = $2 FOR UPDATE",
+                &[&id, &tenant.as_str()],
+            )
+            .await?
+            .map(|r| r.get(0));
+        match state.as_deref() {
+            None => return Err(StoreError::NotFound(format!("event {id} not found"))),
+            Some("dead") => {
+                tx.execute(
+                    "UPDATE events SET state = 'pending', updated_at = now() WHERE id = $1",
+                    &[&id],
+                )
+                .await?;
+                record(&tx, id, "pending", Some("replayed by an operator")).await?;
+            }
+            Some(other) => {
+                return Err(StoreError::Conflict(format!(
+                    "event {id} is {other}; only dead events can be replayed"
+                )));
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn due_fetches(&self, limit: usize) -> Result<Vec<FetchJob>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "UPDATE events SET next_attempt_at = now() + make_interval(secs => $2)
+                 WHERE id IN (
+                    SELECT id FROM events WHERE state = 'fetching'
+                      AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+                    ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+                 RETURNING id, tenant_id, shop_id, order_id, payload",
+                &[&(limit as i64), &FETCH_CLAIM_SECS],
+            )
+            .await?;
+        let mut jobs: Vec<FetchJob> = rows
+            .iter()
+            .map(|r| FetchJob {
+                id: r.get(0),
+                tenant_id: r.get(1),
+                shop_id: r.get(2),
+                order_id: r.get(3),
+                payload: r.get(4),
+            })
+            .collect();
+        jobs.sort_by_key(|j| j.id);
+        Ok(jobs)
+    }
+
+    pub async fn next_fetch_at(&self) -> Result<Option<String>, StoreError> {
+        let r = self
+            .client()
+            .await?
+            .query_one(
+                "SELECT COUNT(*), bool_or(next_attempt_at IS NULL), MIN(next_attempt_at)
+                 FROM events WHERE state = 'fetching'",
+                &[],
+            )
+            .await?;
+        let count: i64 = r.get(0);
+        if count == 0 {
+            return Ok(None);
+        }
+        if r.get::<_, Option<bool>>(1) == Some(true) {
+            return Ok(Some(String::new()));
+        }
+        Ok(r.get::<_, Option<DateTime<Utc>>>(2).map(text))
+    }
+
+    pub async fn enriched(&self, id: i64, payload: String) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let changed = tx
+            .execute(
+                "UPDATE events SET state = 'pending', payload = $2, next_attempt_at = NULL,
+                        last_error = NULL, updated_at = now()
+                 WHERE id = $1 AND state = 'fetching'",
+                &[&id, &payload],
+            )
+            .await?;
+        if changed == 1 {
+            record(&tx, id, "pending", Some("order fetched from the shop")).await?;
+        }
+        tx.commit().await?;
+        Ok(changed == 1)
+    }
+
+    pub async fn fetch_failed(
+        &self,
+        id: i64,
+        reason: String,
+        retry_at: String,
+    ) -> Result<(), StoreError> {
+        let retry_at = parse_time(&retry_at)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let changed = tx
+            .execute(
+                "UPDATE events SET last_error = $2, next_attempt_at = $3, updated_at = now()
+                 WHERE id = $1 AND state = 'fetching'",
+                &[&id, &reason, &retry_at],
+            )
+            .await?;
+        if changed == 1 {
+            record(&tx, id, "retry", Some(&reason)).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn insert_push(
+        &self,
+        tenant: TenantId,
+        agent: AgentId,
+        push_id: String,
+        change: Change,
+    ) -> Result<Vec<ShopId>, StoreError> {
+        let payload = serde_json::to_string(&change)
+            .map_err(|e| StoreError::Database(format!("cannot encode the change: {e}")))?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let inserted = tx
+            .execute(
+                "INSERT INTO pushes (tenant_id, agent_id, push_id, kind, payload, received_at)
+                 VALUES ($1, $2, $3, $4, $5, now()) ON CONFLICT (tenant_id, push_id) DO NOTHING",
+                &[
+                    &tenant.as_str(),
+                    &agent.as_str(),
+                    &push_id,
+                    &change.kind(),
+                    &payload,
+                ],
+            )
+            .await?;
+        let shops = if inserted == 0 {
+            Vec::new()
+        } else {
+            super::dispatch::fan_out(&tx, &tenant, &push_id, &change, &payload).await?
+        };
+        tx.commit().await?;
+        Ok(shops)
+    }
+
+    pub async fn list_pushes(
+        &self,
+        tenant: TenantId,
+        limit: u32,
+    ) -> Result<Vec<PushSummary>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT id, agent_id, push_id, kind, payload, received_at FROM pushes
+                 WHERE tenant_id = $1 ORDER BY id DESC LIMIT $2",
+                &[&tenant.as_str(), &i64::from(limit)],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| PushSummary {
+                id: r.get(0),
+                agent_id: r.get(1),
+                push_id: r.get(2),
+                kind: r.get(3),
+                change: serde_json::from_str(r.get::<_, &str>(4))
+                    .unwrap_or(serde_json::Value::Null),
+                received_at: text(r.get(5)),
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,137 @@
+//! Versioned migrations for PostgreSQL, tracked in `schema_version` and applied under an
+//! advisory lock, so instances that start together apply each migration once.
+
+use super::super::StoreError;
+
+/// Each entry moves the schema one version up; never edit a released entry, append a new one.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE tenants (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    created_at  TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE shops (
+    shop_id          TEXT PRIMARY KEY,
+    tenant_id        TEXT NOT NULL REFERENCES tenants(id),
+    webhook_secrets  TEXT NOT NULL,
+    trigger_statuses TEXT NOT NULL,
+    document_type    TEXT NOT NULL,
+    settings         TEXT NOT NULL DEFAULT '{}',
+    api_key          TEXT,
+    created_at       TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX shops_tenant ON shops (tenant_id);
+CREATE TABLE agents (
+    id          TEXT PRIMARY KEY,
+    tenant_id   TEXT NOT NULL REFERENCES tenants(id),
+    name        TEXT NOT NULL,
+    created_at  TIMESTAMPTZ NOT NULL,
+    revoked_at  TIMESTAMPTZ
+);
+CREATE TABLE signing_keys (
+    kid         TEXT PRIMARY KEY,
+    secret      BYTEA NOT NULL,
+    created_at  TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE events (
+    id              BIGSERIAL PRIMARY KEY,
+    tenant_id       TEXT NOT NULL REFERENCES tenants(id),
+    shop_id         TEXT NOT NULL REFERENCES shops(shop_id),
+    webhook_id      TEXT NOT NULL,
+    order_id        TEXT NOT NULL,
+    order_status    TEXT NOT NULL,
+    document_type   TEXT NOT NULL,
+    payload         TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    attempts        BIGINT NOT NULL DEFAULT 0,
+    mamut_ref       TEXT,
+    last_error      TEXT,
+    next_attempt_at TIMESTAMPTZ,
+    received_at     TIMESTAMPTZ NOT NULL,
+    updated_at      TIMESTAMPTZ NOT NULL,
+    UNIQUE (shop_id, webhook_id)
+);
+CREATE INDEX events_queue ON events (tenant_id, state, id);
+CREATE INDEX events_fetching ON events (next_attempt_at) WHERE state = 'fetching';
+CREATE INDEX events_finished ON events (updated_at) WHERE state IN ('delivered', 'ignored');
+CREATE TABLE event_history (
+    id        BIGSERIAL PRIMARY KEY,
+    event_id  BIGINT NOT NULL REFERENCES events(id),
+    at        TIMESTAMPTZ NOT NULL,
+    state     TEXT NOT NULL,
+    detail    TEXT
+);
+CREATE INDEX event_history_event ON event_history (event_id);
+CREATE TABLE pushes (
+    id           BIGSERIAL PRIMARY KEY,
+    tenant_id    TEXT NOT NULL REFERENCES tenants(id),
+    agent_id     TEXT NOT NULL,
+    push_id      TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    payload      TEXT NOT NULL,
+    received_at  TIMESTAMPTZ NOT NULL,
+    UNIQUE (tenant_id, push_id)
+);
+CREATE INDEX pushes_received ON pushes (received_at);
+CREATE TABLE dispatch (
+    id              BIGSERIAL PRIMARY KEY,
+    tenant_id       TEXT NOT NULL REFERENCES tenants(id),
+    shop_id         TEXT NOT NULL REFERENCES shops(shop_id),
+    kind            TEXT NOT NULL,
+    key             TEXT NOT NULL,
+    payload         TEXT NOT NULL,
+    push_id         TEXT NOT NULL,
+    order_ref       TEXT,
+    version         BIGINT NOT NULL DEFAULT 1,
+    state           TEXT NOT NULL,
+    attempts        BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at TIMESTAMPTZ NOT NULL,
+    last_error      TEXT,
+    created_at      TIMESTAMPTZ NOT NULL,
+    updated_at      TIMESTAMPTZ NOT NULL
+);
+CREATE UNIQUE INDEX dispatch_open ON dispatch (shop_id, key) WHERE state = 'pending';
+CREATE INDEX dispatch_due ON dispatch (shop_id, state, next_attempt_at);
+CREATE INDEX dispatch_order ON dispatch (shop_id, order_ref, state, id) WHERE order_ref IS NOT NULL;
+CREATE INDEX dispatch_tenant ON dispatch (tenant_id, state, id);
+CREATE INDEX dispatch_finished ON dispatch (updated_at) WHERE state IN ('done', 'superseded');
+CREATE TABLE leases (
+    name        TEXT PRIMARY KEY,
+    holder      TEXT NOT NULL,
+    expires_at  TIMESTAMPTZ NOT NULL
+);
+"#];
+
+/// Any number that no other part of the relay uses as an advisory lock.
+const MIGRATION_LOCK: i64 = 0x6d61_6d75_7472_6c79;
+
+pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), StoreError> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+        .await?;
+    let current: i64 = tx
+        .query_opt("SELECT version FROM schema_version", &[])
+        .await?
+        .map(|r| r.get(0))
+        .unwrap_or(0);
+    let known = MIGRATIONS.len() as i64;
+    if current > known {
+        return Err(StoreError::Open(format!(
+            "the database has schema version {current}, newer than this relay knows ({known}); \
+             upgrade the relay"
+        )));
+    }
+    for sql in MIGRATIONS.iter().skip(current as usize) {
+        tx.batch_execute(sql).await?;
+    }
+    tx.execute("DELETE FROM schema_version", &[]).await?;
+    tx.execute(
+        "INSERT INTO schema_version (version) VALUES ($1)",
+        &[&known],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}

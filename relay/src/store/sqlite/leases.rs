@@ -1,0 +1,94 @@
+//! Leases (so only one holder does a piece of work at a time) and retention, on SQLite.
+
+use chrono::{DateTime, Utc};
+use rusqlite::params;
+use shared::ShopId;
+
+use super::SqliteStore;
+use crate::store::types::{Notice, Purged};
+use crate::store::{StoreError, timestamp};
+
+impl SqliteStore {
+    pub async fn acquire_lease(
+        &self,
+        name: String,
+        holder: String,
+        ttl_ms: u64,
+        take_over: bool,
+    ) -> Result<bool, StoreError> {
+        self.db
+            .call(move |conn| {
+                let at = Utc::now();
+                let expires = timestamp(at + chrono::Duration::milliseconds(ttl_ms as i64));
+                let changed = conn.execute(
+                    "INSERT INTO leases (name, holder, expires_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,
+                                                      expires_at = excluded.expires_at
+                     WHERE ?4 OR leases.holder = excluded.holder OR leases.expires_at < ?5",
+                    params![name, holder, expires, take_over, timestamp(at)],
+                )?;
+                Ok(changed == 1)
+            })
+            .await
+    }
+
+    pub async fn release_lease(&self, name: String, holder: String) -> Result<(), StoreError> {
+        self.db
+            .call(move |conn| {
+                conn.execute(
+                    "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
+                    params![name, holder],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    pub async fn shops_with_pending_dispatch(&self) -> Result<Vec<ShopId>, StoreError> {
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT DISTINCT shop_id FROM dispatch WHERE state = 'pending' ORDER BY shop_id",
+                )?;
+                let rows = stmt
+                    .query_map([], |r| r.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows.into_iter().filter_map(|s| ShopId::new(s).ok()).collect())
+            })
+            .await
+    }
+
+    /// There are no other instances to tell.
+    pub async fn notify(&self, _notice: Notice) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    pub async fn purge(&self, before: DateTime<Utc>) -> Result<Purged, StoreError> {
+        self.db
+            .call(move |conn| {
+                let before = timestamp(before);
+                conn.execute(
+                    "DELETE FROM event_history WHERE event_id IN (
+                        SELECT id FROM events WHERE state IN ('delivered', 'ignored')
+                        AND updated_at < ?1)",
+                    [&before],
+                )?;
+                let events = conn.execute(
+                    "DELETE FROM events WHERE state IN ('delivered', 'ignored') AND updated_at < ?1",
+                    [&before],
+                )?;
+                let pushes =
+                    conn.execute("DELETE FROM pushes WHERE received_at < ?1", [&before])?;
+                let dispatch = conn.execute(
+                    "DELETE FROM dispatch WHERE state IN ('done', 'superseded') AND updated_at < ?1",
+                    [&before],
+                )?;
+                Ok(Purged {
+                    events: events as u64,
+                    pushes: pushes as u64,
+                    dispatch: dispatch as u64,
+                })
+            })
+            .await
+    }
+}

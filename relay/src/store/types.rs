@@ -1,0 +1,364 @@
+//! The records the store keeps and hands out, shared by both implementations, and the rules
+//! both apply the same way (coalescing keys, which shops take a change, shop columns).
+
+use serde::Serialize;
+use shared::domain::{Change, DocumentType};
+use shared::settings::Secret;
+use shared::signature::WebhookSecret;
+use shared::{AgentId, ShopId, TenantId};
+
+use super::StoreError;
+use crate::shop::ShopSettings;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantRecord {
+    pub id: TenantId,
+    pub name: String,
+    pub created_at: String,
+}
+
+/// A shop as the relay keeps it. Its secrets never leave the relay: there is no `Serialize`.
+#[derive(Debug, Clone)]
+pub struct ShopRecord {
+    pub shop_id: ShopId,
+    pub tenant_id: TenantId,
+    pub webhook_secrets: Vec<WebhookSecret>,
+    pub trigger_statuses: Vec<String>,
+    pub document_type: DocumentType,
+    pub settings: ShopSettings,
+    /// The key for the shop's API.
+    pub api_key: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentRecord {
+    pub id: AgentId,
+    pub tenant_id: TenantId,
+    pub name: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+/// An HMAC key for agent tokens. Its `Debug` hides the secret.
+#[derive(Clone)]
+pub struct SigningKey {
+    pub kid: String,
+    pub secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Database(format!("stored {what} is invalid: {e}"))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventState {
+    /// A thin webhook: the order is being fetched from the shop before delivery.
+    Fetching,
+    /// Waiting for (or in) delivery to the tenant's agent.
+    Pending,
+    /// Applied in Mamut and acknowledged by the agent.
+    Delivered,
+    /// Received, but its order status is not one of the shop's trigger statuses.
+    Ignored,
+    /// Refused permanently by the agent; waits for an operator's replay.
+    Dead,
+}
+
+impl EventState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventState::Fetching => "fetching",
+            EventState::Pending => "pending",
+            EventState::Delivered => "delivered",
+            EventState::Ignored => "ignored",
+            EventState::Dead => "dead",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "fetching" => Some(EventState::Fetching),
+            "pending" => Some(EventState::Pending),
+            "delivered" => Some(EventState::Delivered),
+            "ignored" => Some(EventState::Ignored),
+            "dead" => Some(EventState::Dead),
+            _ => None,
+        }
+    }
+}
+
+/// A verified webhook, ready to be stored.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub tenant_id: TenantId,
+    pub shop_id: ShopId,
+    pub webhook_id: String,
+    pub order_id: String,
+    pub order_status: String,
+    pub document_type: DocumentType,
+    /// The request body exactly as received.
+    pub payload: String,
+    /// `Pending`, `Fetching` (a thin webhook) or `Ignored`.
+    pub state: EventState,
+}
+
+/// What storing a webhook did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ingested {
+    pub event_id: i64,
+    pub state: EventState,
+    /// The webhook id was seen before; nothing new was stored.
+    pub duplicate: bool,
+}
+
+/// An event as the admin sees it (no payload).
+#[derive(Debug, Clone, Serialize)]
+pub struct EventSummary {
+    pub id: i64,
+    pub shop_id: String,
+    pub webhook_id: String,
+    pub order_id: String,
+    pub order_status: String,
+    pub state: EventState,
+    pub attempts: i64,
+    pub mamut_ref: Option<String>,
+    pub last_error: Option<String>,
+    pub received_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryEntry {
+    pub at: String,
+    pub state: String,
+    pub detail: Option<String>,
+}
+
+/// A push as the admin sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PushSummary {
+    pub id: i64,
+    pub agent_id: String,
+    pub push_id: String,
+    pub kind: String,
+    pub change: serde_json::Value,
+    pub received_at: String,
+}
+
+/// A thin webhook waiting for its order.
+#[derive(Debug, Clone)]
+pub struct FetchJob {
+    pub id: i64,
+    pub tenant_id: String,
+    pub shop_id: String,
+    pub order_id: String,
+    /// The thin webhook as received.
+    pub payload: String,
+}
+
+/// An event selected for delivery.
+#[derive(Debug, Clone)]
+pub struct QueuedEvent {
+    pub id: i64,
+    pub shop_id: String,
+    pub order_id: String,
+    pub document_type: String,
+    pub payload: String,
+    /// Counting this delivery.
+    pub attempt: i64,
+}
+
+/// A pending row picked for sending.
+#[derive(Debug, Clone)]
+pub struct DispatchItem {
+    pub id: i64,
+    pub change: Change,
+    pub version: i64,
+    pub attempts: i64,
+}
+
+/// A dispatch row as the admin sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DispatchSummary {
+    pub id: i64,
+    pub shop_id: String,
+    pub kind: String,
+    pub key: String,
+    pub change: serde_json::Value,
+    pub push_id: String,
+    pub state: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub next_attempt_at: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// How a failed send is recorded.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub reason: String,
+    /// `None`: permanent, straight to the dead-letter list.
+    pub retry_at: Option<String>,
+}
+
+/// What retention removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Purged {
+    pub events: u64,
+    pub pushes: u64,
+    pub dispatch: u64,
+}
+
+/// A message from one relay instance to the others (PostgreSQL `NOTIFY`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Notice {
+    /// A tenant has new events to deliver.
+    Event { tenant: TenantId },
+    /// A shop has new changes to dispatch.
+    Dispatch { shop: ShopId },
+    /// A thin webhook waits for its order.
+    Fetch,
+    /// A new session of the tenant's agent started; older ones elsewhere must end.
+    Session { tenant: TenantId, holder: String },
+}
+
+/// Whether `shop` takes `change` at all: it has an API, its flow sends this kind, and for an
+/// order status the order is the shop's and the status is mapped, for a price list the list
+/// is mapped to a customer group.
+pub(crate) fn takes(shop: &ShopRecord, change: &Change) -> bool {
+    let settings = &shop.settings;
+    if settings.api.is_none() || !settings.flow.sends(change.kind()) {
+        return false;
+    }
+    match change {
+        Change::OrderStatus(s) => {
+            s.shop_id == shop.shop_id && settings.status_map.contains_key(&s.mamut_status)
+        }
+        Change::PriceList(p) => settings.price_lists.contains_key(&p.price_list),
+        _ => true,
+    }
+}
+
+/// The shop order an order status change is about (its changes are sent in order).
+pub(crate) fn order_ref(change: &Change) -> Option<&str> {
+    match change {
+        Change::OrderStatus(s) => Some(s.shop_order_id.as_str()),
+        _ => None,
+    }
+}
+
+/// The key under which newer values replace older ones for one shop.
+pub(crate) fn coalescing_key(change: &Change, push_id: &str) -> String {
+    match change {
+        Change::Stock(s) => format!(
+            "stock:{}:{}",
+            s.article_number,
+            s.warehouse.as_deref().unwrap_or("")
+        ),
+        Change::Price(p) => format!("price:{}:{}", p.article_number, p.currency),
+        Change::PriceList(p) => format!("price_list:{}:{}", p.price_list, p.article_number),
+        Change::Product(p) => format!("product:{}", p.article_number),
+        // Every status change is sent, in order; none replaces another.
+        Change::OrderStatus(_) => format!("order_status:{push_id}"),
+    }
+}
+
+/// A shop row as stored, before its JSON columns are decoded.
+pub(crate) struct RawShop {
+    pub shop_id: String,
+    pub tenant_id: String,
+    pub secrets: String,
+    pub statuses: String,
+    pub document_type: String,
+    pub settings: String,
+    pub api_key: Option<String>,
+}
+
+impl RawShop {
+    pub fn decode(self) -> Result<ShopRecord, StoreError> {
+        let secrets: Vec<String> =
+            serde_json::from_str(&self.secrets).map_err(|e| corrupt("secrets", e))?;
+        let webhook_secrets = secrets
+            .iter()
+            .map(|s| WebhookSecret::parse(s))
+            .collect::<Result<_, _>>()
+            .map_err(|e| corrupt("secret", e))?;
+        Ok(ShopRecord {
+            shop_id: ShopId::new(self.shop_id).map_err(|e| corrupt("shop id", e))?,
+            tenant_id: TenantId::new(self.tenant_id).map_err(|e| corrupt("tenant id", e))?,
+            webhook_secrets,
+            trigger_statuses: serde_json::from_str(&self.statuses)
+                .map_err(|e| corrupt("statuses", e))?,
+            document_type: self
+                .document_type
+                .parse()
+                .map_err(|e| corrupt("document type", e))?,
+            settings: serde_json::from_str(&self.settings).map_err(|e| corrupt("settings", e))?,
+            api_key: self.api_key.map(Secret::new),
+        })
+    }
+}
+
+/// A shop's columns as stored.
+pub(crate) struct ShopColumns {
+    pub secrets: String,
+    pub statuses: String,
+    pub settings: String,
+    pub api_key: Option<String>,
+}
+
+impl ShopColumns {
+    pub fn of(shop: &ShopRecord) -> Result<Self, StoreError> {
+        let secrets: Vec<String> = shop
+            .webhook_secrets
+            .iter()
+            .map(WebhookSecret::expose)
+            .collect();
+        Ok(Self {
+            secrets: serde_json::to_string(&secrets).map_err(|e| corrupt("secrets", e))?,
+            statuses: serde_json::to_string(&shop.trigger_statuses)
+                .map_err(|e| corrupt("statuses", e))?,
+            settings: serde_json::to_string(&shop.settings).map_err(|e| corrupt("settings", e))?,
+            api_key: shop.api_key.as_ref().map(|k| k.expose().to_owned()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_coalesce_what_may_replace_each_other() {
+        let stock = |article: &str, warehouse: Option<&str>, qty: i64| {
+            Change::Stock(shared::domain::StockLevel {
+                article_number: shared::ArticleNumber::new(article).expect("valid"),
+                warehouse: warehouse.map(str::to_owned),
+                quantity: rust_decimal::Decimal::from(qty),
+            })
+        };
+        assert_eq!(
+            coalescing_key(&stock("A", None, 1), "p1"),
+            coalescing_key(&stock("A", None, 9), "p2")
+        );
+        assert_ne!(
+            coalescing_key(&stock("A", None, 1), "p1"),
+            coalescing_key(&stock("A", Some("main"), 1), "p1")
+        );
+        assert_ne!(
+            coalescing_key(&stock("A", None, 1), "p1"),
+            coalescing_key(&stock("B", None, 1), "p1")
+        );
+    }
+}

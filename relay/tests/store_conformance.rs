@@ -1,0 +1,749 @@
+//! One conformance suite for both stores: every test below runs against SQLite and against
+//! PostgreSQL. The PostgreSQL half needs a server (`RELAY_TEST_POSTGRES_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/postgres`); each test gets a database of its own. Without
+//! a server those tests say so and skip.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use relay::shop::{ApiSettings, Flow, Platform, ShopSettings, StatusRule};
+use relay::store::pg::PgStore;
+use relay::store::sqlite::SqliteStore;
+use relay::store::{DispatchFailure, EventState, NewEvent, ShopRecord, Store, StoreError};
+use rust_decimal::Decimal;
+use shared::domain::{Change, DocumentType, OrderStatusChange, StockLevel};
+use shared::settings::Secret;
+use shared::signature::WebhookSecret;
+use shared::{AgentId, ArticleNumber, ShopId, TenantId};
+
+fn tenant(id: &str) -> TenantId {
+    TenantId::new(id).expect("valid tenant")
+}
+
+fn shop_id(id: &str) -> ShopId {
+    ShopId::new(id).expect("valid shop")
+}
+
+fn shop(id: &str, tenant_id: &str, flow: Flow, api: bool) -> ShopRecord {
+    let mut settings = ShopSettings {
+        flow,
+        ..ShopSettings::default()
+    };
+    settings.status_map.insert(
+        "delivered".into(),
+        StatusRule {
+            shop_status: "shipped".into(),
+            notify_customer: true,
+            tracking: true,
+            capture: false,
+        },
+    );
+    if api {
+        settings.api = Some(ApiSettings {
+            platform: Platform::Nordisk,
+            url: "https://shop.example/v1".into(),
+            requests_per_sec: 5,
+        });
+    }
+    ShopRecord {
+        shop_id: shop_id(id),
+        tenant_id: tenant(tenant_id),
+        webhook_secrets: vec![WebhookSecret::from_bytes(vec![7; 32]).expect("key")],
+        trigger_statuses: vec!["confirmed".into()],
+        document_type: DocumentType::Order,
+        settings,
+        api_key: api.then(|| Secret::new("api-key")),
+    }
+}
+
+fn event(tenant_id: &str, shop: &str, webhook: &str, order: &str, state: EventState) -> NewEvent {
+    NewEvent {
+        tenant_id: tenant(tenant_id),
+        shop_id: shop_id(shop),
+        webhook_id: webhook.into(),
+        order_id: order.into(),
+        order_status: "confirmed".into(),
+        document_type: DocumentType::Order,
+        payload: format!("{{\"order\":\"{order}\"}}"),
+        state,
+    }
+}
+
+fn stock(article: &str, quantity: i64) -> Change {
+    Change::Stock(StockLevel {
+        article_number: ArticleNumber::new(article).expect("valid article"),
+        warehouse: None,
+        quantity: Decimal::from(quantity),
+    })
+}
+
+async fn tenant_with_shops<S: Store>(store: &S) {
+    store
+        .create_tenant(tenant("acme"), "Acme AB".into())
+        .await
+        .expect("tenant");
+    for (id, flow, api) in [
+        ("erp-se", Flow::Erp, true),
+        ("combo-no", Flow::Combo, true),
+        ("ecom-dk", Flow::Ecom, true),
+        ("no-api", Flow::Erp, false),
+    ] {
+        store
+            .add_shop(shop(id, "acme", flow, api))
+            .await
+            .expect("shop");
+    }
+}
+
+// ---- the suite ----
+
+async fn tenants_shops_agents_and_keys<S: Store>(store: &S) {
+    tenant_with_shops(store).await;
+    assert!(matches!(
+        store.create_tenant(tenant("acme"), "again".into()).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(store.tenant_exists(tenant("acme")).await.expect("query"));
+    assert!(!store.tenant_exists(tenant("nobody")).await.expect("query"));
+    assert!(matches!(
+        store
+            .add_shop(shop("erp-se", "acme", Flow::Erp, true))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.add_shop(shop("x", "nobody", Flow::Erp, true)).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    let read = store
+        .shop(shop_id("erp-se"))
+        .await
+        .expect("query")
+        .expect("the shop");
+    assert_eq!(
+        read.settings,
+        shop("erp-se", "acme", Flow::Erp, true).settings
+    );
+    assert_eq!(read.api_key.as_ref().map(Secret::expose), Some("api-key"));
+    let mut changed = read.clone();
+    changed.settings.flow = Flow::Combo;
+    changed.trigger_statuses = vec!["paid".into()];
+    store.update_shop(changed).await.expect("update");
+    let read = store
+        .shop(shop_id("erp-se"))
+        .await
+        .expect("query")
+        .expect("the shop");
+    assert_eq!(read.settings.flow, Flow::Combo);
+    assert_eq!(read.trigger_statuses, ["paid"]);
+    let ids: Vec<String> = store
+        .shops(Some(tenant("acme")))
+        .await
+        .expect("shops")
+        .iter()
+        .map(|s| s.shop_id.to_string())
+        .collect();
+    assert_eq!(ids, ["combo-no", "ecom-dk", "erp-se", "no-api"]);
+
+    let agent = store
+        .create_agent(tenant("acme"), "mamut-1".into())
+        .await
+        .expect("agent");
+    let read = store
+        .agent(agent.id.clone())
+        .await
+        .expect("query")
+        .expect("agent");
+    assert_eq!(read.tenant_id, tenant("acme"));
+    assert!(read.revoked_at.is_none());
+    store.revoke_agent(agent.id.clone()).await.expect("revoke");
+    assert!(
+        store
+            .agent(agent.id)
+            .await
+            .expect("query")
+            .expect("agent")
+            .revoked_at
+            .is_some()
+    );
+    assert!(matches!(
+        store
+            .revoke_agent(AgentId::new("agt-none").expect("id"))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    let key = store.current_signing_key().await.expect("key");
+    assert_eq!(key.secret.len(), 32);
+    let again = store.current_signing_key().await.expect("key");
+    assert_eq!(again.kid, key.kid, "the key stays the same");
+    let found = store.signing_key(key.kid.clone()).await.expect("query");
+    assert_eq!(found.map(|k| k.secret), Some(key.secret));
+}
+
+async fn webhooks_are_stored_once_with_their_history<S: Store>(store: &S) {
+    tenant_with_shops(store).await;
+    let first = store
+        .ingest(event("acme", "erp-se", "w-1", "o-1", EventState::Pending))
+        .await
+        .expect("ingest");
+    assert!(!first.duplicate);
+    let again = store
+        .ingest(event("acme", "erp-se", "w-1", "o-1", EventState::Pending))
+        .await
+        .expect("ingest");
+    assert!(again.duplicate);
+    assert_eq!(again.event_id, first.event_id);
+    store
+        .ingest(event("acme", "erp-se", "w-2", "o-2", EventState::Ignored))
+        .await
+        .expect("ingest");
+    let all = store
+        .list_events(tenant("acme"), None, 100)
+        .await
+        .expect("list");
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].webhook_id, "w-2", "newest first");
+    let ignored = store
+        .list_events(tenant("acme"), Some(EventState::Ignored), 100)
+        .await
+        .expect("list");
+    assert_eq!(ignored.len(), 1);
+    let (summary, history) = store
+        .event(tenant("acme"), first.event_id)
+        .await
+        .expect("query")
+        .expect("event");
+    assert_eq!(summary.state, EventState::Pending);
+    assert_eq!(history.len(), 1);
+    assert!(
+        store
+            .event(tenant("other"), first.event_id)
+            .await
+            .expect("query")
+            .is_none()
+    );
+}
+
+async fn delivery_keeps_order_and_records_outcomes<S: Store>(store: &S) {
+    tenant_with_shops(store).await;
+    let mut ids = Vec::new();
+    for (webhook, order) in [
+        ("w-1", "o-1"),
+        ("w-2", "o-1"),
+        ("w-3", "o-2"),
+        ("w-4", "o-3"),
+    ] {
+        let stored = store
+            .ingest(event("acme", "erp-se", webhook, order, EventState::Pending))
+            .await
+            .expect("ingest");
+        ids.push(stored.event_id);
+    }
+    // o-4's first event is a thin webhook still fetching: nothing of o-4 goes before it.
+    store
+        .ingest(event("acme", "erp-se", "w-0", "o-4", EventState::Fetching))
+        .await
+        .expect("ingest");
+    store
+        .ingest(event("acme", "erp-se", "w-5", "o-4", EventState::Pending))
+        .await
+        .expect("ingest");
+
+    let batch = store
+        .next_deliveries(tenant("acme"), HashSet::new(), HashSet::new(), 10)
+        .await
+        .expect("select");
+    let orders: Vec<&str> = batch.iter().map(|e| e.order_id.as_str()).collect();
+    assert_eq!(
+        orders,
+        ["o-1", "o-2", "o-3"],
+        "one per order, none behind a fetch"
+    );
+    assert!(batch.iter().all(|e| e.attempt == 1));
+
+    assert!(
+        store
+            .ack(tenant("acme"), ids[0], Some("10000".into()), false)
+            .await
+            .expect("ack")
+    );
+    assert!(
+        !store
+            .ack(tenant("acme"), ids[0], Some("10000".into()), false)
+            .await
+            .expect("ack")
+    );
+    assert!(
+        !store
+            .ack(tenant("other"), ids[2], None, false)
+            .await
+            .expect("ack")
+    );
+    store
+        .record_failure(tenant("acme"), ids[2], "deadlock".into())
+        .await
+        .expect("failure");
+    store
+        .dead_letter(tenant("acme"), ids[3], "unknown article".into())
+        .await
+        .expect("dead");
+
+    let exclude: HashSet<i64> = [ids[2]].into_iter().collect();
+    let next = store
+        .next_deliveries(tenant("acme"), exclude, HashSet::new(), 10)
+        .await
+        .expect("select");
+    let orders: Vec<&str> = next.iter().map(|e| e.order_id.as_str()).collect();
+    assert_eq!(
+        orders,
+        ["o-1"],
+        "the second event of o-1, now that the first is acked"
+    );
+
+    let (dead, history) = store
+        .event(tenant("acme"), ids[3])
+        .await
+        .expect("query")
+        .expect("event");
+    assert_eq!(dead.state, EventState::Dead);
+    assert_eq!(dead.last_error.as_deref(), Some("unknown article"));
+    assert_eq!(history.last().map(|h| h.state.as_str()), Some("dead"));
+    store.replay(tenant("acme"), ids[3]).await.expect("replay");
+    assert!(matches!(
+        store.replay(tenant("acme"), ids[3]).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let (delivered, _) = store
+        .event(tenant("acme"), ids[0])
+        .await
+        .expect("query")
+        .expect("event");
+    assert_eq!(delivered.mamut_ref.as_deref(), Some("10000"));
+}
+
+async fn thin_webhooks_are_claimed_retried_and_enriched<S: Store>(store: &S) {
+    tenant_with_shops(store).await;
+    let stored = store
+        .ingest(event("acme", "erp-se", "w-1", "o-1", EventState::Fetching))
+        .await
+        .expect("ingest");
+    assert_eq!(
+        store.next_fetch_at().await.expect("query"),
+        Some(String::new())
+    );
+    let jobs = store.due_fetches(10).await.expect("claim");
+    assert_eq!(jobs.len(), 1);
+    assert!(
+        store.due_fetches(10).await.expect("claim").is_empty(),
+        "a claimed fetch is not handed out twice"
+    );
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    store
+        .fetch_failed(stored.event_id, "503".into(), relay_time(later))
+        .await
+        .expect("failed");
+    assert!(store.due_fetches(10).await.expect("claim").is_empty());
+    assert!(store.next_fetch_at().await.expect("query").is_some());
+    assert!(
+        store
+            .enriched(stored.event_id, "{}".into())
+            .await
+            .expect("enrich")
+    );
+    assert!(
+        !store
+            .enriched(stored.event_id, "{}".into())
+            .await
+            .expect("enrich")
+    );
+    assert_eq!(store.next_fetch_at().await.expect("query"), None);
+    let (summary, history) = store
+        .event(tenant("acme"), stored.event_id)
+        .await
+        .expect("query")
+        .expect("event");
+    assert_eq!(summary.state, EventState::Pending);
+    let states: Vec<&str> = history.iter().map(|h| h.state.as_str()).collect();
+    assert_eq!(states, ["fetching", "retry", "pending"]);
+}
+
+fn relay_time(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+async fn pushes_fan_out_by_flow_and_coalesce<S: Store>(store: &S) {
+    tenant_with_shops(store).await;
+    let agent = AgentId::new("agt-1").expect("id");
+    let shops = store
+        .insert_push(tenant("acme"), agent.clone(), "p-1".into(), stock("MUG", 1))
+        .await
+        .expect("push");
+    let names: Vec<String> = shops.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        names,
+        ["combo-no", "erp-se"],
+        "ecom and shops without an API get nothing"
+    );
+    assert!(
+        store
+            .insert_push(tenant("acme"), agent.clone(), "p-1".into(), stock("MUG", 1))
+            .await
+            .expect("push")
+            .is_empty(),
+        "a repeated push is stored once"
+    );
+    // An order status goes only to its own shop, and only when its status is mapped.
+    let status = |shop: &str, status: &str| {
+        Change::OrderStatus(OrderStatusChange {
+            shop_id: shop_id(shop),
+            shop_order_id: "o-1".into(),
+            mamut_ref: "10000".into(),
+            mamut_status: status.into(),
+            tracking_number: None,
+        })
+    };
+    let to = store
+        .insert_push(
+            tenant("acme"),
+            agent.clone(),
+            "p-2".into(),
+            status("erp-se", "delivered"),
+        )
+        .await
+        .expect("push");
+    assert_eq!(to, [shop_id("erp-se")]);
+    let to = store
+        .insert_push(
+            tenant("acme"),
+            agent.clone(),
+            "p-3".into(),
+            status("erp-se", "quotation"),
+        )
+        .await
+        .expect("push");
+    assert!(to.is_empty());
+    assert_eq!(
+        store
+            .list_pushes(tenant("acme"), 10)
+            .await
+            .expect("list")
+            .len(),
+        3
+    );
+
+    let due = store
+        .due_dispatch(shop_id("erp-se"), 100)
+        .await
+        .expect("due");
+    assert_eq!(due.len(), 2);
+    let mug = due
+        .iter()
+        .find(|d| matches!(d.change, Change::Stock(_)))
+        .expect("the stock row")
+        .clone();
+    // A newer value arrives while the old one is being sent: the old send does not finish it.
+    store
+        .insert_push(tenant("acme"), agent.clone(), "p-4".into(), stock("MUG", 5))
+        .await
+        .expect("push");
+    store
+        .dispatch_done(vec![(mug.id, mug.version)])
+        .await
+        .expect("done");
+    let due = store
+        .due_dispatch(shop_id("erp-se"), 100)
+        .await
+        .expect("due");
+    let newer = due
+        .iter()
+        .find(|d| d.id == mug.id)
+        .expect("still pending with the newer value");
+    assert_eq!(newer.change, stock("MUG", 5));
+    assert_eq!(newer.version, mug.version + 1);
+
+    // Retry, then dead after the bound, then replay, then superseded by a later success.
+    let later = relay_time(chrono::Utc::now() + chrono::Duration::hours(1));
+    let failure = |retry_at: Option<String>| DispatchFailure {
+        reason: "503".into(),
+        retry_at,
+    };
+    store
+        .dispatch_failed(
+            vec![(newer.id, newer.version)],
+            failure(Some(later.clone())),
+            2,
+        )
+        .await
+        .expect("failed");
+    assert!(
+        store
+            .due_dispatch(shop_id("erp-se"), 100)
+            .await
+            .expect("due")
+            .iter()
+            .all(|d| d.id != newer.id),
+        "not due before its retry time"
+    );
+    assert!(
+        store
+            .next_dispatch_at(shop_id("erp-se"))
+            .await
+            .expect("query")
+            .is_some()
+    );
+    store
+        .dispatch_failed(vec![(newer.id, newer.version)], failure(Some(later)), 2)
+        .await
+        .expect("failed");
+    let dead = store
+        .list_dispatch(tenant("acme"), Some("dead".into()), 10)
+        .await
+        .expect("list");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attempts, 2);
+    let shop = store
+        .replay_dispatch(tenant("acme"), dead[0].id)
+        .await
+        .expect("replay");
+    assert_eq!(shop, shop_id("erp-se"));
+    assert!(matches!(
+        store.replay_dispatch(tenant("acme"), dead[0].id).await,
+        Err(StoreError::Conflict(_))
+    ));
+    store
+        .dispatch_failed(vec![(newer.id, newer.version)], failure(None), 20)
+        .await
+        .expect("permanent");
+    store
+        .insert_push(tenant("acme"), agent, "p-5".into(), stock("MUG", 9))
+        .await
+        .expect("push");
+    let due = store
+        .due_dispatch(shop_id("erp-se"), 100)
+        .await
+        .expect("due");
+    let fresh = due
+        .iter()
+        .find(|d| d.change == stock("MUG", 9))
+        .expect("a new row next to the dead one");
+    store
+        .dispatch_done(vec![(fresh.id, fresh.version)])
+        .await
+        .expect("done");
+    let superseded = store
+        .list_dispatch(tenant("acme"), Some("superseded".into()), 10)
+        .await
+        .expect("list");
+    assert_eq!(
+        superseded.len(),
+        1,
+        "the dead value is superseded by the newer success"
+    );
+    let shops = store.shops_with_pending_dispatch().await.expect("query");
+    assert!(shops.contains(&shop_id("combo-no")));
+}
+
+async fn leases_are_exclusive_until_they_expire<S: Store>(store: &S) {
+    let name = || "shop:erp-se".to_owned();
+    assert!(
+        store
+            .acquire_lease(name(), "a".into(), 60_000, false)
+            .await
+            .expect("lease")
+    );
+    assert!(
+        store
+            .acquire_lease(name(), "a".into(), 60_000, false)
+            .await
+            .expect("renew")
+    );
+    assert!(
+        !store
+            .acquire_lease(name(), "b".into(), 60_000, false)
+            .await
+            .expect("lease")
+    );
+    assert!(
+        store
+            .acquire_lease(name(), "b".into(), 60_000, true)
+            .await
+            .expect("take over")
+    );
+    assert!(
+        !store
+            .acquire_lease(name(), "a".into(), 60_000, false)
+            .await
+            .expect("lease")
+    );
+    store
+        .release_lease(name(), "b".into())
+        .await
+        .expect("release");
+    assert!(
+        store
+            .acquire_lease(name(), "a".into(), 1, false)
+            .await
+            .expect("lease")
+    );
+    // The short lease runs out; then another holder gets it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if store
+            .acquire_lease(name(), "c".into(), 60_000, false)
+            .await
+            .expect("lease")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lease never expired"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+async fn retention_removes_only_finished_work<S: Store>(store: &S) {
+    tenant_with_shops(store).await;
+    let done = store
+        .ingest(event("acme", "erp-se", "w-1", "o-1", EventState::Pending))
+        .await
+        .expect("ingest");
+    store
+        .ack(tenant("acme"), done.event_id, None, false)
+        .await
+        .expect("ack");
+    store
+        .ingest(event("acme", "erp-se", "w-2", "o-2", EventState::Ignored))
+        .await
+        .expect("ingest");
+    let waiting = store
+        .ingest(event("acme", "erp-se", "w-3", "o-3", EventState::Pending))
+        .await
+        .expect("ingest");
+    let agent = AgentId::new("agt-1").expect("id");
+    store
+        .insert_push(tenant("acme"), agent, "p-1".into(), stock("MUG", 1))
+        .await
+        .expect("push");
+    let nothing = store
+        .purge(chrono::Utc::now() - chrono::Duration::days(30))
+        .await
+        .expect("purge");
+    assert_eq!(nothing.events, 0, "nothing is old enough yet");
+    let purged = store
+        .purge(chrono::Utc::now() + chrono::Duration::days(1))
+        .await
+        .expect("purge");
+    assert_eq!(purged.events, 2);
+    assert_eq!(purged.pushes, 1);
+    let left = store
+        .list_events(tenant("acme"), None, 10)
+        .await
+        .expect("list");
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].id, waiting.event_id);
+    assert_eq!(
+        store
+            .list_dispatch(tenant("acme"), Some("pending".into()), 10)
+            .await
+            .expect("list")
+            .len(),
+        2,
+        "unsent changes are kept"
+    );
+}
+
+// ---- running it against both stores ----
+
+/// `base` with its database replaced by `name` (query parameters are not kept).
+fn with_database(base: &str, name: &str) -> String {
+    let host_start = base.find("://").map_or(0, |i| i + 3);
+    let end = base[host_start..]
+        .find(['/', '?'])
+        .map_or(base.len(), |i| host_start + i);
+    format!("{}/{name}", &base[..end])
+}
+
+/// A PostgreSQL database of its own for one test, dropped afterwards.
+struct TestDb {
+    admin: tokio_postgres::Client,
+    name: String,
+    url: String,
+}
+
+impl TestDb {
+    async fn create() -> Option<TestDb> {
+        let base = std::env::var("RELAY_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let (admin, connection) = match tokio_postgres::connect(&base, tokio_postgres::NoTls).await
+        {
+            Ok(pair) => pair,
+            Err(e) => {
+                eprintln!(
+                    "skipped: PostgreSQL is not reachable at {base} ({e}); \
+                     set RELAY_TEST_POSTGRES_URL or start PostgreSQL to run this test"
+                );
+                return None;
+            }
+        };
+        tokio::spawn(connection);
+        let name = format!("relay_test_{}", uuid::Uuid::new_v4().simple());
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create a test database");
+        let url = with_database(&base, &name);
+        Some(TestDb { admin, name, url })
+    }
+
+    async fn drop(self) {
+        let _ = self
+            .admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .await;
+    }
+}
+
+macro_rules! conformance {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let dir = tempfile::tempdir().expect("tempdir");
+                    let store = super::SqliteStore::open(&dir.path().join("relay.sqlite"))
+                        .expect("store opens");
+                    super::$test(&store).await;
+                }
+            )*
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let Some(db) = super::TestDb::create().await else { return };
+                    let store = super::PgStore::connect(&db.url).await.expect("store opens");
+                    super::$test(&store).await;
+                    db.drop().await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    tenants_shops_agents_and_keys,
+    webhooks_are_stored_once_with_their_history,
+    delivery_keeps_order_and_records_outcomes,
+    thin_webhooks_are_claimed_retried_and_enriched,
+    pushes_fan_out_by_flow_and_coalesce,
+    leases_are_exclusive_until_they_expire,
+    retention_removes_only_finished_work,
+);

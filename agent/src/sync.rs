@@ -20,7 +20,9 @@ use futures_util::{SinkExt, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use shared::ShopId;
-use shared::protocol::{Envelope, Message, SessionRole, SyncFetch, SyncOutcome, SyncPut};
+use shared::protocol::{
+    Envelope, MAX_FRAME_BYTES, Message, SessionRole, SyncFetch, SyncOutcome, SyncPut,
+};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::config::AgentConfig;
@@ -218,13 +220,13 @@ async fn to_shop(
     let total = mamut.count_products().await.map_err(anyhow::Error::msg)?;
     let bar = bar(options, Some(total), progress.summary.products);
     loop {
-        let page = mamut
+        let (page, last) = mamut
             .list_products(progress.after.as_deref(), options.batch)
             .await
             .map_err(anyhow::Error::msg)?;
-        if page.is_empty() {
+        let Some(last) = last else {
             break;
-        }
+        };
         for product in page {
             let article = product.article_number.to_string();
             let request = |request_id| {
@@ -234,9 +236,28 @@ async fn to_shop(
                     product: product.clone(),
                 })
             };
+            if Envelope::new(request(0)).to_json().len() > MAX_FRAME_BYTES {
+                let reason = format!("larger than a protocol frame ({MAX_FRAME_BYTES} bytes)");
+                progress
+                    .summary
+                    .count(SyncOutcome::Failed, article.clone(), Some(reason));
+                progress.summary.products += 1;
+                progress.after = Some(article);
+                save(path, progress)?;
+                bar.inc(1);
+                continue;
+            }
             let Message::SyncPutResult(result) = relay.request(request).await? else {
                 bail!("the relay answered a sync put with something else");
             };
+            if let Some(down) = result.results.iter().find(|r| r.retryable) {
+                bail!(
+                    "shop {} could not take {article} now ({}); {} products are done",
+                    down.shop_id,
+                    down.reason.as_deref().unwrap_or("no reason given"),
+                    progress.summary.products
+                );
+            }
             for shop in result.results {
                 let what = format!("{article} in shop {}", shop.shop_id);
                 progress.summary.count(shop.outcome, what, shop.reason);
@@ -246,6 +267,11 @@ async fn to_shop(
             save(path, progress)?;
             bar.set_message(article);
             bar.inc(1);
+        }
+        // Rows that could not travel still move the cursor, so the run goes on past them.
+        if progress.after.as_deref() < Some(last.as_str()) {
+            progress.after = Some(last);
+            save(path, progress)?;
         }
     }
     bar.finish_and_clear();

@@ -184,6 +184,9 @@ impl Session {
                             let envelope = Envelope::from_json(text.as_str())
                                 .map_err(|e| SessionError::Protocol(e.to_string()))?;
                             refill = self.handle(socket, envelope.msg).await?;
+                            // Handling may take long (a sync request calls the shop): the
+                            // agent was not silent meanwhile, it was waiting for the answer.
+                            last_heard = Instant::now();
                         }
                         Some(Ok(WsMessage::Close(_))) => return Err(SessionError::Gone),
                         Some(Ok(WsMessage::Binary(_))) => {

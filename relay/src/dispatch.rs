@@ -320,6 +320,11 @@ impl Worker {
         match outcome {
             Ok(outcome) => {
                 self.failures = 0;
+                for (article, reason) in &outcome.refused {
+                    if !sent.iter().any(|s| s.article == *article) {
+                        tracing::warn!(shop_id = %self.shop, %article, %reason, "the shop refused an article that was not sent");
+                    }
+                }
                 let (refused, applied): (Vec<Sent>, Vec<Sent>) = sent
                     .into_iter()
                     .partition(|s| outcome.refused.iter().any(|(a, _)| *a == s.article));
@@ -434,6 +439,16 @@ fn plan(shop: &ShopRecord, items: Vec<DispatchItem>) -> Vec<Call> {
     let mut lists: BTreeMap<String, Vec<(Sent, PriceListPrice)>> = BTreeMap::new();
     let mut products = Vec::new();
     for item in items {
+        let kind = item.change.kind();
+        if !shop.settings.flow.sends(kind) {
+            let sent = Sent::of(&item, "");
+            let reason = format!(
+                "the shop's flow {:?} no longer takes {kind} changes",
+                shop.settings.flow
+            );
+            calls.push(Call::Refuse(sent, reason));
+            continue;
+        }
         match &item.change {
             Change::OrderStatus(change) => {
                 let sent = Sent::of(&item, "");
@@ -484,11 +499,11 @@ fn plan(shop: &ShopRecord, items: Vec<DispatchItem>) -> Vec<Call> {
     }
     calls.extend(products);
     let batch = ShopClient::MAX_BATCH;
-    calls.extend(chunks(stock, batch).into_iter().map(Call::Stock));
-    calls.extend(chunks(prices, batch).into_iter().map(Call::Prices));
+    calls.extend(batches(stock, batch).into_iter().map(Call::Stock));
+    calls.extend(batches(prices, batch).into_iter().map(Call::Prices));
     for (group, items) in lists {
         calls.extend(
-            chunks(items, batch)
+            batches(items, batch)
                 .into_iter()
                 .map(|chunk| Call::PriceList(group.clone(), chunk)),
         );
@@ -496,11 +511,18 @@ fn plan(shop: &ShopRecord, items: Vec<DispatchItem>) -> Vec<Call> {
     calls
 }
 
-fn chunks<T>(items: Vec<T>, size: usize) -> Vec<Vec<T>> {
-    let mut out = Vec::new();
-    let mut items = items.into_iter().peekable();
-    while items.peek().is_some() {
-        out.push(items.by_ref().take(size).collect());
+/// Splits rows into batches of at most `size`, never two rows of one article in a batch (the
+/// shop reports refusals by article number, so each must name exactly one row).
+fn batches<T>(items: Vec<(Sent, T)>, size: usize) -> Vec<Vec<(Sent, T)>> {
+    let mut out: Vec<Vec<(Sent, T)>> = Vec::new();
+    for item in items {
+        let home = out.iter().position(|batch| {
+            batch.len() < size && batch.iter().all(|(sent, _)| sent.article != item.0.article)
+        });
+        match home {
+            Some(index) => out[index].push(item),
+            None => out.push(vec![item]),
+        }
     }
     out
 }
@@ -524,13 +546,29 @@ mod tests {
         }
     }
 
+    fn sent(id: i64, article: &str) -> (Sent, ()) {
+        let sent = Sent {
+            id,
+            version: 1,
+            article: article.into(),
+        };
+        (sent, ())
+    }
+
     #[test]
-    fn batches_hold_at_most_the_limit() {
-        let sizes: Vec<usize> = chunks((0..250).collect::<Vec<_>>(), 100)
-            .iter()
-            .map(Vec::len)
-            .collect();
+    fn batches_hold_at_most_the_limit_and_one_row_per_article() {
+        let items: Vec<(Sent, ())> = (0..250).map(|i| sent(i, &format!("A-{i}"))).collect();
+        let sizes: Vec<usize> = batches(items, 100).iter().map(Vec::len).collect();
         assert_eq!(sizes, vec![100, 100, 50]);
-        assert!(chunks(Vec::<u8>::new(), 100).is_empty());
+        assert!(batches(Vec::<(Sent, ())>::new(), 100).is_empty());
+        // Two warehouses of one article go in different calls.
+        let items = vec![sent(1, "A"), sent(2, "B"), sent(3, "A")];
+        let split = batches(items, 100);
+        assert_eq!(split.len(), 2);
+        assert!(split.iter().all(|b| {
+            let articles: std::collections::HashSet<&str> =
+                b.iter().map(|(s, _)| s.article.as_str()).collect();
+            articles.len() == b.len()
+        }));
     }
 }

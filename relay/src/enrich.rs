@@ -3,7 +3,7 @@
 //! queue with the full order. A failed fetch is retried with backoff, never dropped; later
 //! events of the same order wait behind it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use crate::AppState;
 use crate::dispatch::Backoff;
 use crate::registry::Registry;
 use crate::shop::{CallError, ShopClient};
-use crate::store::{AnyStore, FetchJob, StoreError, timestamp};
+use crate::store::{AnyStore, FetchJob, Notice, StoreError, timestamp};
 
 /// Most fetches taken per round.
 const ROUND_LIMIT: usize = 100;
@@ -68,17 +68,26 @@ impl Enricher {
         backoff: Backoff,
         failures: &mut HashMap<i64, u32>,
     ) -> Result<(), StoreError> {
+        // A shop that failed once this round is not asked again until its jobs' claims run
+        // out, so one slow shop does not hold up the others' orders for long.
+        let mut failing: HashSet<String> = HashSet::new();
         for job in store.due_fetches(ROUND_LIMIT).await? {
-            match fetch(store, http, &job).await? {
-                Ok(payload) => {
+            if failing.contains(&job.shop_id) {
+                continue;
+            }
+            let fetched = match fetch(store, http, &job).await {
+                Ok(fetched) => fetched,
+                Err(e) => Err(format!("the store failed: {e}")),
+            };
+            match fetched {
+                Ok((payload, deliver)) => {
                     failures.remove(&job.id);
-                    if store.enriched(job.id, payload).await?
-                        && let Ok(tenant) = TenantId::new(job.tenant_id.clone())
-                    {
-                        registry.wake(&tenant);
+                    if store.enriched(job.id, payload, deliver).await? && deliver {
+                        wake(store, registry, &job.tenant_id).await;
                     }
                 }
                 Err(reason) => {
+                    failing.insert(job.shop_id.clone());
                     let count = failures.entry(job.id).or_insert(0);
                     let delay = backoff.delay(*count);
                     *count = count.saturating_add(1);
@@ -93,12 +102,24 @@ impl Enricher {
     }
 }
 
-/// Fetches one thin webhook's order; the inner `Err` is why it could not be fetched now.
+/// Wakes the tenant's session here and on the other instances.
+async fn wake(store: &AnyStore, registry: &Registry, tenant: &str) {
+    let Ok(tenant) = TenantId::new(tenant) else {
+        return;
+    };
+    registry.wake(&tenant);
+    if let Err(e) = store.notify(Notice::Event { tenant }).await {
+        tracing::warn!(error = %e, "cannot tell the other instances about an enriched order");
+    }
+}
+
+/// Fetches one thin webhook's order: the full webhook, and whether the order's status (as the
+/// shop has it now) is still a trigger status. The inner `Err` is why it could not be fetched.
 async fn fetch(
     store: &AnyStore,
     http: &reqwest::Client,
     job: &FetchJob,
-) -> Result<Result<String, String>, StoreError> {
+) -> Result<Result<(String, bool), String>, StoreError> {
     let thin: ThinOrderWebhook = match serde_json::from_str(&job.payload) {
         Ok(thin) => thin,
         Err(e) => return Ok(Err(format!("the stored thin webhook cannot be read: {e}"))),
@@ -121,13 +142,16 @@ async fn fetch(
             return Ok(Err(reason));
         }
     };
+    let deliver = shop.trigger_statuses.contains(&order.status);
     let webhook = OrderWebhook {
         event: thin.event,
         shop_id: thin.shop_id,
         occurred_at: thin.occurred_at.unwrap_or_else(chrono::Utc::now),
         order,
     };
-    Ok(serde_json::to_string(&webhook).map_err(|e| format!("cannot encode the order: {e}")))
+    Ok(serde_json::to_string(&webhook)
+        .map(|payload| (payload, deliver))
+        .map_err(|e| format!("cannot encode the order: {e}")))
 }
 
 async fn next_wait(store: &AnyStore) -> Option<Duration> {

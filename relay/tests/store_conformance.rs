@@ -348,13 +348,13 @@ async fn thin_webhooks_are_claimed_retried_and_enriched<S: Store>(store: &S) {
     assert!(store.next_fetch_at().await.expect("query").is_some());
     assert!(
         store
-            .enriched(stored.event_id, "{}".into())
+            .enriched(stored.event_id, "{}".into(), true)
             .await
             .expect("enrich")
     );
     assert!(
         !store
-            .enriched(stored.event_id, "{}".into())
+            .enriched(stored.event_id, "{}".into(), true)
             .await
             .expect("enrich")
     );
@@ -543,6 +543,56 @@ async fn pushes_fan_out_by_flow_and_coalesce<S: Store>(store: &S) {
     );
     let shops = store.shops_with_pending_dispatch().await.expect("query");
     assert!(shops.contains(&shop_id("combo-no")));
+
+    // An older dead status change of an order cannot be replayed over a newer one that was sent.
+    let agent = AgentId::new("agt-1").expect("id");
+    store
+        .insert_push(
+            tenant("acme"),
+            agent.clone(),
+            "p-6".into(),
+            status("erp-se", "delivered"),
+        )
+        .await
+        .expect("push");
+    let old = store
+        .due_dispatch(shop_id("erp-se"), 100)
+        .await
+        .expect("due");
+    let old = old
+        .iter()
+        .find(|d| matches!(d.change, Change::OrderStatus(_)))
+        .expect("a status row");
+    // The first status row of o-1 (p-2) is still pending ahead of it; send both.
+    let mut sent: Vec<(i64, i64)> = store
+        .due_dispatch(shop_id("erp-se"), 100)
+        .await
+        .expect("due")
+        .iter()
+        .map(|d| (d.id, d.version))
+        .collect();
+    store
+        .dispatch_failed(vec![(old.id, old.version)], failure(None), 20)
+        .await
+        .expect("dead");
+    sent.retain(|(id, _)| *id != old.id);
+    store.dispatch_done(sent).await.expect("done");
+    let next = store
+        .due_dispatch(shop_id("erp-se"), 100)
+        .await
+        .expect("due");
+    let newer = next
+        .iter()
+        .find(|d| matches!(d.change, Change::OrderStatus(_)))
+        .expect("the next status row");
+    store
+        .dispatch_done(vec![(newer.id, newer.version)])
+        .await
+        .expect("done");
+    assert!(matches!(
+        store.replay_dispatch(tenant("acme"), old.id).await,
+        Err(StoreError::Conflict(_))
+    ));
 }
 
 async fn leases_are_exclusive_until_they_expire<S: Store>(store: &S) {

@@ -222,6 +222,10 @@ pub struct ShopSyncOutcome {
     pub shop_id: ShopId,
     pub outcome: SyncOutcome,
     pub reason: Option<String>,
+    /// A failure that may pass (the shop is down or busy): the sync stops there and a later
+    /// run continues with this product.
+    #[serde(default)]
+    pub retryable: bool,
 }
 
 /// Relay → agent: the answer to a [`SyncPut`], one outcome per shop.

@@ -22,7 +22,7 @@ fn article(value: &str) -> ArticleNumber {
 
 /// A world with Mamut on the stand-in and `demo-se`'s API at `sim`; the long-running agent is
 /// stopped so only the sync touches the shop.
-async fn world(mamut: &MamutDb, sim: &ShopSim) -> World {
+async fn world(mamut: &MamutDb, sim: &ShopSim, flow: &str) -> World {
     let agent = AgentOptions {
         sqlserver: Some(SqlServerOptions::new(mamut.port())),
         ..AgentOptions::default()
@@ -34,7 +34,11 @@ async fn world(mamut: &MamutDb, sim: &ShopSim) -> World {
         .update_shop(
             TENANT,
             SHOP,
-            json!({ "api": { "url": sim.url(), "requests_per_sec": 1000 }, "api_key": KEY }),
+            json!({
+                "flow": flow,
+                "api": { "url": sim.url(), "requests_per_sec": 1000 },
+                "api_key": KEY
+            }),
         )
         .await;
     world
@@ -105,7 +109,8 @@ async fn mamut_products_go_to_the_shop_once_resumably_and_idempotently() {
     mamut.execute(&rows);
     // Three products of the stand-in's own, ten P-nn and TSHIRT: fourteen main products.
     let sim = ShopSim::start(KEY).await;
-    let world = world(&mamut, &sim).await;
+    // Mamut governs products: they go from Mamut to the shop.
+    let world = world(&mamut, &sim, "erp").await;
 
     // Slow the shop down so the kill lands in the middle.
     sim.fail_next(8, Failure::Slow(Duration::from_millis(300)));
@@ -197,7 +202,11 @@ async fn shop_products_come_to_mamut_once_resumably_and_idempotently() {
         active: true,
         variants: Vec::new(),
     });
-    let world = world(&mamut, &sim).await;
+    // The shop governs products: they go from the shop to Mamut.
+    let world = world(&mamut, &sim, "combo").await;
+    let (ok, _, stderr) = sync(&world, "shop", &[]).await;
+    assert!(!ok, "products do not go from Mamut to a combo shop");
+    assert!(stderr.contains("flow"), "{stderr}");
 
     sim.fail_next(4, Failure::Slow(Duration::from_millis(300)));
     let before = interrupted_sync(&world, "mamut", &["--batch", "1"], 2).await;

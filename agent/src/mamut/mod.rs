@@ -55,12 +55,14 @@ pub trait Mamut: Send + Sync {
         Box::pin(async { Ok(Vec::new()) })
     }
 
-    /// Main products with their variants, in article-number order after `after`.
+    /// Main products with their variants, in article-number order after `after`, and the
+    /// last article number read (the cursor for the next page; `None` when there are no more
+    /// rows). Rows whose article number cannot travel are skipped but still move the cursor.
     fn list_products<'a>(
         &'a self,
         _after: Option<&'a str>,
         _limit: u32,
-    ) -> SyncFuture<'a, Vec<Product>> {
+    ) -> SyncFuture<'a, (Vec<Product>, Option<String>)> {
         Box::pin(async { Err(NO_SYNC.to_owned()) })
     }
 

@@ -125,6 +125,11 @@ impl ShopSettings {
             if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
                 return Err("api.url must be an http:// or https:// URL with a host".into());
             }
+            if !url.username().is_empty() || url.password().is_some() || url.query().is_some() {
+                return Err(
+                    "api.url must not carry credentials or a query; the key goes in api_key".into(),
+                );
+            }
             if !(1..=1000).contains(&api.requests_per_sec) {
                 return Err("api.requests_per_sec must be between 1 and 1000".into());
             }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use reqwest::header::{AUTHORIZATION, HeaderMap, RETRY_AFTER};
+use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -63,6 +63,14 @@ impl Client {
     }
 
     fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> Result<Url, CallError> {
+        if let Some(bad) = segments
+            .iter()
+            .find(|s| s.is_empty() || **s == "." || **s == "..")
+        {
+            return Err(CallError::Permanent(format!(
+                "{bad:?} cannot be used in the shop's API path"
+            )));
+        }
         let mut url = Url::parse(&self.base)
             .map_err(|e| CallError::Permanent(format!("the shop's API URL is invalid: {e}")))?;
         url.path_segments_mut()
@@ -101,7 +109,7 @@ impl Client {
         let mut request = self
             .http
             .request(method.clone(), url)
-            .header(AUTHORIZATION, format!("Bearer {}", self.key.expose()));
+            .bearer_auth(self.key.expose());
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -147,9 +155,11 @@ impl Client {
         } else {
             format!(": {}", truncate(&message, 300))
         };
+        // A shop that echoes the request must not put its key into logs or the admin API.
+        let reason = reason.replace(self.key.expose(), "***");
         Err(Refusal {
             error: classify(status, reason, retry_after),
-            code,
+            code: truncate(&code, 64).to_owned(),
             status: Some(status.as_u16()),
         })
     }

@@ -174,8 +174,9 @@ store_api! {
     fn due_fetches(&self, limit: usize) -> Vec<FetchJob>;
     /// When the earliest waiting fetch is due (`Some("")`: now).
     fn next_fetch_at(&self) -> Option<String>;
-    /// The order was fetched: the event holds the full webhook and joins the queue.
-    fn enriched(&self, id: i64, payload: String) -> bool;
+    /// The order was fetched: the event holds the full webhook and joins the queue, or, when
+    /// the order's status by now is not a trigger (`deliver` false), is ignored.
+    fn enriched(&self, id: i64, payload: String, deliver: bool) -> bool;
     fn fetch_failed(&self, id: i64, reason: String, retry_at: String) -> ();
     /// Stores a push once per (tenant, push id) and fans it out; returns the shops with work.
     fn insert_push(&self, tenant: TenantId, agent: AgentId, push_id: String, change: Change) -> Vec<ShopId>;

@@ -211,6 +211,18 @@ pub struct Failure {
     pub retry_at: Option<String>,
 }
 
+/// The state and history note of an enriched thin webhook.
+pub(crate) fn enriched_state(deliver: bool) -> (&'static str, &'static str) {
+    if deliver {
+        ("pending", "order fetched from the shop")
+    } else {
+        (
+            "ignored",
+            "order fetched from the shop; its status by now is not a trigger status",
+        )
+    }
+}
+
 /// What retention removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Purged {
@@ -258,20 +270,39 @@ pub(crate) fn order_ref(change: &Change) -> Option<&str> {
     }
 }
 
-/// The key under which newer values replace older ones for one shop.
+/// Why a dead dispatch item cannot be replayed: something newer for the same item (or the
+/// same order) was sent or waits, and the older value would undo it.
+pub(crate) fn newer_exists(newer: i64) -> String {
+    format!(
+        "a newer change for the same item or order (dispatch item {newer}) was sent or is \
+         waiting; replaying this older one would undo it"
+    )
+}
+
+/// The key under which newer values replace older ones for one shop: the change's kind and
+/// identity as a JSON array, so no article, warehouse or list name can run into another.
 pub(crate) fn coalescing_key(change: &Change, push_id: &str) -> String {
-    match change {
-        Change::Stock(s) => format!(
-            "stock:{}:{}",
-            s.article_number,
-            s.warehouse.as_deref().unwrap_or("")
-        ),
-        Change::Price(p) => format!("price:{}:{}", p.article_number, p.currency),
-        Change::PriceList(p) => format!("price_list:{}:{}", p.price_list, p.article_number),
-        Change::Product(p) => format!("product:{}", p.article_number),
+    let parts: Vec<Option<&str>> = match change {
+        Change::Stock(s) => vec![
+            Some("stock"),
+            Some(s.article_number.as_str()),
+            s.warehouse.as_deref(),
+        ],
+        Change::Price(p) => vec![
+            Some("price"),
+            Some(p.article_number.as_str()),
+            Some(p.currency.as_str()),
+        ],
+        Change::PriceList(p) => vec![
+            Some("price_list"),
+            Some(p.price_list.as_str()),
+            Some(p.article_number.as_str()),
+        ],
+        Change::Product(p) => vec![Some("product"), Some(p.article_number.as_str())],
         // Every status change is sent, in order; none replaces another.
-        Change::OrderStatus(_) => format!("order_status:{push_id}"),
-    }
+        Change::OrderStatus(_) => vec![Some("order_status"), Some(push_id)],
+    };
+    serde_json::to_string(&parts).unwrap_or_default()
 }
 
 /// A shop row as stored, before its JSON columns are decoded.
@@ -359,6 +390,19 @@ mod tests {
         assert_ne!(
             coalescing_key(&stock("A", None, 1), "p1"),
             coalescing_key(&stock("B", None, 1), "p1")
+        );
+        let list = |name: &str, article: &str| {
+            Change::PriceList(shared::domain::PriceListPrice {
+                price_list: name.into(),
+                article_number: shared::ArticleNumber::new(article).expect("valid"),
+                currency: "SEK".into(),
+                price: rust_decimal::Decimal::ONE,
+            })
+        };
+        assert_ne!(
+            coalescing_key(&list("A:B", "C"), "p1"),
+            coalescing_key(&list("A", "B-C"), "p1"),
+            "names with the separator do not collide"
         );
     }
 }

@@ -424,10 +424,20 @@ pub(crate) async fn in_transaction<T, E>(
     error: impl Fn(TdsError) -> E,
 ) -> Result<T, E> {
     batch(conn, "BEGIN TRAN").await.map_err(&error)?;
-    let result = f(conn).await;
-    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-    batch(conn, end).await.map_err(&error)?;
-    result
+    match f(conn).await {
+        Ok(value) => {
+            batch(conn, "COMMIT").await.map_err(&error)?;
+            Ok(value)
+        }
+        Err(e) => {
+            // SQL Server may have rolled back already (a deadlock victim); the first error is
+            // the one that explains what happened. The caller drops the connection anyway.
+            if let Err(rollback) = batch(conn, "ROLLBACK").await {
+                tracing::debug!(error = %rollback, "rollback after a failed transaction");
+            }
+            Err(e)
+        }
+    }
 }
 
 async fn batch(conn: &mut Conn, sql: &str) -> Result<(), TdsError> {
@@ -484,7 +494,7 @@ impl Mamut for SqlServer {
         &'a self,
         after: Option<&'a str>,
         limit: u32,
-    ) -> SyncFuture<'a, Vec<Product>> {
+    ) -> SyncFuture<'a, (Vec<Product>, Option<String>)> {
         Box::pin(self.with_conn(
             async move |conn| self.product_page(conn, after, limit).await,
             |e| e,

@@ -111,13 +111,14 @@ impl SqlServer {
         }))
     }
 
-    /// Main products (not variants) in article-number order after `after`.
+    /// Main products (not variants) in article-number order after `after`, and the last
+    /// article number read.
     pub(super) async fn product_page(
         &self,
         conn: &mut Conn,
         after: Option<&str>,
         limit: u32,
-    ) -> Result<Vec<Product>, String> {
+    ) -> Result<(Vec<Product>, Option<String>), String> {
         let (t, c) = (
             &self.mapping.tables.products,
             &self.mapping.columns.products,
@@ -131,14 +132,17 @@ impl SqlServer {
         let after = after.unwrap_or("");
         let rows = query_rows(conn, &sql, &[&after, &limit]).await?;
         let mut products = Vec::with_capacity(rows.len());
+        let mut last = None;
         for row in rows {
-            if let Some(main) = text(&row, 0)?
-                && let Some(product) = self.read_product(conn, &main).await?
-            {
+            let Some(main) = text(&row, 0)? else {
+                continue;
+            };
+            if let Some(product) = self.read_product(conn, &main).await? {
                 products.push(product);
             }
+            last = Some(main);
         }
-        Ok(products)
+        Ok((products, last))
     }
 
     /// How many main products there are.
@@ -193,6 +197,17 @@ impl SqlServer {
             dimension1: None,
             dimension2: None,
         };
+        let mut seen = std::collections::HashSet::from([product.article_number.as_str()]);
+        if let Some(v) = product
+            .variants
+            .iter()
+            .find(|v| !seen.insert(v.article_number.as_str()))
+        {
+            return Err(format!(
+                "variant {} repeats an article number of the product",
+                v.article_number
+            ));
+        }
         let created = self
             .write_row(conn, product.article_number.as_str(), &main)
             .await?;

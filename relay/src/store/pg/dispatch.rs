@@ -9,7 +9,7 @@ use super::tenants::read_shops;
 use super::{PgStore, parse_time, text};
 use crate::store::StoreError;
 use crate::store::types::{
-    DispatchItem, DispatchSummary, Failure, coalescing_key, order_ref, takes,
+    DispatchItem, DispatchSummary, Failure, coalescing_key, newer_exists, order_ref, takes,
 };
 
 /// Fans a freshly stored push out to the tenant's shops, inside the push's transaction.
@@ -120,7 +120,13 @@ impl PgStore {
             .client()
             .await?
             .query_one(
-                "SELECT MIN(next_attempt_at) FROM dispatch WHERE shop_id = $1 AND state = 'pending'",
+                "SELECT MIN(next_attempt_at) FROM dispatch
+                 WHERE shop_id = $1 AND state = 'pending'
+                   AND NOT EXISTS (SELECT 1 FROM dispatch earlier
+                                   WHERE earlier.shop_id = dispatch.shop_id
+                                     AND earlier.order_ref = dispatch.order_ref
+                                     AND earlier.state = 'pending'
+                                     AND earlier.id < dispatch.id)",
                 &[&shop.as_str()],
             )
             .await?;
@@ -140,10 +146,10 @@ impl PgStore {
                     UPDATE dispatch d SET state = 'done', last_error = NULL, updated_at = now()
                     FROM sent WHERE d.id = sent.id AND d.version = sent.version
                       AND d.state = 'pending'
-                    RETURNING d.shop_id, d.key)
+                    RETURNING d.shop_id, d.key, d.id)
              UPDATE dispatch SET state = 'superseded', updated_at = now()
              FROM done WHERE dispatch.shop_id = done.shop_id AND dispatch.key = done.key
-               AND dispatch.state = 'dead'",
+               AND dispatch.state = 'dead' AND dispatch.id < done.id",
             &[&ids, &versions],
         )
         .await?;
@@ -216,8 +222,8 @@ impl PgStore {
         let tx = client.transaction().await?;
         let Some(row) = tx
             .query_opt(
-                "SELECT shop_id, key, state FROM dispatch WHERE id = $1 AND tenant_id = $2
-                 FOR UPDATE",
+                "SELECT shop_id, key, state, order_ref FROM dispatch
+                 WHERE id = $1 AND tenant_id = $2 FOR UPDATE",
                 &[&id, &tenant.as_str()],
             )
             .await?
@@ -227,6 +233,7 @@ impl PgStore {
             )));
         };
         let (shop, key, state): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+        let order: Option<String> = row.get(3);
         if state != "dead" {
             return Err(StoreError::Conflict(format!(
                 "dispatch item {id} is {state}; only dead items can be replayed"
@@ -234,15 +241,15 @@ impl PgStore {
         }
         if let Some(newer) = tx
             .query_opt(
-                "SELECT id FROM dispatch WHERE shop_id = $1 AND key = $2 AND state = 'pending'",
-                &[&shop, &key],
+                "SELECT id FROM dispatch WHERE shop_id = $1 AND id > $3
+                 AND state IN ('pending', 'done')
+                 AND (key = $2 OR (order_ref IS NOT NULL AND order_ref = $4))
+                 ORDER BY id LIMIT 1",
+                &[&shop, &key, &id, &order],
             )
             .await?
         {
-            let newer: i64 = newer.get(0);
-            return Err(StoreError::Conflict(format!(
-                "a newer value for the same item is already pending (dispatch item {newer})"
-            )));
+            return Err(StoreError::Conflict(newer_exists(newer.get(0))));
         }
         tx.execute(
             "UPDATE dispatch SET state = 'pending', attempts = 0, next_attempt_at = now(),

@@ -11,6 +11,7 @@ use super::{PgStore, parse_time, text};
 use crate::store::StoreError;
 use crate::store::types::{
     EventState, EventSummary, FetchJob, HistoryEntry, Ingested, NewEvent, PushSummary, QueuedEvent,
+    enriched_state,
 };
 
 /// How long a claimed fetch is left to the instance that claimed it.
@@ -373,19 +374,25 @@ impl PgStore {
         Ok(r.get::<_, Option<DateTime<Utc>>>(2).map(text))
     }
 
-    pub async fn enriched(&self, id: i64, payload: String) -> Result<bool, StoreError> {
+    pub async fn enriched(
+        &self,
+        id: i64,
+        payload: String,
+        deliver: bool,
+    ) -> Result<bool, StoreError> {
+        let (state, detail) = enriched_state(deliver);
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let changed = tx
             .execute(
-                "UPDATE events SET state = 'pending', payload = $2, next_attempt_at = NULL,
+                "UPDATE events SET state = $3, payload = $2, next_attempt_at = NULL,
                         last_error = NULL, updated_at = now()
                  WHERE id = $1 AND state = 'fetching'",
-                &[&id, &payload],
+                &[&id, &payload, &state],
             )
             .await?;
         if changed == 1 {
-            record(&tx, id, "pending", Some("order fetched from the shop")).await?;
+            record(&tx, id, state, Some(detail)).await?;
         }
         tx.commit().await?;
         Ok(changed == 1)

@@ -11,7 +11,7 @@ use shared::{ShopId, TenantId};
 use super::SqliteStore;
 use super::tenants::read_shops;
 use crate::store::types::{
-    DispatchItem, DispatchSummary, Failure, coalescing_key, order_ref, takes,
+    DispatchItem, DispatchSummary, Failure, coalescing_key, newer_exists, order_ref, takes,
 };
 use crate::store::{StoreError, now};
 
@@ -136,7 +136,12 @@ impl SqliteStore {
                 Ok(conn
                     .query_row(
                         "SELECT MIN(next_attempt_at) FROM dispatch
-                         WHERE shop_id = ?1 AND state = 'pending'",
+                         WHERE shop_id = ?1 AND state = 'pending'
+                           AND NOT EXISTS (SELECT 1 FROM dispatch earlier
+                                           WHERE earlier.shop_id = dispatch.shop_id
+                                             AND earlier.order_ref = dispatch.order_ref
+                                             AND earlier.state = 'pending'
+                                             AND earlier.id < dispatch.id)",
                         [shop.as_str()],
                         |r| r.get::<_, Option<String>>(0),
                     )
@@ -155,18 +160,20 @@ impl SqliteStore {
                 let mut done = conn.prepare_cached(
                     "UPDATE dispatch SET state = 'done', last_error = NULL, updated_at = ?3
                      WHERE id = ?1 AND version = ?2 AND state = 'pending'
-                     RETURNING shop_id, key",
+                     RETURNING shop_id, key, id",
                 )?;
                 let mut supersede = conn.prepare_cached(
                     "UPDATE dispatch SET state = 'superseded', updated_at = ?3
-                     WHERE shop_id = ?1 AND key = ?2 AND state = 'dead'",
+                     WHERE shop_id = ?1 AND key = ?2 AND state = 'dead' AND id < ?4",
                 )?;
                 for (id, version) in sent {
-                    let row: Option<(String, String)> = done
-                        .query_row(params![id, version, at], |r| Ok((r.get(0)?, r.get(1)?)))
+                    let row: Option<(String, String, i64)> = done
+                        .query_row(params![id, version, at], |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                        })
                         .optional()?;
-                    if let Some((shop, key)) = row {
-                        supersede.execute(params![shop, key, at])?;
+                    if let Some((shop, key, id)) = row {
+                        supersede.execute(params![shop, key, at, id])?;
                     }
                 }
                 Ok(())
@@ -243,14 +250,15 @@ impl SqliteStore {
     pub async fn replay_dispatch(&self, tenant: TenantId, id: i64) -> Result<ShopId, StoreError> {
         self.db
             .call(move |conn| {
-                let row: Option<(String, String, String)> = conn
+                let row: Option<(String, String, String, Option<String>)> = conn
                     .query_row(
-                        "SELECT shop_id, key, state FROM dispatch WHERE id = ?1 AND tenant_id = ?2",
+                        "SELECT shop_id, key, state, order_ref FROM dispatch
+                         WHERE id = ?1 AND tenant_id = ?2",
                         params![id, tenant.as_str()],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                     )
                     .optional()?;
-                let Some((shop, key, state)) = row else {
+                let Some((shop, key, state, order)) = row else {
                     return Err(StoreError::NotFound(format!(
                         "dispatch item {id} not found"
                     )));
@@ -262,16 +270,16 @@ impl SqliteStore {
                 }
                 let newer: Option<i64> = conn
                     .query_row(
-                        "SELECT id FROM dispatch WHERE shop_id = ?1 AND key = ?2
-                         AND state = 'pending'",
-                        params![shop, key],
+                        "SELECT id FROM dispatch WHERE shop_id = ?1 AND id > ?3
+                         AND state IN ('pending', 'done')
+                         AND (key = ?2 OR (order_ref IS NOT NULL AND order_ref = ?4))
+                         ORDER BY id LIMIT 1",
+                        params![shop, key, id, order],
                         |r| r.get(0),
                     )
                     .optional()?;
                 if let Some(newer) = newer {
-                    return Err(StoreError::Conflict(format!(
-                        "a newer value for the same item is already pending (dispatch item {newer})"
-                    )));
+                    return Err(StoreError::Conflict(newer_exists(newer)));
                 }
                 conn.execute(
                     "UPDATE dispatch SET state = 'pending', attempts = 0, next_attempt_at = ?2,

@@ -10,6 +10,7 @@ use shared::{AgentId, ShopId, TenantId};
 use super::SqliteStore;
 use crate::store::types::{
     EventState, EventSummary, FetchJob, HistoryEntry, Ingested, NewEvent, PushSummary, QueuedEvent,
+    enriched_state,
 };
 use crate::store::{StoreError, now, timestamp};
 
@@ -373,17 +374,23 @@ impl SqliteStore {
 
     /// The order of a thin webhook was fetched: the event holds the full webhook now and
     /// joins the delivery queue.
-    pub async fn enriched(&self, id: i64, payload: String) -> Result<bool, StoreError> {
+    pub async fn enriched(
+        &self,
+        id: i64,
+        payload: String,
+        deliver: bool,
+    ) -> Result<bool, StoreError> {
+        let (state, detail) = enriched_state(deliver);
         self.db
             .call(move |conn| {
                 let changed = conn.execute(
-                    "UPDATE events SET state = 'pending', payload = ?2, next_attempt_at = NULL,
+                    "UPDATE events SET state = ?4, payload = ?2, next_attempt_at = NULL,
                             last_error = NULL, updated_at = ?3
                      WHERE id = ?1 AND state = 'fetching'",
-                    params![id, payload, now()],
+                    params![id, payload, now(), state],
                 )?;
                 if changed == 1 {
-                    record(conn, id, "pending", Some("order fetched from the shop"))?;
+                    record(conn, id, state, Some(detail))?;
                 }
                 Ok(changed == 1)
             })

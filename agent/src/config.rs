@@ -48,6 +48,9 @@ impl Default for WatchConfig {
 pub struct RelayConfig {
     /// `wss://host[:port]/agent/v1/connect` (`AGENT_RELAY_URL`).
     pub url: String,
+    /// Further addresses of the same relay (its other instances), tried in turn when one
+    /// fails (`AGENT_RELAY_FALLBACK_URLS`, comma-separated).
+    pub fallback_urls: Vec<String>,
     /// The agent's token, issued by the relay (`AGENT_RELAY_TOKEN`).
     pub token: Secret,
     /// Extra trusted root certificates (PEM), added to the system's (`AGENT_RELAY_CA_FILE`).
@@ -64,10 +67,20 @@ pub struct RelayConfig {
     pub heartbeat_secs: u32,
 }
 
+impl RelayConfig {
+    /// The relay's addresses: `url` first, then the fallbacks.
+    pub fn urls(&self) -> Vec<&str> {
+        std::iter::once(self.url.as_str())
+            .chain(self.fallback_urls.iter().map(String::as_str))
+            .collect()
+    }
+}
+
 impl Default for RelayConfig {
     fn default() -> Self {
         Self {
             url: String::new(),
+            fallback_urls: Vec::new(),
             token: Secret::default(),
             ca_file: None,
             insecure_dev: false,
@@ -236,6 +249,14 @@ impl AgentConfig {
         if let Some(v) = get("AGENT_RELAY_URL") {
             self.relay.url = v;
         }
+        if let Some(v) = get("AGENT_RELAY_FALLBACK_URLS") {
+            self.relay.fallback_urls = v
+                .split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
         if let Some(v) = get("AGENT_RELAY_TOKEN") {
             self.relay.token = Secret::new(v);
         }
@@ -270,6 +291,10 @@ impl AgentConfig {
         }
         crate::transport::Endpoint::parse(url, self.relay.insecure_dev)
             .map_err(|e| error("relay.url", e))?;
+        for url in &self.relay.fallback_urls {
+            crate::transport::Endpoint::parse(url, self.relay.insecure_dev)
+                .map_err(|e| error("relay.fallback_urls", e))?;
+        }
         if self.relay.token.expose().trim().is_empty() {
             return Err(error(
                 "relay.token",

@@ -11,7 +11,7 @@ use rand::Rng;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::AgentConfig;
+use crate::config::{AgentConfig, RelayConfig};
 use crate::mamut::Mamut;
 use crate::session::{SessionSettings, run_session};
 use crate::transport::{self, ConnectError, Endpoint};
@@ -40,18 +40,28 @@ pub async fn run(
     env: &dyn Fn(&str) -> Option<String>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let endpoint = Endpoint::parse(&config.relay.url, config.relay.insecure_dev)
-        .map_err(anyhow::Error::msg)?;
-    let tls = if endpoint.tls {
+    // One relay address, or several instances to go through in turn when one fails.
+    let mut relays = Vec::new();
+    for url in config.relay.urls() {
+        let endpoint =
+            Endpoint::parse(url, config.relay.insecure_dev).map_err(anyhow::Error::msg)?;
+        let proxy = transport::select_proxy(config.relay.proxy.as_deref(), &endpoint.host, env)
+            .map_err(anyhow::Error::msg)?;
+        if let Some(proxy) = &proxy {
+            tracing::info!(relay = url, proxy = %format!("{}:{}", proxy.host, proxy.port), "connecting through an HTTP proxy");
+        }
+        let relay = RelayConfig {
+            url: url.to_owned(),
+            ..config.relay.clone()
+        };
+        relays.push((relay, endpoint.tls, proxy));
+    }
+    let tls = if relays.iter().any(|(_, tls, _)| *tls) {
         Some(transport::tls_config(&config.relay).context("failed to set up TLS")?)
     } else {
         None
     };
-    let proxy = transport::select_proxy(config.relay.proxy.as_deref(), &endpoint.host, env)
-        .map_err(anyhow::Error::msg)?;
-    if let Some(proxy) = &proxy {
-        tracing::info!(proxy = %format!("{}:{}", proxy.host, proxy.port), "connecting through an HTTP proxy");
-    }
+    let mut current = 0usize;
     let settings = SessionSettings {
         credit: config.relay.credit,
         heartbeat: Duration::from_secs(u64::from(config.relay.heartbeat_secs)),
@@ -74,7 +84,7 @@ pub async fn run(
         let started = Instant::now();
         let outcome = tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
-            socket = transport::connect(&config.relay, tls.clone(), proxy.as_ref(), CONNECT_TIMEOUT) => socket,
+            socket = connect(&relays[current % relays.len()], &tls) => socket,
         };
         let result = match outcome {
             Ok(socket) => run_session(socket, mamut.clone(), &settings, &mut pushes, &cancel)
@@ -91,6 +101,10 @@ pub async fn run(
         }
         if started.elapsed() >= stable {
             failures = 0;
+        } else if relays.len() > 1 {
+            // This relay failed us quickly: try the next one.
+            current = current.wrapping_add(1);
+            tracing::info!(relay = %relays[current % relays.len()].0.url, "trying the next relay address");
         }
         failures = failures.saturating_add(1);
         let delay = full_jitter(backoff_ceiling(failures, initial, max));
@@ -107,6 +121,14 @@ pub async fn run(
             _ = tokio::time::sleep(delay) => {}
         }
     }
+}
+
+async fn connect(
+    (relay, tls, proxy): &(RelayConfig, bool, Option<transport::Proxy>),
+    client_tls: &Option<Arc<rustls::ClientConfig>>,
+) -> Result<transport::Socket, ConnectError> {
+    let client_tls = if *tls { client_tls.clone() } else { None };
+    transport::connect(relay, client_tls, proxy.as_ref(), CONNECT_TIMEOUT).await
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use crate::AppState;
 use crate::auth::{Tokens, check_admin};
 use crate::error::ApiError;
 use crate::shop::{ApiSettings, Flow, ShopSettings, StatusRule};
-use crate::store::{AnyStore, EventState, ShopRecord};
+use crate::store::{AnyStore, EventState, Notice, ShopRecord};
 
 /// `Json` whose rejections use our error body.
 pub struct ApiJson<T>(pub T);
@@ -405,8 +405,11 @@ async fn update_shop(
 ) -> Result<Json<ShopView>, ApiError> {
     let view = admin(&app).update_shop(tenant, shop, update).await?;
     // New rules or a new key may unblock waiting work.
-    app.dispatcher.wake(&view.shop_id);
-    app.enricher.wake();
+    app.announce(Notice::Dispatch {
+        shop: view.shop_id.clone(),
+    })
+    .await;
+    app.announce(Notice::Fetch).await;
     Ok(Json(view))
 }
 
@@ -435,7 +438,7 @@ async fn replay_dispatch(
     Path((tenant, id)): Path<(String, i64)>,
 ) -> Result<Json<Value>, ApiError> {
     let shop = app.store.replay_dispatch(tenant_id(tenant)?, id).await?;
-    app.dispatcher.wake(&shop);
+    app.announce(Notice::Dispatch { shop }).await;
     Ok(Json(json!({ "id": id, "state": "pending" })))
 }
 
@@ -484,7 +487,10 @@ async fn replay(
 ) -> Result<Json<Value>, ApiError> {
     let tenant = tenant_id(tenant)?;
     app.store.replay(tenant.clone(), id).await?;
-    app.registry.wake(&tenant);
+    app.announce(Notice::Event {
+        tenant: tenant.clone(),
+    })
+    .await;
     Ok(Json(json!({ "id": id, "state": "pending" })))
 }
 

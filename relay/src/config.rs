@@ -50,6 +50,13 @@ pub struct Config {
     pub retry_base_ms: u64,
     /// Longest retry delay towards a shop, in milliseconds (`RELAY_RETRY_CAP_MS`).
     pub retry_cap_ms: u64,
+    /// How long a relay instance's claim on a tenant's delivery or a shop's dispatch lasts
+    /// without renewal (`RELAY_LEASE_SECS`): after an instance dies, another takes over its
+    /// work within this time.
+    pub lease_secs: u64,
+    /// Finished events, pushes and sent changes are deleted after this many days
+    /// (`RELAY_RETENTION_DAYS`); 0 keeps everything.
+    pub retention_days: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -78,6 +85,8 @@ impl Default for Config {
             dispatch_max_attempts: 20,
             retry_base_ms: 1_000,
             retry_cap_ms: 600_000,
+            lease_secs: 15,
+            retention_days: 30,
         }
     }
 }
@@ -150,6 +159,12 @@ impl Config {
         if let Some(v) = get("RELAY_RETRY_CAP_MS") {
             self.retry_cap_ms = parse("RELAY_RETRY_CAP_MS", &v)?;
         }
+        if let Some(v) = get("RELAY_LEASE_SECS") {
+            self.lease_secs = parse("RELAY_LEASE_SECS", &v)?;
+        }
+        if let Some(v) = get("RELAY_RETENTION_DAYS") {
+            self.retention_days = parse("RELAY_RETENTION_DAYS", &v)?;
+        }
         match (get("RELAY_TLS_CERT"), get("RELAY_TLS_KEY")) {
             (Some(cert), Some(key)) => {
                 self.tls = Some(TlsConfig {
@@ -202,6 +217,12 @@ impl Config {
                 "retry_base_ms",
                 "must be at least 1 and at most retry_cap_ms",
             ));
+        }
+        if !(1..=3600).contains(&self.lease_secs) {
+            return Err(error("lease_secs", "must be between 1 and 3600"));
+        }
+        if self.retention_days > 36_500 {
+            return Err(error("retention_days", "must be at most 36500"));
         }
         if self.retry_cap_ms > 86_400_000 {
             return Err(error("retry_cap_ms", "must be at most 86400000 (a day)"));

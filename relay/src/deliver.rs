@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use crate::AppState;
 use crate::auth::AgentIdentity;
 use crate::registry::Registration;
-use crate::store::{QueuedEvent, StoreError};
+use crate::store::{Notice, QueuedEvent, StoreError};
 
 /// Longest wait for the agent's hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,6 +37,9 @@ enum SessionError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// How often a session looks for new events without being woken.
+const SWEEP: Duration = Duration::from_secs(2);
 
 struct InFlight {
     order: (String, String),
@@ -71,6 +74,33 @@ where
     } else {
         app.registry.register(&identity.tenant_id, &app.shutdown)
     };
+    let lease = format!("tenant:{}", identity.tenant_id);
+    if !sync {
+        // This session takes the tenant's delivery over from any older one, on any instance.
+        let taken = app
+            .store
+            .acquire_lease(
+                lease.clone(),
+                registration.holder.clone(),
+                app.config.lease_secs * 1000,
+                true,
+            )
+            .await;
+        let told = app
+            .store
+            .notify(Notice::Session {
+                tenant: identity.tenant_id.clone(),
+                holder: registration.holder.clone(),
+            })
+            .await;
+        if let Err(e) = taken.and(told) {
+            tracing::warn!(error = %e, "agent session refused: the store failed");
+            app.registry
+                .unregister(&identity.tenant_id, registration.session);
+            let _ = close(&mut socket, 1011, "the relay's store is not available").await;
+            return;
+        }
+    }
     tracing::info!(credit, ?role, "agent session started");
     let mut session = Session {
         app: app.clone(),
@@ -84,6 +114,13 @@ where
     if !sync {
         app.registry
             .unregister(&identity.tenant_id, registration.session);
+        if let Err(e) = app
+            .store
+            .release_lease(lease, registration.holder.clone())
+            .await
+        {
+            tracing::debug!(error = %e, "the delivery lease could not be released; it expires");
+        }
     }
     match result {
         Ok(reason) => {
@@ -162,6 +199,10 @@ impl Session {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut refill = true;
+        let lease = format!("tenant:{}", self.identity.tenant_id);
+        let lease_ms = self.app.config.lease_secs * 1000;
+        let mut renewed = Instant::now();
+        let mut swept = Instant::now();
         loop {
             if refill && self.refill(socket).await? {
                 last_sent = Instant::now();
@@ -200,6 +241,23 @@ impl Session {
                         return Err(SessionError::Silent);
                     }
                     refill = self.expire_timeouts();
+                    if !self.sync && renewed.elapsed() >= Duration::from_millis(lease_ms / 3) {
+                        let held = self
+                            .app
+                            .store
+                            .acquire_lease(lease.clone(), registration.holder.clone(), lease_ms, false)
+                            .await?;
+                        if !held {
+                            return Ok("replaced by a newer session of this tenant");
+                        }
+                        renewed = Instant::now();
+                    }
+                    // The safety net for a wake-up lost between instances: look again now
+                    // and then even without one.
+                    if swept.elapsed() >= SWEEP {
+                        refill = true;
+                        swept = Instant::now();
+                    }
                     if last_sent.elapsed() >= heartbeat {
                         let sent_at_ms = chrono::Utc::now().timestamp_millis();
                         send(socket, Message::Heartbeat(Heartbeat { sent_at_ms })).await?;
@@ -296,8 +354,8 @@ impl Session {
                 push.change,
             )
             .await?;
-        for shop in &shops {
-            self.app.dispatcher.wake(shop);
+        for shop in shops {
+            self.app.announce(Notice::Dispatch { shop }).await;
         }
         send(
             socket,

@@ -39,6 +39,10 @@ pub struct Dispatcher {
     workers: DashMap<ShopId, Arc<Notify>>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    /// This instance, as the holder of shop leases.
+    instance: String,
+    /// How long a shop lease lasts without renewal.
+    lease: Duration,
     /// Flushes that had something to send, over all shops.
     rounds: AtomicU64,
     /// Calls made to shops.
@@ -89,9 +93,16 @@ impl Dispatcher {
             workers: DashMap::new(),
             shutdown,
             tasks: TaskTracker::new(),
+            instance: uuid::Uuid::new_v4().to_string(),
+            lease: Duration::from_secs(config.lease_secs),
             rounds: AtomicU64::new(0),
             calls: AtomicU64::new(0),
         }
+    }
+
+    /// This relay instance's id, the holder name of its leases.
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 
     /// The dispatcher's counters in the Prometheus text format.
@@ -134,6 +145,7 @@ impl Dispatcher {
                     notify: notify.clone(),
                     next_call: Instant::now(),
                     failures: 0,
+                    renewed: None,
                 };
                 self.tasks.spawn(worker.run());
                 notify
@@ -157,6 +169,8 @@ struct Worker {
     next_call: Instant,
     /// Retryable failures in a row, for the shop-wide backoff.
     failures: u32,
+    /// When this instance last took or renewed the shop's lease, while it holds it.
+    renewed: Option<Instant>,
 }
 
 /// What a round ended with.
@@ -165,12 +179,19 @@ enum Round {
     Finished,
     /// The shop cannot be called (no API configured): wait to be woken.
     Idle,
+    /// Another relay instance dispatches this shop now.
+    Elsewhere,
     /// The shop asked to slow down or is failing: nothing more until then.
     PauseUntil(Instant),
 }
 
 impl Worker {
     async fn run(mut self) {
+        self.dispatch().await;
+        self.release_lease().await;
+    }
+
+    async fn dispatch(&mut self) {
         let shutdown = self.dispatcher.shutdown.clone();
         loop {
             // Let a burst gather so superseded values are coalesced before sending.
@@ -179,6 +200,7 @@ impl Worker {
                 () = tokio::time::sleep(self.dispatcher.flush) => {}
             }
             let wait = match self.round().await {
+                Ok(Round::Elsewhere) => Some(Instant::now() + self.dispatcher.lease / 2),
                 Ok(Round::PauseUntil(until)) => Some(until),
                 Ok(Round::Idle) => None,
                 Ok(Round::Finished) => match self.next_due().await {
@@ -214,6 +236,37 @@ impl Worker {
         }
     }
 
+    /// Takes or renews the shop's lease for this instance; false while another holds it.
+    async fn hold_lease(&mut self) -> Result<bool, StoreError> {
+        let lease_ms = u64::try_from(self.dispatcher.lease.as_millis()).unwrap_or(u64::MAX);
+        let held = self
+            .dispatcher
+            .store
+            .acquire_lease(
+                format!("shop:{}", self.shop),
+                self.dispatcher.instance.clone(),
+                lease_ms,
+                false,
+            )
+            .await?;
+        self.renewed = held.then(Instant::now);
+        Ok(held)
+    }
+
+    /// Lets another instance take the shop over at once after this one stops.
+    async fn release_lease(&self) {
+        if self.renewed.is_some() {
+            let _ = self
+                .dispatcher
+                .store
+                .release_lease(
+                    format!("shop:{}", self.shop),
+                    self.dispatcher.instance.clone(),
+                )
+                .await;
+        }
+    }
+
     /// When the earliest pending row falls due, if there is one.
     async fn next_due(&self) -> Result<Option<Instant>, StoreError> {
         let Some(at) = self
@@ -233,7 +286,8 @@ impl Worker {
     }
 
     async fn round(&mut self) -> Result<Round, StoreError> {
-        let store = &self.dispatcher.store;
+        let dispatcher = self.dispatcher.clone();
+        let store = &dispatcher.store;
         let Some(shop) = store.shop(self.shop.clone()).await? else {
             return Ok(Round::Idle);
         };
@@ -242,6 +296,9 @@ impl Worker {
         };
         let client = ShopClient::new(self.dispatcher.http.clone(), api, key.clone());
         let interval = Duration::from_secs(1) / api.requests_per_sec.max(1);
+        if !self.hold_lease().await? {
+            return Ok(Round::Elsewhere);
+        }
         let items = store.due_dispatch(self.shop.clone(), ROUND_LIMIT).await?;
         if items.is_empty() {
             return Ok(Round::Finished);
@@ -264,8 +321,15 @@ impl Worker {
         interval: Duration,
         call: Call,
     ) -> Result<Option<Instant>, StoreError> {
-        let store = &self.dispatcher.store;
+        let dispatcher = self.dispatcher.clone();
+        let store = &dispatcher.store;
         if !matches!(call, Call::Refuse(..)) {
+            let stale = self
+                .renewed
+                .is_none_or(|at| at.elapsed() >= self.dispatcher.lease / 3);
+            if stale && !self.hold_lease().await? {
+                return Ok(Some(Instant::now() + self.dispatcher.lease / 2));
+            }
             tokio::time::sleep_until(self.next_call).await;
             self.next_call = Instant::now() + interval;
             self.dispatcher.calls.fetch_add(1, Ordering::Relaxed);

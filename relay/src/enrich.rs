@@ -13,7 +13,6 @@ use tokio::sync::Notify;
 
 use crate::AppState;
 use crate::dispatch::Backoff;
-use crate::registry::Registry;
 use crate::shop::{CallError, ShopClient};
 use crate::store::{AnyStore, FetchJob, Notice, StoreError, timestamp};
 
@@ -34,17 +33,13 @@ impl Enricher {
     /// Fetches orders until shutdown.
     pub async fn run(self: Arc<Self>, app: Arc<AppState>) {
         let store = &app.store;
-        let registry = &app.registry;
         let http = &app.http;
         let backoff = Backoff::from_config(&app.config);
         let shutdown = &app.shutdown;
         // Fetch failures in a row per event, for its backoff (restarts begin again at 0).
         let mut failures: HashMap<i64, u32> = HashMap::new();
         loop {
-            let wait = match self
-                .round(store, registry, http, backoff, &mut failures)
-                .await
-            {
+            let wait = match self.round(&app, http, backoff, &mut failures).await {
                 Ok(()) => next_wait(store).await,
                 Err(e) => {
                     tracing::error!(error = %e, "fetching thin webhooks' orders failed");
@@ -62,14 +57,14 @@ impl Enricher {
 
     async fn round(
         &self,
-        store: &AnyStore,
-        registry: &Registry,
+        app: &AppState,
         http: &reqwest::Client,
         backoff: Backoff,
         failures: &mut HashMap<i64, u32>,
     ) -> Result<(), StoreError> {
         // A shop that failed once this round is not asked again until its jobs' claims run
         // out, so one slow shop does not hold up the others' orders for long.
+        let store = &app.store;
         let mut failing: HashSet<String> = HashSet::new();
         for job in store.due_fetches(ROUND_LIMIT).await? {
             if failing.contains(&job.shop_id) {
@@ -82,8 +77,11 @@ impl Enricher {
             match fetched {
                 Ok((payload, deliver)) => {
                     failures.remove(&job.id);
-                    if store.enriched(job.id, payload, deliver).await? && deliver {
-                        wake(store, registry, &job.tenant_id).await;
+                    if store.enriched(job.id, payload, deliver).await?
+                        && deliver
+                        && let Ok(tenant) = TenantId::new(job.tenant_id.clone())
+                    {
+                        app.announce(Notice::Event { tenant }).await;
                     }
                 }
                 Err(reason) => {
@@ -99,17 +97,6 @@ impl Enricher {
             }
         }
         Ok(())
-    }
-}
-
-/// Wakes the tenant's session here and on the other instances.
-async fn wake(store: &AnyStore, registry: &Registry, tenant: &str) {
-    let Ok(tenant) = TenantId::new(tenant) else {
-        return;
-    };
-    registry.wake(&tenant);
-    if let Err(e) = store.notify(Notice::Event { tenant }).await {
-        tracing::warn!(error = %e, "cannot tell the other instances about an enriched order");
     }
 }
 

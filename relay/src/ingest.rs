@@ -19,7 +19,7 @@ use shared::signature::{SignedHeaders, verify};
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::store::{EventState, NewEvent};
+use crate::store::{EventState, NewEvent, Notice};
 
 #[derive(Debug, Serialize)]
 pub struct IngestReply {
@@ -133,11 +133,14 @@ pub async fn receive(
         "ignored"
     } else if ingested.state == EventState::Fetching {
         app.metrics.stored();
-        app.enricher.wake();
+        app.announce(Notice::Fetch).await;
         "accepted"
     } else {
         app.metrics.stored();
-        app.registry.wake(&shop.tenant_id);
+        app.announce(Notice::Event {
+            tenant: shop.tenant_id.clone(),
+        })
+        .await;
         "accepted"
     };
     tracing::info!(event_id = ingested.event_id, status, "webhook stored");

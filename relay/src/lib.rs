@@ -54,7 +54,7 @@ use crate::dispatch::Dispatcher;
 use crate::enrich::Enricher;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
-use crate::store::AnyStore;
+use crate::store::{AnyStore, Notice};
 
 /// What every handler shares.
 pub struct AppState {
@@ -71,6 +71,27 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Agent sessions, so shutdown can wait for them.
     pub sessions: TaskTracker,
+}
+
+impl AppState {
+    /// Acts on news here and tells the other relay instances (on PostgreSQL). Telling is best
+    /// effort: the periodic sweeps catch what a lost notice would have woken.
+    pub async fn announce(&self, notice: Notice) {
+        self.wake_locally(&notice);
+        if let Err(e) = self.store.notify(notice).await {
+            tracing::warn!(error = %e, "cannot tell the other relay instances");
+        }
+    }
+
+    /// Wakes whatever here the news concerns.
+    pub fn wake_locally(self: &AppState, notice: &Notice) {
+        match notice {
+            Notice::Event { tenant } => self.registry.wake(tenant),
+            Notice::Dispatch { shop } => self.dispatcher.wake(shop),
+            Notice::Fetch => self.enricher.wake(),
+            Notice::Session { tenant, holder } => self.registry.replaced_elsewhere(tenant, holder),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -164,8 +185,10 @@ impl App {
     pub async fn run(self) -> Result<(), StartError> {
         let state = self.state;
         let shutdown = state.shutdown.clone();
+        tracing::info!(instance = %state.dispatcher.instance(), "relay instance");
         state.dispatcher.start().await?;
         let enricher = tokio::spawn(state.enricher.clone().run(state.clone()));
+        let background = tokio::spawn(background(state.clone()));
         let router = router(state.clone());
         let graceful = shutdown.clone().cancelled_owned();
         let served = match &state.config.tls {
@@ -191,18 +214,68 @@ impl App {
         }
         state.sessions.close();
         let drain = Duration::from_secs(state.config.shutdown_timeout_secs);
-        let background = async {
+        let drained = async {
             state.sessions.wait().await;
             state.dispatcher.stopped().await;
             let _ = enricher.await;
+            let _ = background.await;
         };
-        if tokio::time::timeout(drain, background).await.is_err() {
+        if tokio::time::timeout(drain, drained).await.is_err() {
             tracing::warn!(
                 "agent sessions and shop calls did not finish within the shutdown timeout"
             );
         }
         tracing::info!("relay stopped");
         Ok(())
+    }
+}
+
+/// What runs beside the server: notices from the other instances, the dispatch sweep (a shop
+/// whose dispatching instance died is taken over once its lease runs out), and retention.
+async fn background(state: Arc<AppState>) {
+    let mut notices = state.store.notices();
+    let lease = Duration::from_secs(state.config.lease_secs);
+    let mut sweep = tokio::time::interval((lease / 2).max(Duration::from_millis(500)));
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut retention = tokio::time::interval(Duration::from_secs(3600));
+    retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = state.shutdown.cancelled() => return,
+            notice = async {
+                match notices.as_mut() {
+                    Some(receiver) => receiver.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => match notice {
+                Ok(notice) => state.wake_locally(&notice),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "notices were missed; the sweeps catch up");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => notices = None,
+            },
+            _ = sweep.tick() => match state.store.shops_with_pending_dispatch().await {
+                Ok(shops) => {
+                    for shop in &shops {
+                        state.dispatcher.wake(shop);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "dispatch sweep failed"),
+            },
+            _ = retention.tick() => {
+                let days = state.config.retention_days;
+                if days > 0 {
+                    let before = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
+                    match state.store.purge(before).await {
+                        Ok(purged) if purged != store::Purged::default() => {
+                            tracing::info!(?purged, days, "finished work older than the retention removed");
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "retention failed"),
+                    }
+                }
+            }
+        }
     }
 }
 

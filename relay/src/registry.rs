@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 struct Entry {
     session: u64,
+    holder: String,
     wake: Arc<Notify>,
     cancel: CancellationToken,
 }
@@ -18,6 +19,8 @@ struct Entry {
 /// What a session holds to be woken and, when a newer session of its tenant arrives, stopped.
 pub struct Registration {
     pub session: u64,
+    /// Unique over all relay instances: the holder of the tenant's delivery lease.
+    pub holder: String,
     pub wake: Arc<Notify>,
     pub cancel: CancellationToken,
 }
@@ -27,6 +30,7 @@ impl Registration {
     pub fn detached(parent: &CancellationToken) -> Self {
         Self {
             session: u64::MAX,
+            holder: uuid::Uuid::new_v4().to_string(),
             wake: Arc::new(Notify::new()),
             cancel: parent.child_token(),
         }
@@ -44,10 +48,12 @@ impl Registry {
     /// newest connection wins, e.g. after the agent reconnected over a half-dead link).
     pub fn register(&self, tenant: &TenantId, parent: &CancellationToken) -> Registration {
         let session = self.next.fetch_add(1, Ordering::Relaxed);
+        let holder = uuid::Uuid::new_v4().to_string();
         let wake = Arc::new(Notify::new());
         let cancel = parent.child_token();
         let entry = Entry {
             session,
+            holder: holder.clone(),
             wake: wake.clone(),
             cancel: cancel.clone(),
         };
@@ -57,8 +63,19 @@ impl Registry {
         }
         Registration {
             session,
+            holder,
             wake,
             cancel,
+        }
+    }
+
+    /// A session of `tenant` started elsewhere (`holder`): the one here, if any, ends.
+    pub fn replaced_elsewhere(&self, tenant: &TenantId, holder: &str) {
+        if let Some(entry) = self.sessions.get(tenant)
+            && entry.holder != holder
+        {
+            tracing::warn!(%tenant, "a newer agent session on another relay instance replaces this one");
+            entry.cancel.cancel();
         }
     }
 

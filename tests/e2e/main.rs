@@ -10,5 +10,6 @@ mod mamut_sim;
 mod proxy;
 mod reconnect;
 mod rejections;
+mod scale;
 mod shops;
 mod sync;

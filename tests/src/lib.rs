@@ -11,11 +11,13 @@
 //!   platform).
 //! - [`proxy`]: an HTTP CONNECT proxy on loopback.
 //! - [`wait`]: waiting for a condition with a deadline.
+//! - [`pg`]: a PostgreSQL database of its own per test.
 
 pub mod admin;
 pub mod agent_ws;
 pub mod mamut_db;
 pub mod mamut_sim;
+pub mod pg;
 pub mod pki;
 pub mod process;
 pub mod proxy;

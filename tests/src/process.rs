@@ -36,6 +36,9 @@ pub struct RelayOptions {
     pub max_body_bytes: Option<usize>,
     pub ack_timeout_secs: Option<u64>,
     pub heartbeat_secs: Option<u32>,
+    /// A `postgres://` store shared with other instances; a SQLite file of its own if absent.
+    pub database_url: Option<String>,
+    pub lease_secs: Option<u64>,
 }
 
 impl Default for RelayOptions {
@@ -45,6 +48,8 @@ impl Default for RelayOptions {
             max_body_bytes: None,
             ack_timeout_secs: None,
             heartbeat_secs: Some(2),
+            database_url: None,
+            lease_secs: None,
         }
     }
 }
@@ -77,7 +82,10 @@ impl RelayProcess {
     }
 
     pub fn database_url(&self) -> String {
-        format!("sqlite://{}", self.db_path().display())
+        match &self.options.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.db_path().display()),
+        }
     }
 
     pub fn db_path(&self) -> PathBuf {
@@ -114,6 +122,9 @@ impl RelayProcess {
         }
         if let Some(secs) = self.options.heartbeat_secs {
             command.env("RELAY_HEARTBEAT_SECS", secs.to_string());
+        }
+        if let Some(secs) = self.options.lease_secs {
+            command.env("RELAY_LEASE_SECS", secs.to_string());
         }
         let mut child = command.spawn().expect("relay starts");
         let stdout = child.stdout.take().expect("piped stdout");
@@ -174,6 +185,24 @@ impl RelayProcess {
         Shop::new(self.pki.client(), self.base_url())
     }
 
+    /// The shop's webhooks to this relay, signed with `secret` (the one the relay knows).
+    pub fn shop_with(&self, secret: shared::signature::WebhookSecret) -> Shop {
+        Shop::with_secret(self.pki.client(), self.base_url(), secret)
+    }
+
+    /// The relay's instance id (as the holder of leases), from its log.
+    pub fn instance(&self) -> Option<String> {
+        let logs = self.logs();
+        let line = logs.lines().rev().find(|l| l.contains("relay instance"))?;
+        let start = line.find("instance=")? + "instance=".len();
+        Some(
+            line[start..]
+                .chars()
+                .take_while(|c| c.is_ascii_hexdigit() || *c == '-')
+                .collect(),
+        )
+    }
+
     pub fn logs(&self) -> String {
         (1..=self.starts)
             .map(|n| {
@@ -196,6 +225,8 @@ impl Drop for RelayProcess {
 #[derive(Debug, Clone)]
 pub struct AgentOptions {
     pub proxy: Option<String>,
+    /// Further relay instances the agent may connect to (their WebSocket URLs).
+    pub fallback_urls: Vec<String>,
     pub apply_delay_ms: u64,
     pub credit: u32,
     /// Use the SQL Server backend against a TDS stand-in instead of the recorder.
@@ -227,6 +258,7 @@ impl Default for AgentOptions {
     fn default() -> Self {
         Self {
             proxy: None,
+            fallback_urls: Vec::new(),
             apply_delay_ms: 0,
             credit: 16,
             sqlserver: None,
@@ -306,9 +338,10 @@ impl AgentProcess {
             ),
         };
         let config = format!(
-            "[relay]\nurl = {url:?}\ntoken = {token:?}\n{tls}{proxy}credit = {}\nheartbeat_secs = 2\n\n\
+            "[relay]\nurl = {url:?}\nfallback_urls = {:?}\ntoken = {token:?}\n{tls}{proxy}credit = {}\nheartbeat_secs = 2\n\n\
              [backoff]\ninitial_ms = 100\nmax_ms = 1000\nstable_after_secs = 10\n\n\
              [watch]\ninterval_ms = 200\nstate_file = {:?}\n\n[mamut]\n{mamut}",
+            options.fallback_urls,
             options.credit,
             self.state_file().display().to_string(),
         );

@@ -14,6 +14,7 @@ pub struct Shop {
     base: String,
     pub secret: WebhookSecret,
     counter: AtomicU64,
+    prefix: u32,
 }
 
 /// A webhook body for `shop_id` with the example order's content.
@@ -35,6 +36,7 @@ impl Shop {
             base,
             secret,
             counter: AtomicU64::new(0),
+            prefix: rand::random(),
         }
     }
 
@@ -45,6 +47,7 @@ impl Shop {
             base,
             secret,
             counter: AtomicU64::new(0),
+            prefix: rand::random(),
         }
     }
 
@@ -53,9 +56,11 @@ impl Shop {
     }
 
     pub fn next_id(&self) -> String {
+        // Unique across signers too: several may send the same shop's webhooks.
         format!(
-            "msg_{}_{}",
+            "msg_{}_{:08x}_{}",
             std::process::id(),
+            self.prefix,
             self.counter.fetch_add(1, Ordering::Relaxed)
         )
     }

@@ -1,4 +1,4 @@
-//! One conformance suite for both stores: every test below runs against SQLite and against
+//! The store conformance suite: the relay's `Store` trait, one suite for both implementations: every test below runs against SQLite and against
 //! PostgreSQL. The PostgreSQL half needs a server (`RELAY_TEST_POSTGRES_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`); each test gets a database of its own. Without
 //! a server those tests say so and skip.
@@ -708,58 +708,6 @@ async fn retention_removes_only_finished_work<S: Store>(store: &S) {
 
 // ---- running it against both stores ----
 
-/// `base` with its database replaced by `name` (query parameters are not kept).
-fn with_database(base: &str, name: &str) -> String {
-    let host_start = base.find("://").map_or(0, |i| i + 3);
-    let end = base[host_start..]
-        .find(['/', '?'])
-        .map_or(base.len(), |i| host_start + i);
-    format!("{}/{name}", &base[..end])
-}
-
-/// A PostgreSQL database of its own for one test, dropped afterwards.
-struct TestDb {
-    admin: tokio_postgres::Client,
-    name: String,
-    url: String,
-}
-
-impl TestDb {
-    async fn create() -> Option<TestDb> {
-        let base = std::env::var("RELAY_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let (admin, connection) = match tokio_postgres::connect(&base, tokio_postgres::NoTls).await
-        {
-            Ok(pair) => pair,
-            Err(e) => {
-                eprintln!(
-                    "skipped: PostgreSQL is not reachable at {base} ({e}); \
-                     set RELAY_TEST_POSTGRES_URL or start PostgreSQL to run this test"
-                );
-                return None;
-            }
-        };
-        tokio::spawn(connection);
-        let name = format!("relay_test_{}", uuid::Uuid::new_v4().simple());
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create a test database");
-        let url = with_database(&base, &name);
-        Some(TestDb { admin, name, url })
-    }
-
-    async fn drop(self) {
-        let _ = self
-            .admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .await;
-    }
-}
-
 macro_rules! conformance {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -778,7 +726,7 @@ macro_rules! conformance {
             $(
                 #[tokio::test]
                 async fn $test() {
-                    let Some(db) = super::TestDb::create().await else { return };
+                    let Some(db) = tests::pg::TestDb::create().await else { return };
                     let store = super::PgStore::connect(&db.url).await.expect("store opens");
                     super::$test(&store).await;
                     db.drop().await;

@@ -252,3 +252,21 @@ async fn the_dispatch_of_a_killed_instance_moves_to_a_survivor() {
     );
     cluster.db.drop().await;
 }
+
+#[tokio::test]
+async fn an_agent_connected_to_two_instances_keeps_only_its_newest_session() {
+    let Some(cluster) = cluster(2, false).await else {
+        return;
+    };
+    let (_, token) = cluster.relays[0].admin().create_agent(TENANT).await;
+    let mut first = RawAgent::connect(&cluster.relays[0], &token).await;
+    let _second = RawAgent::connect(&cluster.relays[1], &token).await;
+    let reason = tokio::time::timeout(WAIT, first.closed())
+        .await
+        .expect("the older session is closed");
+    assert!(
+        reason.contains("replaced by a newer session"),
+        "close reason: {reason:?}"
+    );
+    cluster.db.drop().await;
+}

@@ -98,4 +98,18 @@ impl RawAgent {
             }
         }
     }
+
+    /// Waits for the relay to close the session; returns the close frame's reason.
+    pub async fn closed(&mut self) -> String {
+        loop {
+            match self.socket.next().await {
+                Some(Ok(WsMessage::Close(frame))) => {
+                    return frame.map(|f| f.reason.to_string()).unwrap_or_default();
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return format!("connection failed: {e}"),
+                None => return String::new(),
+            }
+        }
+    }
 }

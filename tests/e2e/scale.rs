@@ -74,9 +74,9 @@ fn applied_counts(agent: &AgentProcess) -> BTreeMap<String, usize> {
     counts
 }
 
-#[tokio::test]
-async fn webhooks_sent_round_robin_to_three_instances_are_applied_once() {
-    let Some(cluster) = cluster(3, true).await else {
+/// Webhooks sent round-robin to `n` instances, the agent on the first: each applied once.
+async fn round_robin(n: usize) {
+    let Some(cluster) = cluster(n, true).await else {
         return;
     };
     let agent = cluster.agent().await;
@@ -88,7 +88,7 @@ async fn webhooks_sent_round_robin_to_three_instances_are_applied_once() {
     let mut sent = BTreeSet::new();
     for i in 0..300 {
         let order = format!("rr-{i}");
-        let (status, reply) = shops[i % 3]
+        let (status, reply) = shops[i % n]
             .send(SHOP, &order_body(SHOP, &order, "confirmed"))
             .await;
         assert!(status.is_success(), "{status} {reply}");
@@ -104,7 +104,7 @@ async fn webhooks_sent_round_robin_to_three_instances_are_applied_once() {
         "an order was written twice"
     );
     assert_eq!(counts.keys().cloned().collect::<BTreeSet<_>>(), sent);
-    let delivered = cluster.relays[2]
+    let delivered = cluster.relays[n - 1]
         .admin()
         .events(TENANT, Some("delivered"))
         .await;
@@ -114,6 +114,16 @@ async fn webhooks_sent_round_robin_to_three_instances_are_applied_once() {
         "every instance sees every event's state"
     );
     cluster.db.drop().await;
+}
+
+#[tokio::test]
+async fn webhooks_sent_round_robin_to_two_instances_are_applied_once() {
+    round_robin(2).await;
+}
+
+#[tokio::test]
+async fn webhooks_sent_round_robin_to_three_instances_are_applied_once() {
+    round_robin(3).await;
 }
 
 #[tokio::test]

@@ -31,7 +31,8 @@ impl TestDb {
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
             .expect("create a test database");
-        let url = with_database(&base, &name);
+        // The local test server's certificate (if it has one) is not a trusted one.
+        let url = format!("{}?sslmode=disable", with_database(&base, &name));
         Some(TestDb { admin, name, url })
     }
 

@@ -8,6 +8,7 @@
 //! - Leases (`leases` table) make sure only one instance delivers a tenant's queue or
 //!   dispatches a shop's changes at a time; they expire when an instance dies.
 //! - Queue claims use `FOR UPDATE SKIP LOCKED`, so instances never wait on each other's rows.
+//! - TLS (rustls, the system's roots) as the URL's `sslmode` asks: `prefer` by default.
 
 mod dispatch;
 mod events;
@@ -21,7 +22,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures_util::StreamExt;
 use shared::ShopId;
 use tokio::sync::broadcast;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::types::{Notice, Purged};
 use super::{StoreError, timestamp};
@@ -57,9 +59,10 @@ impl PgStore {
         let config: tokio_postgres::Config = url
             .parse()
             .map_err(|_| StoreError::Open("the postgres:// URL is not valid".into()))?;
+        let tls = tls()?;
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -71,14 +74,19 @@ impl PgStore {
             .build()
             .map_err(|e| StoreError::Open(e.to_string()))?;
         {
-            let mut client = pool
-                .get()
-                .await
-                .map_err(|e| StoreError::Open(format!("cannot connect to PostgreSQL: {e}")))?;
+            let mut client = pool.get().await.map_err(|e| {
+                let hint = if e.to_string().contains("TLS") {
+                    " (the server's certificate must be trusted by the system's roots; \
+                     sslmode=disable in the URL turns TLS off, for a trusted network only)"
+                } else {
+                    ""
+                };
+                StoreError::Open(format!("cannot connect to PostgreSQL: {e}{hint}"))
+            })?;
             schema::migrate(&mut client).await?;
         }
         let (notices, _) = broadcast::channel(1024);
-        tokio::spawn(listen(config, notices.clone()));
+        tokio::spawn(listen(config, tls, notices.clone()));
         Ok(Self { pool, notices })
     }
 
@@ -184,9 +192,13 @@ impl PgStore {
 
 /// Keeps a `LISTEN` connection open (reconnecting after a pause when it drops) and passes
 /// the notices on. A notice lost while reconnecting is caught by the periodic sweeps.
-async fn listen(config: tokio_postgres::Config, notices: broadcast::Sender<Notice>) {
+async fn listen(
+    config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+    notices: broadcast::Sender<Notice>,
+) {
     loop {
-        match config.connect(NoTls).await {
+        match config.connect(tls.clone()).await {
             Ok((client, mut connection)) => {
                 let (sender, mut received) = tokio::sync::mpsc::unbounded_channel();
                 let driver = tokio::spawn(async move {
@@ -226,6 +238,24 @@ async fn listen(config: tokio_postgres::Config, notices: broadcast::Sender<Notic
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// TLS to PostgreSQL with the system's root certificates, used as the URL's `sslmode` says
+/// (`prefer` by default: TLS when the server offers it; `require` to insist; `disable`).
+fn tls() -> Result<MakeRustlsConnect, StoreError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for error in &native.errors {
+        tracing::debug!(%error, "a system root certificate could not be loaded");
+    }
+    roots.add_parsable_certificates(native.certs);
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StoreError::Open(format!("TLS for PostgreSQL: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
 }
 
 /// A stored timestamp as the API shows it.

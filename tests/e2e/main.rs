@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `relay` and `agent` binaries, TLS, random ports.
 
+mod bench;
 mod check;
 mod crash;
 mod delivery;

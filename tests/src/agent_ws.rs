@@ -20,20 +20,35 @@ pub struct RawAgent {
 impl RawAgent {
     /// Connects with `token` and completes hello/welcome. The relay must run without TLS.
     pub async fn connect(relay: &RelayProcess, token: &str) -> Self {
+        Self::connect_from(relay, token, std::net::Ipv4Addr::LOCALHOST)
+            .await
+            .unwrap_or_else(|e| panic!("agent connection: {e}"))
+    }
+
+    /// Like [`RawAgent::connect`], from the loopback address `source` (many addresses give
+    /// many connections more source ports than one has).
+    pub async fn connect_from(
+        relay: &RelayProcess,
+        token: &str,
+        source: std::net::Ipv4Addr,
+    ) -> Result<Self, String> {
         let mut request = relay
             .ws_url()
             .into_client_request()
-            .expect("a WebSocket request");
-        request.headers_mut().insert(
-            "authorization",
-            format!("Bearer {token}").parse().expect("header value"),
-        );
-        let stream = TcpStream::connect(("127.0.0.1", relay.port))
+            .map_err(|e| e.to_string())?;
+        let bearer = format!("Bearer {token}").parse().map_err(|_| "token")?;
+        request.headers_mut().insert("authorization", bearer);
+        let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+        socket
+            .bind((source, 0).into())
+            .map_err(|e| format!("bind {source}: {e}"))?;
+        let stream = socket
+            .connect(([127, 0, 0, 1], relay.port).into())
             .await
-            .expect("relay reachable");
+            .map_err(|e| format!("connect: {e}"))?;
         let (socket, _) = tokio_tungstenite::client_async(request, stream)
             .await
-            .expect("WebSocket upgrade");
+            .map_err(|e| format!("WebSocket upgrade: {e}"))?;
         let mut agent = Self { socket };
         agent
             .send(Message::Hello(Hello {
@@ -44,8 +59,8 @@ impl RawAgent {
             }))
             .await;
         match agent.next().await {
-            Message::Welcome(_) => agent,
-            other => panic!("expected welcome, got {other:?}"),
+            Message::Welcome(_) => Ok(agent),
+            other => Err(format!("expected welcome, got {other:?}")),
         }
     }
 

@@ -5,6 +5,7 @@
 //! - [`pki`]: a test CA and the relay's certificate.
 //! - [`process`]: starting, killing and restarting relay and agent processes.
 //! - [`admin`]: the admin API client.
+//! - [`bench`]: the benchmarks the `bench` binary runs.
 //! - [`agent_ws`]: a bare agent connection speaking protocol v1, for driving pushes directly.
 //! - [`shop`]: signed webhooks as the shop sends them.
 //! - [`shop_sim`]: the shop stand-in (test code implementing `docs/shop-api.md`, not the real
@@ -15,6 +16,7 @@
 
 pub mod admin;
 pub mod agent_ws;
+pub mod bench;
 pub mod mamut_db;
 pub mod mamut_sim;
 pub mod pg;

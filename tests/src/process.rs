@@ -2,7 +2,7 @@
 //! with SIGKILL, restarted on the same port and data. Their logs go to files that are printed
 //! when a test fails.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,20 +14,24 @@ use crate::admin::Admin;
 use crate::pki::Pki;
 use crate::shop::Shop;
 
-/// A binary of this workspace, built by `cargo test --workspace` next to the test executable.
+/// A binary of this workspace: beside the running executable (a binary such as `bench`), or
+/// one directory up (a test executable in `deps/`), as `cargo build`/`cargo test` put them.
 pub fn bin_path(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target directory");
-    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --workspace --bins` first",
-        path.display()
-    );
-    path
+    let exe = std::env::current_exe().expect("executable path");
+    let file = format!("{name}{}", std::env::consts::EXE_SUFFIX);
+    let here = exe.parent().expect("executable directory");
+    let candidates = [Some(here), here.parent()];
+    let found = candidates
+        .into_iter()
+        .flatten()
+        .map(|dir| dir.join(&file))
+        .find(|path| path.exists());
+    found.unwrap_or_else(|| {
+        panic!(
+            "{file} is missing next to {}: run `cargo build --workspace --bins` first",
+            exe.display()
+        )
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -39,6 +43,9 @@ pub struct RelayOptions {
     /// A `postgres://` store shared with other instances; a SQLite file of its own if absent.
     pub database_url: Option<String>,
     pub lease_secs: Option<u64>,
+    /// Short flush and retry times so tests finish fast; off for benchmarks, which measure
+    /// the product's defaults.
+    pub quick_timings: bool,
 }
 
 impl Default for RelayOptions {
@@ -50,6 +57,7 @@ impl Default for RelayOptions {
             heartbeat_secs: Some(2),
             database_url: None,
             lease_secs: None,
+            quick_timings: true,
         }
     }
 }
@@ -101,10 +109,6 @@ impl RelayProcess {
             .env("RELAY_LISTEN", format!("127.0.0.1:{}", self.port))
             .env("RELAY_DATABASE_URL", self.database_url())
             .env("RELAY_ADMIN_TOKEN", &self.admin_token)
-            // Quick flushes and retries so tests of the shop side finish fast.
-            .env("RELAY_DISPATCH_FLUSH_MS", "100")
-            .env("RELAY_RETRY_BASE_MS", "50")
-            .env("RELAY_RETRY_CAP_MS", "500")
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"))
@@ -122,6 +126,13 @@ impl RelayProcess {
         }
         if let Some(secs) = self.options.heartbeat_secs {
             command.env("RELAY_HEARTBEAT_SECS", secs.to_string());
+        }
+        if self.options.quick_timings {
+            // Quick flushes and retries so tests of the shop side finish fast.
+            command
+                .env("RELAY_DISPATCH_FLUSH_MS", "100")
+                .env("RELAY_RETRY_BASE_MS", "50")
+                .env("RELAY_RETRY_CAP_MS", "500");
         }
         if let Some(secs) = self.options.lease_secs {
             command.env("RELAY_LEASE_SECS", secs.to_string());
@@ -190,6 +201,11 @@ impl RelayProcess {
         Shop::with_secret(self.pki.client(), self.base_url(), secret)
     }
 
+    /// The running relay's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
     /// The relay's instance id (as the holder of leases), from its log.
     pub fn instance(&self) -> Option<String> {
         let logs = self.logs();
@@ -227,6 +243,8 @@ pub struct AgentOptions {
     pub proxy: Option<String>,
     /// Further relay instances the agent may connect to (their WebSocket URLs).
     pub fallback_urls: Vec<String>,
+    /// How often the agent polls Mamut for changes.
+    pub watch_interval_ms: u64,
     pub apply_delay_ms: u64,
     pub credit: u32,
     /// Use the SQL Server backend against a TDS stand-in instead of the recorder.
@@ -259,6 +277,7 @@ impl Default for AgentOptions {
         Self {
             proxy: None,
             fallback_urls: Vec::new(),
+            watch_interval_ms: 200,
             apply_delay_ms: 0,
             credit: 16,
             sqlserver: None,
@@ -340,9 +359,10 @@ impl AgentProcess {
         let config = format!(
             "[relay]\nurl = {url:?}\nfallback_urls = {:?}\ntoken = {token:?}\n{tls}{proxy}credit = {}\nheartbeat_secs = 2\n\n\
              [backoff]\ninitial_ms = 100\nmax_ms = 1000\nstable_after_secs = 10\n\n\
-             [watch]\ninterval_ms = 200\nstate_file = {:?}\n\n[mamut]\n{mamut}",
+             [watch]\ninterval_ms = {}\nstate_file = {:?}\n\n[mamut]\n{mamut}",
             options.fallback_urls,
             options.credit,
+            options.watch_interval_ms,
             self.state_file().display().to_string(),
         );
         std::fs::write(self.dir.path().join("agent.toml"), config).expect("write agent.toml");
@@ -415,6 +435,11 @@ impl AgentProcess {
     /// The progress file of an initial sync towards `to` (`shop` or `mamut`).
     pub fn sync_progress_file(&self, to: &str) -> PathBuf {
         self.dir.path().join(format!("sync-products-to-{to}.json"))
+    }
+
+    /// The running agent's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
     }
 
     /// The agent's change cursors file.

@@ -71,6 +71,8 @@ pub struct Call {
     /// The status answered; `0` while the request is still being answered, or when the
     /// connection was dropped ([`Failure::Drop`]).
     pub status: u16,
+    /// When the request arrived (for latency measurements).
+    pub received: std::time::Instant,
 }
 
 /// What the shop did to one order.
@@ -385,6 +387,7 @@ async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
             path,
             articles,
             status: 0,
+            received: std::time::Instant::now(),
         });
         (data.calls.len() - 1, data.failures.pop_front())
     };

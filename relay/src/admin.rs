@@ -385,10 +385,9 @@ async fn add_shop(
     Path(tenant): Path<String>,
     ApiJson(new): ApiJson<NewShop>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok((
-        StatusCode::CREATED,
-        Json(admin(&app).add_shop(tenant, new).await?),
-    ))
+    let view = admin(&app).add_shop(tenant, new).await?;
+    app.shops.forget(&view.shop_id);
+    Ok((StatusCode::CREATED, Json(view)))
 }
 
 async fn list_shops(
@@ -404,6 +403,7 @@ async fn update_shop(
     ApiJson(update): ApiJson<ShopUpdate>,
 ) -> Result<Json<ShopView>, ApiError> {
     let view = admin(&app).update_shop(tenant, shop, update).await?;
+    app.shops.forget(&view.shop_id);
     // New rules or a new key may unblock waiting work.
     app.announce(Notice::Dispatch {
         shop: view.shop_id.clone(),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage};
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use shared::ShopId;
 use shared::domain::{DocumentType, OrderWebhook};
 use shared::protocol::{
@@ -38,8 +38,47 @@ enum SessionError {
     Store(#[from] StoreError),
 }
 
-/// How often a session looks for new events without being woken.
-const SWEEP: Duration = Duration::from_secs(2);
+/// Most pushes stored in one transaction.
+const PUSH_BATCH: usize = 512;
+
+/// What followed a burst of pushes.
+enum Next {
+    Nothing,
+    Message(Box<Message>),
+    Gone,
+}
+
+/// `first` and the pushes right behind it that have arrived already (without waiting), and
+/// what came after them.
+fn more_pushes<S>(socket: &mut S, first: Push) -> Result<(Vec<Push>, Next), SessionError>
+where
+    S: Stream<Item = Result<WsMessage, axum::Error>> + Unpin,
+{
+    let mut pushes = vec![first];
+    while pushes.len() < PUSH_BATCH {
+        match socket.next().now_or_never() {
+            None => break,
+            Some(Some(Ok(WsMessage::Text(text)))) => {
+                let envelope = Envelope::from_json(text.as_str())
+                    .map_err(|e| SessionError::Protocol(e.to_string()))?;
+                match envelope.msg {
+                    Message::Push(push) => pushes.push(push),
+                    other => return Ok((pushes, Next::Message(Box::new(other)))),
+                }
+            }
+            Some(Some(Ok(WsMessage::Binary(_)))) => {
+                return Err(SessionError::Protocol(
+                    "binary frames are not part of the protocol".into(),
+                ));
+            }
+            Some(Some(Ok(WsMessage::Close(_))) | Some(Err(_)) | None) => {
+                return Ok((pushes, Next::Gone));
+            }
+            Some(Some(Ok(_))) => {} // ping/pong
+        }
+    }
+    Ok((pushes, Next::Nothing))
+}
 
 struct InFlight {
     order: (String, String),
@@ -69,19 +108,18 @@ where
     // A sync session takes no deliveries, so it neither replaces the agent's session nor is
     // woken for new events.
     let sync = role == SessionRole::Sync;
+    let lease = format!("tenant:{}", identity.tenant_id);
     let registration = if sync {
         Registration::detached(&app.shutdown)
     } else {
-        app.registry.register(&identity.tenant_id, &app.shutdown)
-    };
-    let lease = format!("tenant:{}", identity.tenant_id);
-    if !sync {
-        // This session takes the tenant's delivery over from any older one, on any instance.
+        // This session takes the tenant's delivery over from any older one, on any instance,
+        // before it is registered (so the lease renewal never sees it without its lease).
+        let holder = app.registry.new_holder();
         let taken = app
             .store
             .acquire_lease(
                 lease.clone(),
-                registration.holder.clone(),
+                holder.clone(),
                 app.config.lease_secs * 1000,
                 true,
             )
@@ -90,17 +128,17 @@ where
             .store
             .notify(Notice::Session {
                 tenant: identity.tenant_id.clone(),
-                holder: registration.holder.clone(),
+                holder: holder.clone(),
             })
             .await;
         if let Err(e) = taken.and(told) {
             tracing::warn!(error = %e, "agent session refused: the store failed");
-            app.registry
-                .unregister(&identity.tenant_id, registration.session);
             let _ = close(&mut socket, 1011, "the relay's store is not available").await;
             return;
         }
-    }
+        app.registry
+            .register(&identity.tenant_id, holder, &app.shutdown)
+    };
     tracing::info!(credit, ?role, "agent session started");
     let mut session = Session {
         app: app.clone(),
@@ -196,13 +234,10 @@ impl Session {
         let silence_limit = heartbeat * 3;
         let mut last_heard = Instant::now();
         let mut last_sent = Instant::now();
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut refill = true;
-        let lease = format!("tenant:{}", self.identity.tenant_id);
-        let lease_ms = self.app.config.lease_secs * 1000;
-        let mut renewed = Instant::now();
-        let mut swept = Instant::now();
+
         loop {
             if refill && self.refill(socket).await? {
                 last_sent = Instant::now();
@@ -224,7 +259,20 @@ impl Session {
                         Some(Ok(WsMessage::Text(text))) => {
                             let envelope = Envelope::from_json(text.as_str())
                                 .map_err(|e| SessionError::Protocol(e.to_string()))?;
-                            refill = self.handle(socket, envelope.msg).await?;
+                            refill = match envelope.msg {
+                                // Pushes come in bursts: store the ones already received
+                                // together, one transaction for all.
+                                Message::Push(push) => {
+                                    let (pushes, next) = more_pushes(socket, push)?;
+                                    self.store_pushes(socket, pushes).await?;
+                                    match next {
+                                        Next::Message(msg) => self.handle(socket, *msg).await?,
+                                        Next::Nothing => false,
+                                        Next::Gone => return Err(SessionError::Gone),
+                                    }
+                                }
+                                msg => self.handle(socket, msg).await?,
+                            };
                             // Handling may take long (a sync request calls the shop): the
                             // agent was not silent meanwhile, it was waiting for the answer.
                             last_heard = Instant::now();
@@ -241,23 +289,7 @@ impl Session {
                         return Err(SessionError::Silent);
                     }
                     refill = self.expire_timeouts();
-                    if !self.sync && renewed.elapsed() >= Duration::from_millis(lease_ms / 3) {
-                        let held = self
-                            .app
-                            .store
-                            .acquire_lease(lease.clone(), registration.holder.clone(), lease_ms, false)
-                            .await?;
-                        if !held {
-                            return Ok("replaced by a newer session of this tenant");
-                        }
-                        renewed = Instant::now();
-                    }
-                    // The safety net for a wake-up lost between instances: look again now
-                    // and then even without one.
-                    if swept.elapsed() >= SWEEP {
-                        refill = true;
-                        swept = Instant::now();
-                    }
+
                     if last_sent.elapsed() >= heartbeat {
                         let sent_at_ms = chrono::Utc::now().timestamp_millis();
                         send(socket, Message::Heartbeat(Heartbeat { sent_at_ms })).await?;
@@ -311,7 +343,7 @@ impl Session {
                 }
             }
             Message::Push(push) => {
-                self.store_push(socket, push).await?;
+                self.store_pushes(socket, vec![push]).await?;
                 return Ok(false);
             }
             Message::Heartbeat(_) => return Ok(false),
@@ -335,35 +367,40 @@ impl Session {
         Ok(true)
     }
 
-    async fn store_push<S>(&mut self, socket: &mut S, push: Push) -> Result<(), SessionError>
+    /// Stores pushes (in one transaction), tells the dispatchers, and acknowledges each.
+    async fn store_pushes<S>(
+        &mut self,
+        socket: &mut S,
+        pushes: Vec<Push>,
+    ) -> Result<(), SessionError>
     where
         S: Sink<WsMessage> + Unpin,
     {
-        if push.push_id.is_empty() || push.push_id.len() > 128 {
+        if pushes
+            .iter()
+            .any(|p| p.push_id.is_empty() || p.push_id.len() > 128)
+        {
             return Err(SessionError::Protocol(
                 "push_id must be 1 to 128 characters".into(),
             ));
         }
+        let ids: Vec<String> = pushes.iter().map(|p| p.push_id.clone()).collect();
         let shops = self
             .app
             .store
-            .insert_push(
+            .insert_pushes(
                 self.identity.tenant_id.clone(),
                 self.identity.agent_id.clone(),
-                push.push_id.clone(),
-                push.change,
+                pushes.into_iter().map(|p| (p.push_id, p.change)).collect(),
             )
             .await?;
         for shop in shops {
             self.app.announce(Notice::Dispatch { shop }).await;
         }
-        send(
-            socket,
-            Message::PushAck(PushAck {
-                push_id: push.push_id,
-            }),
-        )
-        .await
+        for push_id in ids {
+            send(socket, Message::PushAck(PushAck { push_id })).await?;
+        }
+        Ok(())
     }
 
     /// Deliveries without an ack for too long go back to the queue; retries whose time has

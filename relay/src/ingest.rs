@@ -44,8 +44,8 @@ pub async fn receive(
     })?;
     let shop_id = ShopId::new(shop_id).map_err(|_| ApiError::NotFound("unknown shop".into()))?;
     let shop = app
-        .store
-        .shop(shop_id.clone())
+        .shops
+        .get(&app.store, shop_id.clone())
         .await?
         .ok_or_else(|| ApiError::NotFound("unknown shop".into()))?;
 

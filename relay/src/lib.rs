@@ -7,7 +7,7 @@
 //! - [`connect`]: `GET /agent/v1/connect`, the authenticated WebSocket upgrade.
 //! - [`deliver`]: one agent session: credit window, acks, redelivery, pushes, heartbeats.
 //! - [`registry`]: connected agents, so a new event wakes its tenant's session at once.
-//! - [`shop`]: each shop's rules and its platform's API client.
+//! - [`shop`]: each shop's rules and its platform's API client; [`shops`]: their cache.
 //! - [`dispatch`]: sends the agents' changes to the shops, coalesced, paced and retried.
 //! - [`enrich`]: fetches the order of a thin webhook from the shop before delivery.
 //! - [`sync`]: the relay's half of the initial product sync.
@@ -31,6 +31,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod registry;
 pub mod shop;
+pub mod shops;
 pub mod store;
 pub mod sync;
 pub mod tls;
@@ -67,6 +68,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     pub dispatcher: Arc<Dispatcher>,
     pub enricher: Arc<Enricher>,
+    /// Shops as webhook ingest sees them.
+    pub shops: shops::ShopCache,
     /// Cancelled when the relay shuts down; agent sessions watch it.
     pub shutdown: CancellationToken,
     /// Agent sessions, so shutdown can wait for them.
@@ -157,6 +160,7 @@ impl App {
             http,
             dispatcher,
             enricher: Arc::new(Enricher::default()),
+            shops: shops::ShopCache::default(),
             shutdown,
             sessions: TaskTracker::new(),
         });
@@ -239,6 +243,13 @@ async fn background(state: Arc<AppState>) {
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut retention = tokio::time::interval(Duration::from_secs(3600));
     retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut renew = tokio::time::interval((lease / 3).max(Duration::from_millis(300)));
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // With other instances, a wake-up may be lost between them: look for waiting events of
+    // the tenants connected here now and then even without one.
+    let shared = notices.is_some();
+    let mut deliveries = tokio::time::interval(Duration::from_secs(2));
+    deliveries.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = state.shutdown.cancelled() => return,
@@ -262,6 +273,15 @@ async fn background(state: Arc<AppState>) {
                 }
                 Err(e) => tracing::warn!(error = %e, "dispatch sweep failed"),
             },
+            _ = renew.tick() => renew_delivery_leases(&state).await,
+            _ = deliveries.tick(), if shared => match state.store.pending_tenants().await {
+                Ok(tenants) => {
+                    for tenant in &tenants {
+                        state.registry.wake(tenant);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "delivery sweep failed"),
+            },
             _ = retention.tick() => {
                 let days = state.config.retention_days;
                 if days > 0 {
@@ -276,6 +296,31 @@ async fn background(state: Arc<AppState>) {
                 }
             }
         }
+    }
+}
+
+/// Renews the delivery leases of every session here in one statement; a session whose lease
+/// another session took (a newer connection of its agent, on any instance) ends.
+async fn renew_delivery_leases(state: &AppState) {
+    let connected = state.registry.tenants();
+    if connected.is_empty() {
+        return;
+    }
+    let lease_ms = state.config.lease_secs * 1000;
+    match state
+        .store
+        .renew_leases(state.registry.holder_prefix(), lease_ms)
+        .await
+    {
+        Ok(held) => {
+            let held: std::collections::HashSet<String> = held.into_iter().collect();
+            for tenant in connected {
+                if !held.contains(&format!("tenant:{tenant}")) {
+                    state.registry.lost_lease(&tenant);
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot renew the delivery leases"),
     }
 }
 

@@ -37,18 +37,39 @@ impl Registration {
     }
 }
 
-#[derive(Default)]
 pub struct Registry {
     sessions: DashMap<TenantId, Entry>,
     next: AtomicU64,
+    /// This relay instance: the prefix of its sessions' lease holders.
+    instance: String,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self {
+            sessions: DashMap::new(),
+            next: AtomicU64::new(0),
+            instance: uuid::Uuid::new_v4().to_string(),
+        }
+    }
 }
 
 impl Registry {
     /// Registers a new session for `tenant`; a session already there is told to stop (the
     /// newest connection wins, e.g. after the agent reconnected over a half-dead link).
-    pub fn register(&self, tenant: &TenantId, parent: &CancellationToken) -> Registration {
+    /// A lease holder name for a new session of this instance.
+    pub fn new_holder(&self) -> String {
+        format!("{}/{}", self.instance, uuid::Uuid::new_v4())
+    }
+
+    /// Registers a new session (`holder`, from [`Registry::new_holder`]) for `tenant`.
+    pub fn register(
+        &self,
+        tenant: &TenantId,
+        holder: String,
+        parent: &CancellationToken,
+    ) -> Registration {
         let session = self.next.fetch_add(1, Ordering::Relaxed);
-        let holder = uuid::Uuid::new_v4().to_string();
         let wake = Arc::new(Notify::new());
         let cancel = parent.child_token();
         let entry = Entry {
@@ -66,6 +87,24 @@ impl Registry {
             holder,
             wake,
             cancel,
+        }
+    }
+
+    /// The prefix every lease holder of this instance's sessions starts with.
+    pub fn holder_prefix(&self) -> String {
+        format!("{}/", self.instance)
+    }
+
+    /// The tenants with a session here.
+    pub fn tenants(&self) -> Vec<TenantId> {
+        self.sessions.iter().map(|e| e.key().clone()).collect()
+    }
+
+    /// Ends the tenant's session here: its delivery lease went to another session.
+    pub fn lost_lease(&self, tenant: &TenantId) {
+        if let Some(entry) = self.sessions.get(tenant) {
+            tracing::warn!(%tenant, "the tenant's delivery lease is held elsewhere; ending this session");
+            entry.cancel.cancel();
         }
     }
 
@@ -106,8 +145,8 @@ mod tests {
         let registry = Registry::default();
         let root = CancellationToken::new();
         let tenant = TenantId::new("acme").expect("valid");
-        let first = registry.register(&tenant, &root);
-        let second = registry.register(&tenant, &root);
+        let first = registry.register(&tenant, registry.new_holder(), &root);
+        let second = registry.register(&tenant, registry.new_holder(), &root);
         assert!(first.cancel.is_cancelled());
         assert!(!second.cancel.is_cancelled());
         registry.unregister(&tenant, first.session);

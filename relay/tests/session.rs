@@ -150,6 +150,7 @@ async fn fixture_with(config: Config) -> Fixture {
         http,
         dispatcher,
         enricher: Default::default(),
+        shops: Default::default(),
         shutdown,
         sessions: TaskTracker::new(),
     });

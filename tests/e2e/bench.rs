@@ -15,7 +15,10 @@ async fn every_benchmark_runs_with_tiny_sizes() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}\n{stderr}");
     for id in ["B1", "B2", "B3", "B4", "B5", "B6"] {
-        assert!(stdout.contains(&format!("| {id} |")), "no {id} row in:\n{stdout}");
+        assert!(
+            stdout.contains(&format!("| {id} |")),
+            "no {id} row in:\n{stdout}"
+        );
     }
     assert!(!stdout.contains("INCOMPLETE"), "{stdout}");
 }

@@ -180,6 +180,8 @@ store_api! {
     fn fetch_failed(&self, id: i64, reason: String, retry_at: String) -> ();
     /// Stores a push once per (tenant, push id) and fans it out; returns the shops with work.
     fn insert_push(&self, tenant: TenantId, agent: AgentId, push_id: String, change: Change) -> Vec<ShopId>;
+    /// [`Store::insert_push`] for several pushes in one transaction.
+    fn insert_pushes(&self, tenant: TenantId, agent: AgentId, pushes: Vec<(String, Change)>) -> Vec<ShopId>;
     fn list_pushes(&self, tenant: TenantId, limit: u32) -> Vec<PushSummary>;
 
     /// Claims a shop's pending rows that are due, oldest first.
@@ -195,6 +197,11 @@ store_api! {
     /// from another live holder. Returns whether `holder` holds it now.
     fn acquire_lease(&self, name: String, holder: String, ttl_ms: u64, take_over: bool) -> bool;
     fn release_lease(&self, name: String, holder: String) -> ();
+    /// Renews every lease whose holder starts with `prefix` (one instance's); returns the
+    /// names renewed.
+    fn renew_leases(&self, prefix: String, ttl_ms: u64) -> Vec<String>;
+    /// Tenants with events waiting for delivery.
+    fn pending_tenants(&self) -> Vec<TenantId>;
     /// Deletes finished events (with their history), pushes and sent dispatch rows older than
     /// `before`.
     fn purge(&self, before: DateTime<Utc>) -> Purged;

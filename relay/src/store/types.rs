@@ -211,6 +211,20 @@ pub struct Failure {
     pub retry_at: Option<String>,
 }
 
+/// Pushes with their stored JSON.
+pub(crate) fn encode_pushes(
+    pushes: Vec<(String, Change)>,
+) -> Result<Vec<(String, Change, String)>, StoreError> {
+    pushes
+        .into_iter()
+        .map(|(id, change)| {
+            let payload = serde_json::to_string(&change)
+                .map_err(|e| StoreError::Database(format!("cannot encode the change: {e}")))?;
+            Ok((id, change, payload))
+        })
+        .collect()
+}
+
 /// The state and history note of an enriched thin webhook.
 pub(crate) fn enriched_state(deliver: bool) -> (&'static str, &'static str) {
     if deliver {

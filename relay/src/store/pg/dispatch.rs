@@ -5,17 +5,18 @@ use deadpool_postgres::GenericClient;
 use shared::domain::Change;
 use shared::{ShopId, TenantId};
 
-use super::tenants::read_shops;
 use super::{PgStore, parse_time, text};
 use crate::store::StoreError;
 use crate::store::types::{
-    DispatchItem, DispatchSummary, Failure, coalescing_key, newer_exists, order_ref, takes,
+    DispatchItem, DispatchSummary, Failure, ShopRecord, coalescing_key, newer_exists, order_ref,
+    takes,
 };
 
 /// Fans a freshly stored push out to the tenant's shops, inside the push's transaction.
 pub(super) async fn fan_out(
     tx: &impl GenericClient,
     tenant: &TenantId,
+    shops: &[ShopRecord],
     push_id: &str,
     change: &Change,
     payload: &str,
@@ -23,8 +24,8 @@ pub(super) async fn fan_out(
     let key = coalescing_key(change, push_id);
     let order = order_ref(change);
     let mut woken = Vec::new();
-    for shop in read_shops(tx, Some(tenant)).await? {
-        if !takes(&shop, change) {
+    for shop in shops {
+        if !takes(shop, change) {
             continue;
         }
         tx.execute(
@@ -45,7 +46,7 @@ pub(super) async fn fan_out(
             ],
         )
         .await?;
-        woken.push(shop.shop_id);
+        woken.push(shop.shop_id.clone());
     }
     Ok(woken)
 }

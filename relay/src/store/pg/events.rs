@@ -11,7 +11,7 @@ use super::{PgStore, parse_time, text};
 use crate::store::StoreError;
 use crate::store::types::{
     EventState, EventSummary, FetchJob, HistoryEntry, Ingested, NewEvent, PushSummary, QueuedEvent,
-    enriched_state,
+    encode_pushes, enriched_state,
 };
 
 /// How long a claimed fetch is left to the instance that claimed it.
@@ -428,30 +428,53 @@ impl PgStore {
         push_id: String,
         change: Change,
     ) -> Result<Vec<ShopId>, StoreError> {
-        let payload = serde_json::to_string(&change)
-            .map_err(|e| StoreError::Database(format!("cannot encode the change: {e}")))?;
+        self.insert_pushes(tenant, agent, vec![(push_id, change)])
+            .await
+    }
+
+    pub async fn insert_pushes(
+        &self,
+        tenant: TenantId,
+        agent: AgentId,
+        pushes: Vec<(String, Change)>,
+    ) -> Result<Vec<ShopId>, StoreError> {
+        let encoded = encode_pushes(pushes)?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let inserted = tx
-            .execute(
+        let shops = super::tenants::read_shops(&tx, Some(&tenant)).await?;
+        let insert = tx
+            .prepare(
                 "INSERT INTO pushes (tenant_id, agent_id, push_id, kind, payload, received_at)
                  VALUES ($1, $2, $3, $4, $5, now()) ON CONFLICT (tenant_id, push_id) DO NOTHING",
-                &[
-                    &tenant.as_str(),
-                    &agent.as_str(),
-                    &push_id,
-                    &change.kind(),
-                    &payload,
-                ],
             )
             .await?;
-        let shops = if inserted == 0 {
-            Vec::new()
-        } else {
-            super::dispatch::fan_out(&tx, &tenant, &push_id, &change, &payload).await?
-        };
+        let mut woken: Vec<ShopId> = Vec::new();
+        for (push_id, change, payload) in &encoded {
+            let inserted = tx
+                .execute(
+                    &insert,
+                    &[
+                        &tenant.as_str(),
+                        &agent.as_str(),
+                        &push_id.as_str(),
+                        &change.kind(),
+                        &payload.as_str(),
+                    ],
+                )
+                .await?;
+            if inserted == 0 {
+                continue;
+            }
+            for shop in
+                super::dispatch::fan_out(&tx, &tenant, &shops, push_id, change, payload).await?
+            {
+                if !woken.contains(&shop) {
+                    woken.push(shop);
+                }
+            }
+        }
         tx.commit().await?;
-        Ok(shops)
+        Ok(woken)
     }
 
     pub async fn list_pushes(

@@ -142,6 +142,39 @@ impl PgStore {
         Ok(())
     }
 
+    pub async fn renew_leases(
+        &self,
+        prefix: String,
+        ttl_ms: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        let ttl = i64::try_from(ttl_ms).unwrap_or(i64::MAX) as f64 / 1000.0;
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "UPDATE leases SET expires_at = now() + make_interval(secs => $2)
+                 WHERE starts_with(holder, $1) RETURNING name",
+                &[&prefix, &ttl],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    pub async fn pending_tenants(&self) -> Result<Vec<shared::TenantId>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT DISTINCT tenant_id FROM events WHERE state = 'pending'",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| shared::TenantId::new(r.get::<_, String>(0)).ok())
+            .collect())
+    }
+
     pub async fn shops_with_pending_dispatch(&self) -> Result<Vec<ShopId>, StoreError> {
         let rows = self
             .client()

@@ -9,9 +9,9 @@ use shared::domain::Change;
 use shared::{ShopId, TenantId};
 
 use super::SqliteStore;
-use super::tenants::read_shops;
 use crate::store::types::{
-    DispatchItem, DispatchSummary, Failure, coalescing_key, newer_exists, order_ref, takes,
+    DispatchItem, DispatchSummary, Failure, ShopRecord, coalescing_key, newer_exists, order_ref,
+    takes,
 };
 use crate::store::{StoreError, now};
 
@@ -19,6 +19,7 @@ use crate::store::{StoreError, now};
 pub(super) fn fan_out(
     conn: &Connection,
     tenant: &TenantId,
+    shops: &[ShopRecord],
     push_id: &str,
     change: &Change,
     payload: &str,
@@ -34,8 +35,8 @@ pub(super) fn fan_out(
                        version = version + 1, updated_at = excluded.updated_at",
     )?;
     let mut woken = Vec::new();
-    for shop in read_shops(conn, Some(tenant))? {
-        if !takes(&shop, change) {
+    for shop in shops {
+        if !takes(shop, change) {
             continue;
         }
         stmt.execute(params![
@@ -48,7 +49,7 @@ pub(super) fn fan_out(
             at,
             order_ref(change)
         ])?;
-        woken.push(shop.shop_id);
+        woken.push(shop.shop_id.clone());
     }
     Ok(woken)
 }

@@ -10,7 +10,7 @@ use shared::{AgentId, ShopId, TenantId};
 use super::SqliteStore;
 use crate::store::types::{
     EventState, EventSummary, FetchJob, HistoryEntry, Ingested, NewEvent, PushSummary, QueuedEvent,
-    enriched_state,
+    encode_pushes, enriched_state,
 };
 use crate::store::{StoreError, now, timestamp};
 
@@ -428,26 +428,49 @@ impl SqliteStore {
         push_id: String,
         change: Change,
     ) -> Result<Vec<ShopId>, StoreError> {
-        let payload = serde_json::to_string(&change)
-            .map_err(|e| StoreError::Database(format!("cannot encode the change: {e}")))?;
+        self.insert_pushes(tenant, agent, vec![(push_id, change)])
+            .await
+    }
+
+    /// Stores pushes in one transaction, each once per (tenant, push id), and fans out the
+    /// new ones; returns the shops that got work (each once).
+    pub async fn insert_pushes(
+        &self,
+        tenant: TenantId,
+        agent: AgentId,
+        pushes: Vec<(String, Change)>,
+    ) -> Result<Vec<ShopId>, StoreError> {
+        let encoded = encode_pushes(pushes)?;
         self.db
             .call(move |conn| {
-                let inserted = conn.execute(
+                let shops = super::tenants::read_shops(conn, Some(&tenant))?;
+                let mut insert = conn.prepare_cached(
                     "INSERT INTO pushes (tenant_id, agent_id, push_id, kind, payload, received_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (tenant_id, push_id) DO NOTHING",
-                    params![
+                )?;
+                let at = now();
+                let mut woken: Vec<ShopId> = Vec::new();
+                for (push_id, change, payload) in &encoded {
+                    let inserted = insert.execute(params![
                         tenant.as_str(),
                         agent.as_str(),
                         push_id,
                         change.kind(),
                         payload,
-                        now()
-                    ],
-                )?;
-                if inserted == 0 {
-                    return Ok(Vec::new());
+                        at
+                    ])?;
+                    if inserted == 0 {
+                        continue;
+                    }
+                    for shop in
+                        super::dispatch::fan_out(conn, &tenant, &shops, push_id, change, payload)?
+                    {
+                        if !woken.contains(&shop) {
+                            woken.push(shop);
+                        }
+                    }
                 }
-                super::dispatch::fan_out(conn, &tenant, &push_id, &change, &payload)
+                Ok(woken)
             })
             .await
     }

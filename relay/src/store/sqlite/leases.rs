@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use rusqlite::params;
-use shared::ShopId;
+use shared::{ShopId, TenantId};
 
 use super::SqliteStore;
 use crate::store::types::{Notice, Purged};
@@ -40,6 +40,43 @@ impl SqliteStore {
                     params![name, holder],
                 )?;
                 Ok(())
+            })
+            .await
+    }
+
+    pub async fn renew_leases(
+        &self,
+        prefix: String,
+        ttl_ms: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        self.db
+            .call(move |conn| {
+                let expires = timestamp(Utc::now() + chrono::Duration::milliseconds(ttl_ms as i64));
+                let mut stmt = conn.prepare_cached(
+                    "UPDATE leases SET expires_at = ?2 WHERE substr(holder, 1, length(?1)) = ?1
+                     RETURNING name",
+                )?;
+                let names = stmt
+                    .query_map(params![prefix, expires], |r| r.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(names)
+            })
+            .await
+    }
+
+    pub async fn pending_tenants(&self) -> Result<Vec<TenantId>, StoreError> {
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT DISTINCT tenant_id FROM events WHERE state = 'pending'",
+                )?;
+                let rows = stmt
+                    .query_map([], |r| r.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows
+                    .into_iter()
+                    .filter_map(|t| TenantId::new(t).ok())
+                    .collect())
             })
             .await
     }

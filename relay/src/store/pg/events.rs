@@ -3,9 +3,10 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use deadpool_postgres::GenericClient;
+use deadpool_postgres::{GenericClient, Pool};
 use shared::domain::Change;
 use shared::{AgentId, ShopId, TenantId};
+use tokio::sync::{mpsc, oneshot};
 
 use super::{PgStore, parse_time, text};
 use crate::store::StoreError;
@@ -16,6 +17,157 @@ use crate::store::types::{
 
 /// How long a claimed fetch is left to the instance that claimed it.
 const FETCH_CLAIM_SECS: f64 = 60.0;
+
+/// The event and its first history entry in one statement, or nothing for a duplicate.
+const INGEST: &str = "WITH new AS (
+        INSERT INTO events (tenant_id, shop_id, webhook_id, order_id, order_status,
+                            document_type, payload, state, received_at, updated_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), now())
+        ON CONFLICT (shop_id, webhook_id) DO NOTHING RETURNING id)
+     INSERT INTO event_history (event_id, at, state, detail)
+     SELECT id, now(), $8, $9 FROM new RETURNING event_id";
+
+/// Most webhooks committed in one transaction.
+const INGEST_BATCH: usize = 256;
+
+/// Transactions of webhooks in flight at once (each on its own connection).
+const INGEST_PARALLEL: usize = 4;
+
+/// A webhook waiting to be committed with others.
+pub(super) struct IngestJob {
+    event: NewEvent,
+    reply: oneshot::Sender<Result<Ingested, StoreError>>,
+}
+
+/// Commits waiting webhooks together, like the SQLite store's group commit: everything that
+/// waits (up to [`INGEST_BATCH`]) goes into one transaction, its statements pipelined on one
+/// connection, so a burst costs one WAL flush instead of one per webhook. If the transaction
+/// fails, each webhook is tried on its own (storing is idempotent), so one bad row cannot
+/// fail the others.
+pub(super) async fn ingest_batches(pool: Pool, mut jobs: mpsc::Receiver<IngestJob>) {
+    let mut running = tokio::task::JoinSet::new();
+    while let Some(first) = jobs.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < INGEST_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        while running.len() >= INGEST_PARALLEL {
+            let _ = running.join_next().await;
+        }
+        running.spawn(commit_batch(pool.clone(), batch));
+    }
+}
+
+async fn commit_batch(pool: Pool, batch: Vec<IngestJob>) {
+    let inserted = match insert_batch(&pool, &batch).await {
+        Ok(inserted) => inserted,
+        Err(e) => {
+            tracing::debug!(error = %e, "a batch of webhooks failed; storing them one by one");
+            for job in batch {
+                let result = ingest_one(&pool, &job.event).await;
+                let _ = job.reply.send(result);
+            }
+            return;
+        }
+    };
+    for (job, id) in batch.into_iter().zip(inserted) {
+        let result = match id {
+            Some(event_id) => Ok(Ingested {
+                event_id,
+                state: job.event.state,
+                duplicate: false,
+            }),
+            None => existing(&pool, &job.event).await,
+        };
+        let _ = job.reply.send(result);
+    }
+}
+
+/// Inserts the batch in one transaction; the new event ids (`None` for duplicates).
+async fn insert_batch(pool: &Pool, batch: &[IngestJob]) -> Result<Vec<Option<i64>>, StoreError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let statement = tx.prepare_cached(INGEST).await?;
+    let details: Vec<String> = batch
+        .iter()
+        .map(|job| format!("received, order status {}", job.event.order_status))
+        .collect();
+    let queries = batch.iter().zip(&details).map(|(job, detail)| {
+        let e = &job.event;
+        let statement = &statement;
+        let tx = &tx;
+        async move {
+            tx.query_opt(
+                statement,
+                &[
+                    &e.tenant_id.as_str(),
+                    &e.shop_id.as_str(),
+                    &e.webhook_id,
+                    &e.order_id,
+                    &e.order_status,
+                    &e.document_type.as_str(),
+                    &e.payload,
+                    &e.state.as_str(),
+                    detail,
+                ],
+            )
+            .await
+        }
+    });
+    let rows = futures_util::future::try_join_all(queries).await?;
+    tx.commit().await?;
+    Ok(rows.iter().map(|r| r.as_ref().map(|r| r.get(0))).collect())
+}
+
+async fn ingest_one(pool: &Pool, event: &NewEvent) -> Result<Ingested, StoreError> {
+    let client = pool.get().await?;
+    let detail = format!("received, order status {}", event.order_status);
+    let inserted = client
+        .query_opt(
+            INGEST,
+            &[
+                &event.tenant_id.as_str(),
+                &event.shop_id.as_str(),
+                &event.webhook_id,
+                &event.order_id,
+                &event.order_status,
+                &event.document_type.as_str(),
+                &event.payload,
+                &event.state.as_str(),
+                &detail,
+            ],
+        )
+        .await?;
+    match inserted {
+        Some(r) => Ok(Ingested {
+            event_id: r.get(0),
+            state: event.state,
+            duplicate: false,
+        }),
+        None => existing(pool, event).await,
+    }
+}
+
+/// A webhook that was stored before: its event.
+async fn existing(pool: &Pool, event: &NewEvent) -> Result<Ingested, StoreError> {
+    let r = pool
+        .get()
+        .await?
+        .query_one(
+            "SELECT id, state FROM events WHERE shop_id = $1 AND webhook_id = $2",
+            &[&event.shop_id.as_str(), &event.webhook_id],
+        )
+        .await?;
+    let state: String = r.get(1);
+    Ok(Ingested {
+        event_id: r.get(0),
+        state: EventState::parse(&state).unwrap_or(EventState::Pending),
+        duplicate: true,
+    })
+}
 
 const SUMMARY_COLUMNS: &str = "id, shop_id, webhook_id, order_id, order_status, state, attempts, \
                                mamut_ref, last_error, received_at, updated_at";
@@ -53,51 +205,14 @@ async fn record(
 }
 
 impl PgStore {
+    /// Stores a webhook; waiting webhooks are committed together (see [`ingest_batches`]).
     pub async fn ingest(&self, event: NewEvent) -> Result<Ingested, StoreError> {
-        let client = self.client().await?;
-        let detail = format!("received, order status {}", event.order_status);
-        // One statement: the event and its first history entry, or nothing for a duplicate.
-        let inserted = client
-            .query_opt(
-                "WITH new AS (
-                    INSERT INTO events (tenant_id, shop_id, webhook_id, order_id, order_status,
-                                        document_type, payload, state, received_at, updated_at)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), now())
-                    ON CONFLICT (shop_id, webhook_id) DO NOTHING RETURNING id)
-                 INSERT INTO event_history (event_id, at, state, detail)
-                 SELECT id, now(), $8, $9 FROM new RETURNING event_id",
-                &[
-                    &event.tenant_id.as_str(),
-                    &event.shop_id.as_str(),
-                    &event.webhook_id,
-                    &event.order_id,
-                    &event.order_status,
-                    &event.document_type.as_str(),
-                    &event.payload,
-                    &event.state.as_str(),
-                    &detail,
-                ],
-            )
-            .await?;
-        if let Some(r) = inserted {
-            return Ok(Ingested {
-                event_id: r.get(0),
-                state: event.state,
-                duplicate: false,
-            });
-        }
-        let r = client
-            .query_one(
-                "SELECT id, state FROM events WHERE shop_id = $1 AND webhook_id = $2",
-                &[&event.shop_id.as_str(), &event.webhook_id],
-            )
-            .await?;
-        let state: String = r.get(1);
-        Ok(Ingested {
-            event_id: r.get(0),
-            state: EventState::parse(&state).unwrap_or(EventState::Pending),
-            duplicate: true,
-        })
+        let (reply, answer) = oneshot::channel();
+        self.ingests
+            .send(IngestJob { event, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     pub async fn list_events(

@@ -51,6 +51,8 @@ impl From<deadpool_postgres::PoolError> for StoreError {
 pub struct PgStore {
     pool: Pool,
     notices: broadcast::Sender<Notice>,
+    /// Webhooks waiting to be committed together.
+    ingests: tokio::sync::mpsc::Sender<events::IngestJob>,
 }
 
 impl PgStore {
@@ -87,7 +89,13 @@ impl PgStore {
         }
         let (notices, _) = broadcast::channel(1024);
         tokio::spawn(listen(config, tls, notices.clone()));
-        Ok(Self { pool, notices })
+        let (ingests, waiting) = tokio::sync::mpsc::channel(4096);
+        tokio::spawn(events::ingest_batches(pool.clone(), waiting));
+        Ok(Self {
+            pool,
+            notices,
+            ingests,
+        })
     }
 
     pub fn notices(&self) -> broadcast::Receiver<Notice> {

@@ -16,6 +16,10 @@ use crate::dispatch::Backoff;
 use crate::shop::{CallError, ShopClient};
 use crate::store::{AnyStore, FetchJob, Notice, StoreError, timestamp};
 
+/// Permanent refusals (the shop says the order cannot be had) before a thin webhook is given
+/// up and dead-lettered.
+const GIVE_UP_AFTER: u32 = 5;
+
 /// Most fetches taken per round.
 const ROUND_LIMIT: usize = 100;
 
@@ -72,7 +76,7 @@ impl Enricher {
             }
             let fetched = match fetch(store, http, &job).await {
                 Ok(fetched) => fetched,
-                Err(e) => Err(format!("the store failed: {e}")),
+                Err(e) => Err(Failed::retry(format!("the store failed: {e}"))),
             };
             match fetched {
                 Ok((payload, deliver)) => {
@@ -84,19 +88,46 @@ impl Enricher {
                         app.announce(Notice::Event { tenant }).await;
                     }
                 }
-                Err(reason) => {
+                Err(Failed { reason, permanent }) => {
                     failing.insert(job.shop_id.clone());
                     let count = failures.entry(job.id).or_insert(0);
                     let delay = backoff.delay(*count);
                     *count = count.saturating_add(1);
+                    if permanent && *count >= GIVE_UP_AFTER {
+                        // The shop keeps saying this order cannot be had (e.g. 404): stop
+                        // holding its order back; an operator can replay it.
+                        failures.remove(&job.id);
+                        tracing::warn!(event_id = job.id, %reason, "cannot fetch the order; giving up");
+                        let reason = format!("{reason} (given up after {GIVE_UP_AFTER} attempts)");
+                        store.fetch_failed(job.id, reason, None).await?;
+                        continue;
+                    }
                     tracing::warn!(event_id = job.id, %reason, "cannot fetch the order; retrying later");
                     let at = chrono::Utc::now()
                         + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero());
-                    store.fetch_failed(job.id, reason, timestamp(at)).await?;
+                    store
+                        .fetch_failed(job.id, reason, Some(timestamp(at)))
+                        .await?;
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// Why an order could not be fetched, and whether asking again can help.
+struct Failed {
+    reason: String,
+    /// The shop answered that the request cannot succeed as it is (404, 400, 422...).
+    permanent: bool,
+}
+
+impl Failed {
+    fn retry(reason: String) -> Self {
+        Self {
+            reason,
+            permanent: false,
+        }
     }
 }
 
@@ -106,27 +137,42 @@ async fn fetch(
     store: &AnyStore,
     http: &reqwest::Client,
     job: &FetchJob,
-) -> Result<Result<(String, bool), String>, StoreError> {
+) -> Result<Result<(String, bool), Failed>, StoreError> {
     let thin: ThinOrderWebhook = match serde_json::from_str(&job.payload) {
         Ok(thin) => thin,
-        Err(e) => return Ok(Err(format!("the stored thin webhook cannot be read: {e}"))),
+        Err(e) => {
+            return Ok(Err(Failed {
+                reason: format!("the stored thin webhook cannot be read: {e}"),
+                permanent: true,
+            }));
+        }
     };
     let Ok(shop_id) = ShopId::new(job.shop_id.clone()) else {
-        return Ok(Err("the stored shop id is invalid".into()));
+        return Ok(Err(Failed {
+            reason: "the stored shop id is invalid".into(),
+            permanent: true,
+        }));
     };
     let Some(shop) = store.shop(shop_id).await? else {
-        return Ok(Err("the shop no longer exists".into()));
+        return Ok(Err(Failed {
+            reason: "the shop no longer exists".into(),
+            permanent: true,
+        }));
     };
     let (Some(api), Some(key)) = (&shop.settings.api, &shop.api_key) else {
-        return Ok(Err(
+        return Ok(Err(Failed::retry(
             "the shop has no API configured, so the order cannot be fetched".into(),
-        ));
+        )));
     };
     let client = ShopClient::new(http.clone(), api, key.clone());
     let order = match client.fetch_order(&job.order_id).await {
         Ok(order) => order,
-        Err(CallError::Retryable { reason, .. } | CallError::Permanent(reason)) => {
-            return Ok(Err(reason));
+        Err(CallError::Retryable { reason, .. }) => return Ok(Err(Failed::retry(reason))),
+        Err(CallError::Permanent(reason)) => {
+            return Ok(Err(Failed {
+                reason,
+                permanent: true,
+            }));
         }
     };
     let deliver = shop.trigger_statuses.contains(&order.status);
@@ -138,7 +184,7 @@ async fn fetch(
     };
     Ok(serde_json::to_string(&webhook)
         .map(|payload| (payload, deliver))
-        .map_err(|e| format!("cannot encode the order: {e}")))
+        .map_err(|e| Failed::retry(format!("cannot encode the order: {e}"))))
 }
 
 async fn next_wait(store: &AnyStore) -> Option<Duration> {

@@ -341,7 +341,7 @@ async fn thin_webhooks_are_claimed_retried_and_enriched<S: Store>(store: &S) {
     );
     let later = chrono::Utc::now() + chrono::Duration::hours(1);
     store
-        .fetch_failed(stored.event_id, "503".into(), relay_time(later))
+        .fetch_failed(stored.event_id, "503".into(), Some(relay_time(later)))
         .await
         .expect("failed");
     assert!(store.due_fetches(10).await.expect("claim").is_empty());
@@ -367,6 +367,39 @@ async fn thin_webhooks_are_claimed_retried_and_enriched<S: Store>(store: &S) {
     assert_eq!(summary.state, EventState::Pending);
     let states: Vec<&str> = history.iter().map(|h| h.state.as_str()).collect();
     assert_eq!(states, ["fetching", "retry", "pending"]);
+
+    // An order the shop can never return is given up: dead, and a replay fetches it again.
+    let lost = store
+        .ingest(event("acme", "erp-se", "w-2", "o-2", EventState::Fetching))
+        .await
+        .expect("ingest");
+    assert_eq!(store.due_fetches(10).await.expect("claim").len(), 1);
+    store
+        .fetch_failed(lost.event_id, "404 not_found".into(), None)
+        .await
+        .expect("given up");
+    let (dead, _) = store
+        .event(tenant("acme"), lost.event_id)
+        .await
+        .expect("query")
+        .expect("event");
+    assert_eq!(dead.state, EventState::Dead);
+    assert_eq!(store.next_fetch_at().await.expect("query"), None);
+    store
+        .replay(tenant("acme"), lost.event_id)
+        .await
+        .expect("replay");
+    let (again, _) = store
+        .event(tenant("acme"), lost.event_id)
+        .await
+        .expect("query")
+        .expect("event");
+    assert_eq!(
+        again.state,
+        EventState::Fetching,
+        "a thin webhook is fetched again"
+    );
+    assert_eq!(store.due_fetches(10).await.expect("claim").len(), 1);
 }
 
 fn relay_time(at: chrono::DateTime<chrono::Utc>) -> String {

@@ -168,7 +168,7 @@ store_api! {
     fn record_failure(&self, tenant: TenantId, id: i64, reason: String) -> ();
     /// A permanent failure: the event moves to the dead-letter list.
     fn dead_letter(&self, tenant: TenantId, id: i64, reason: String) -> ();
-    /// Puts a dead event back in the queue.
+    /// Puts a dead event back in the queue (a thin webhook back to fetching its order).
     fn replay(&self, tenant: TenantId, id: i64) -> ();
     /// Claims thin webhooks whose order is due to be fetched (others skip them for a while).
     fn due_fetches(&self, limit: usize) -> Vec<FetchJob>;
@@ -177,7 +177,9 @@ store_api! {
     /// The order was fetched: the event holds the full webhook and joins the queue, or, when
     /// the order's status by now is not a trigger (`deliver` false), is ignored.
     fn enriched(&self, id: i64, payload: String, deliver: bool) -> bool;
-    fn fetch_failed(&self, id: i64, reason: String, retry_at: String) -> ();
+    /// Fetching the order failed: tried again at `retry_at`, or, without one, given up (the
+    /// event is dead and holds back nothing; a replay fetches it again).
+    fn fetch_failed(&self, id: i64, reason: String, retry_at: Option<String>) -> ();
     /// Stores a push once per (tenant, push id) and fans it out; returns the shops with work.
     fn insert_push(&self, tenant: TenantId, agent: AgentId, push_id: String, change: Change) -> Vec<ShopId>;
     /// [`Store::insert_push`] for several pushes in one transaction.

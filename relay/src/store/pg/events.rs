@@ -282,9 +282,14 @@ impl PgStore {
         'pages: while selected.len() < want && scanned < MAX_SCAN {
             let page = client
                 .query(
-                    "SELECT id, shop_id, order_id, document_type, payload, attempts, state
-                     FROM events WHERE tenant_id = $1 AND state IN ('pending', 'fetching')
-                     AND id > $2 ORDER BY id LIMIT $3",
+                    "SELECT id, shop_id, order_id, document_type, payload, attempts FROM events
+                     WHERE tenant_id = $1 AND state = 'pending' AND id > $2
+                       AND NOT EXISTS (SELECT 1 FROM events earlier
+                                       WHERE earlier.shop_id = events.shop_id
+                                         AND earlier.order_id = events.order_id
+                                         AND earlier.state = 'fetching'
+                                         AND earlier.id < events.id)
+                     ORDER BY id LIMIT $3",
                     &[&tenant.as_str(), &after, &PAGE],
                 )
                 .await?;
@@ -299,10 +304,9 @@ impl PgStore {
                     payload: r.get(4),
                     attempt: r.get::<_, i64>(5) + 1,
                 };
-                let fetching = r.get::<_, String>(6) == "fetching";
                 after = event.id;
                 let key = (event.shop_id.clone(), event.order_id.clone());
-                if !blocked_orders.insert(key) || fetching || exclude.contains(&event.id) {
+                if !blocked_orders.insert(key) || exclude.contains(&event.id) {
                     continue;
                 }
                 selected.push(event);
@@ -424,12 +428,18 @@ impl PgStore {
         match state.as_deref() {
             None => return Err(StoreError::NotFound(format!("event {id} not found"))),
             Some("dead") => {
-                tx.execute(
-                    "UPDATE events SET state = 'pending', updated_at = now() WHERE id = $1",
-                    &[&id],
-                )
-                .await?;
-                record(&tx, id, "pending", Some("replayed by an operator")).await?;
+                // A thin webhook (no order in it yet) goes back to fetching its order.
+                let state: String = tx
+                    .query_one(
+                        "UPDATE events SET state = CASE WHEN jsonb_typeof(payload::jsonb -> 'order') = 'object'
+                                                        THEN 'pending' ELSE 'fetching' END,
+                                next_attempt_at = NULL, updated_at = now()
+                         WHERE id = $1 RETURNING state",
+                        &[&id],
+                    )
+                    .await?
+                    .get(0);
+                record(&tx, id, &state, Some("replayed by an operator")).await?;
             }
             Some(other) => {
                 return Err(StoreError::Conflict(format!(
@@ -517,20 +527,22 @@ impl PgStore {
         &self,
         id: i64,
         reason: String,
-        retry_at: String,
+        retry_at: Option<String>,
     ) -> Result<(), StoreError> {
-        let retry_at = parse_time(&retry_at)?;
+        let retry_at = retry_at.as_deref().map(parse_time).transpose()?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let changed = tx
             .execute(
-                "UPDATE events SET last_error = $2, next_attempt_at = $3, updated_at = now()
+                "UPDATE events SET last_error = $2, next_attempt_at = $3, updated_at = now(),
+                        state = CASE WHEN $3::TIMESTAMPTZ IS NULL THEN 'dead' ELSE state END
                  WHERE id = $1 AND state = 'fetching'",
                 &[&id, &reason, &retry_at],
             )
             .await?;
         if changed == 1 {
-            record(&tx, id, "retry", Some(&reason)).await?;
+            let state = if retry_at.is_some() { "retry" } else { "dead" };
+            record(&tx, id, state, Some(&reason)).await?;
         }
         tx.commit().await?;
         Ok(())

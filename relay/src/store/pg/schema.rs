@@ -4,7 +4,8 @@
 use super::super::StoreError;
 
 /// Each entry moves the schema one version up; never edit a released entry, append a new one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE tenants (
     id          TEXT PRIMARY KEY,
     name        TEXT NOT NULL,
@@ -100,7 +101,12 @@ CREATE TABLE leases (
     holder      TEXT NOT NULL,
     expires_at  TIMESTAMPTZ NOT NULL
 );
-"#];
+"#,
+    r#"
+-- Delivery checks for an earlier event of the same order still fetching its order.
+CREATE INDEX events_order ON events (shop_id, order_id, state, id);
+"#,
+];
 
 /// Any number that no other part of the relay uses as an advisory lock.
 const MIGRATION_LOCK: i64 = 0x6d61_6d75_7472_6c79;

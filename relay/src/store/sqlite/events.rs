@@ -172,14 +172,18 @@ impl SqliteStore {
                 let mut after = 0i64;
                 let mut scanned = 0usize;
                 let mut stmt = conn.prepare_cached(
-                    "SELECT id, shop_id, order_id, document_type, payload, attempts, state
-                     FROM events WHERE tenant_id = ?1 AND state IN ('pending', 'fetching')
-                     AND id > ?2 ORDER BY id LIMIT ?3",
+                    "SELECT id, shop_id, order_id, document_type, payload, attempts FROM events
+                     WHERE tenant_id = ?1 AND state = 'pending' AND id > ?2
+                       AND NOT EXISTS (SELECT 1 FROM events earlier
+                                       WHERE earlier.shop_id = events.shop_id
+                                         AND earlier.order_id = events.order_id
+                                         AND earlier.state = 'fetching'
+                                         AND earlier.id < events.id)
+                     ORDER BY id LIMIT ?3",
                 )?;
                 'pages: while selected.len() < want && scanned < MAX_SCAN {
                     let page = stmt
                         .query_map(params![tenant.as_str(), after, PAGE], |r| {
-                            let fetching = r.get::<_, String>(6)? == "fetching";
                             let event = QueuedEvent {
                                 id: r.get(0)?,
                                 shop_id: r.get(1)?,
@@ -188,16 +192,16 @@ impl SqliteStore {
                                 payload: r.get(4)?,
                                 attempt: r.get::<_, i64>(5)? + 1,
                             };
-                            Ok((event, fetching))
+                            Ok(event)
                         })?
                         .collect::<Result<Vec<_>, _>>()?;
                     let full_page = page.len() as i64 == PAGE;
-                    for (event, fetching) in page {
+                    for event in page {
                         scanned += 1;
                         after = event.id;
                         let key = (event.shop_id.clone(), event.order_id.clone());
                         // An event still being fetched holds back the later ones of its order.
-                        if !blocked_orders.insert(key) || fetching || exclude.contains(&event.id) {
+                        if !blocked_orders.insert(key) || exclude.contains(&event.id) {
                             continue;
                         }
                         selected.push(event);
@@ -309,11 +313,16 @@ impl SqliteStore {
                 match state.as_deref() {
                     None => Err(StoreError::NotFound(format!("event {id} not found"))),
                     Some("dead") => {
-                        conn.execute(
-                            "UPDATE events SET state = 'pending', updated_at = ?2 WHERE id = ?1",
+                        // A thin webhook (no order in it yet) goes back to fetching its order.
+                        let state: String = conn.query_row(
+                            "UPDATE events SET state = CASE WHEN json_type(payload, '$.order') = 'object'
+                                                        THEN 'pending' ELSE 'fetching' END,
+                                    next_attempt_at = NULL, updated_at = ?2
+                             WHERE id = ?1 RETURNING state",
                             params![id, now()],
+                            |r| r.get(0),
                         )?;
-                        record(conn, id, "pending", Some("replayed by an operator"))
+                        record(conn, id, &state, Some("replayed by an operator"))
                     }
                     Some(other) => Err(StoreError::Conflict(format!(
                         "event {id} is {other}; only dead events can be replayed"
@@ -402,17 +411,19 @@ impl SqliteStore {
         &self,
         id: i64,
         reason: String,
-        retry_at: String,
+        retry_at: Option<String>,
     ) -> Result<(), StoreError> {
         self.db
             .call(move |conn| {
                 let changed = conn.execute(
-                    "UPDATE events SET last_error = ?2, next_attempt_at = ?3, updated_at = ?4
+                    "UPDATE events SET last_error = ?2, next_attempt_at = ?3, updated_at = ?4,
+                            state = CASE WHEN ?3 IS NULL THEN 'dead' ELSE state END
                      WHERE id = ?1 AND state = 'fetching'",
                     params![id, reason, retry_at, now()],
                 )?;
                 if changed == 1 {
-                    record(conn, id, "retry", Some(&reason))?;
+                    let state = if retry_at.is_some() { "retry" } else { "dead" };
+                    record(conn, id, state, Some(&reason))?;
                 }
                 Ok(())
             })

@@ -113,6 +113,10 @@ CREATE INDEX events_finished ON events (updated_at) WHERE state IN ('delivered',
 CREATE INDEX dispatch_finished ON dispatch (updated_at) WHERE state IN ('done', 'superseded');
 CREATE INDEX pushes_received ON pushes (received_at);
 "#,
+    r#"
+-- Delivery checks for an earlier event of the same order still fetching its order.
+CREATE INDEX events_order ON events (shop_id, order_id, state, id);
+"#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

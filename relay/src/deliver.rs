@@ -136,8 +136,25 @@ where
             let _ = close(&mut socket, 1011, "the relay's store is not available").await;
             return;
         }
-        app.registry
-            .register(&identity.tenant_id, holder, &app.shutdown)
+        let registration =
+            app.registry
+                .register(&identity.tenant_id, holder.clone(), &app.shutdown);
+        // Another instance may have taken the lease between our taking it and registering;
+        // then that newer session is the one that delivers.
+        if let Ok(current) = app.store.lease_holder(lease.clone()).await
+            && current.as_deref() != Some(holder.as_str())
+        {
+            app.registry
+                .unregister(&identity.tenant_id, registration.session);
+            let _ = close(
+                &mut socket,
+                1001,
+                "replaced by a newer session of this tenant",
+            )
+            .await;
+            return;
+        }
+        registration
     };
     tracing::info!(credit, ?role, "agent session started");
     let mut session = Session {

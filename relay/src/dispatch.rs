@@ -82,6 +82,7 @@ impl Dispatcher {
         config: &Config,
         store: AnyStore,
         http: reqwest::Client,
+        instance: String,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
@@ -93,7 +94,7 @@ impl Dispatcher {
             workers: DashMap::new(),
             shutdown,
             tasks: TaskTracker::new(),
-            instance: uuid::Uuid::new_v4().to_string(),
+            instance,
             lease: Duration::from_secs(config.lease_secs),
             rounds: AtomicU64::new(0),
             calls: AtomicU64::new(0),
@@ -239,6 +240,7 @@ impl Worker {
     /// Takes or renews the shop's lease for this instance; false while another holds it.
     async fn hold_lease(&mut self) -> Result<bool, StoreError> {
         let lease_ms = u64::try_from(self.dispatcher.lease.as_millis()).unwrap_or(u64::MAX);
+        let asked = Instant::now();
         let held = self
             .dispatcher
             .store
@@ -249,8 +251,37 @@ impl Worker {
                 false,
             )
             .await?;
-        self.renewed = held.then(Instant::now);
+        self.renewed = held.then_some(asked);
         Ok(held)
+    }
+
+    /// Renews the shop's lease every third of its length until the returned guard is dropped.
+    fn keep_lease(&self) -> AbortOnDrop {
+        let store = self.dispatcher.store.clone();
+        let name = format!("shop:{}", self.shop);
+        let holder = self.dispatcher.instance.clone();
+        let lease = self.dispatcher.lease;
+        let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
+        AbortOnDrop(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(lease / 3);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match store
+                    .acquire_lease(name.clone(), holder.clone(), lease_ms, false)
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(lease = %name, "the shop's dispatch lease went to another instance");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, lease = %name, "cannot renew the dispatch lease")
+                    }
+                }
+            }
+        }))
     }
 
     /// Lets another instance take the shop over at once after this one stops.
@@ -305,6 +336,9 @@ impl Worker {
         }
         tracing::debug!(shop_id = %self.shop, items = items.len(), "dispatching");
         self.dispatcher.rounds.fetch_add(1, Ordering::Relaxed);
+        // A shop call may take longer than the lease: keep renewing it while the round runs,
+        // so no other instance sends the same rows meanwhile.
+        let _keeper = self.keep_lease();
         for call in plan(&shop, items) {
             if let Some(pause) = self.send(&client, interval, call).await? {
                 return Ok(Round::PauseUntil(pause));
@@ -458,6 +492,15 @@ impl Worker {
             .store
             .dispatch_failed(rows, failure, self.dispatcher.max_attempts)
             .await
+    }
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -56,6 +56,7 @@ use crate::enrich::Enricher;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::store::{AnyStore, Notice};
+use shared::TenantId;
 
 /// What every handler shares.
 pub struct AppState {
@@ -70,6 +71,8 @@ pub struct AppState {
     pub enricher: Arc<Enricher>,
     /// Shops as webhook ingest sees them.
     pub shops: shops::ShopCache,
+    /// Notices for the other instances, sent by [`tell_others`].
+    pub outbox: tokio::sync::mpsc::Sender<Notice>,
     /// Cancelled when the relay shuts down; agent sessions watch it.
     pub shutdown: CancellationToken,
     /// Agent sessions, so shutdown can wait for them.
@@ -78,22 +81,64 @@ pub struct AppState {
 
 impl AppState {
     /// Acts on news here and tells the other relay instances (on PostgreSQL). Telling is best
-    /// effort: the periodic sweeps catch what a lost notice would have woken.
+    /// effort and coalesced (see [`tell_others`]); the periodic sweeps catch what a lost
+    /// notice would have woken.
     pub async fn announce(&self, notice: Notice) {
         self.wake_locally(&notice);
-        if let Err(e) = self.store.notify(notice).await {
-            tracing::warn!(error = %e, "cannot tell the other relay instances");
+        if self.store.notices().is_some() && self.outbox.try_send(notice).is_err() {
+            tracing::debug!("notice outbox full; the sweeps catch up");
         }
     }
 
-    /// Wakes whatever here the news concerns.
-    pub fn wake_locally(self: &AppState, notice: &Notice) {
+    /// Wakes whatever here the news concerns. A session notice is checked against the
+    /// tenant's lease by [`check_session`] instead.
+    pub fn wake_locally(&self, notice: &Notice) {
         match notice {
             Notice::Event { tenant } => self.registry.wake(tenant),
             Notice::Dispatch { shop } => self.dispatcher.wake(shop),
             Notice::Fetch => self.enricher.wake(),
-            Notice::Session { tenant, holder } => self.registry.replaced_elsewhere(tenant, holder),
+            Notice::Session { .. } => {}
         }
+    }
+}
+
+/// Sends the notices waiting in the outbox to the other instances, each distinct one once:
+/// a burst of webhooks for one tenant costs one `NOTIFY`, not one per webhook.
+async fn tell_others(state: Arc<AppState>, mut outbox: tokio::sync::mpsc::Receiver<Notice>) {
+    while let Some(first) = outbox.recv().await {
+        let mut waiting = vec![first];
+        while waiting.len() < 1024 {
+            match outbox.try_recv() {
+                Ok(notice) => {
+                    if !waiting.contains(&notice) {
+                        waiting.push(notice);
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        for notice in waiting {
+            if let Err(e) = state.store.notify(notice).await {
+                tracing::warn!(error = %e, "cannot tell the other relay instances");
+            }
+        }
+    }
+}
+
+/// A session of `tenant` started elsewhere: the one here ends if the tenant's lease is no
+/// longer its own (the lease row decides, so a late or repeated notice ends nothing).
+async fn check_session(state: Arc<AppState>, tenant: TenantId, holder: String) {
+    if holder.starts_with(&state.registry.holder_prefix()) {
+        // One of this instance's own sessions: the registry has replaced the older one.
+        return;
+    }
+    let Some(local) = state.registry.holder(&tenant) else {
+        return;
+    };
+    match state.store.lease_holder(format!("tenant:{tenant}")).await {
+        Ok(Some(current)) if current == local => {}
+        Ok(_) => state.registry.lost_lease(&tenant, &local),
+        Err(e) => tracing::warn!(error = %e, "cannot check a tenant's delivery lease"),
     }
 }
 
@@ -119,6 +164,7 @@ pub struct App {
     state: Arc<AppState>,
     listener: TcpListener,
     local_addr: SocketAddr,
+    outbox: tokio::sync::mpsc::Receiver<Notice>,
 }
 
 impl App {
@@ -145,22 +191,26 @@ impl App {
         }
         let tokens = Tokens::new(store.clone(), config.issuer.clone());
         let http = shop::http_client().map_err(StartError::Http)?;
+        let registry = Registry::default();
         let dispatcher = Arc::new(Dispatcher::new(
             &config,
             store.clone(),
             http.clone(),
+            registry.instance().to_owned(),
             shutdown.clone(),
         ));
+        let (outbox, outbox_receiver) = tokio::sync::mpsc::channel(65_536);
         let state = Arc::new(AppState {
             config,
             store,
             tokens,
-            registry: Registry::default(),
+            registry,
             metrics: Metrics::default(),
             http,
             dispatcher,
             enricher: Arc::new(Enricher::default()),
             shops: shops::ShopCache::default(),
+            outbox,
             shutdown,
             sessions: TaskTracker::new(),
         });
@@ -168,6 +218,7 @@ impl App {
             state,
             listener,
             local_addr,
+            outbox: outbox_receiver,
         })
     }
 
@@ -193,6 +244,7 @@ impl App {
         state.dispatcher.start().await?;
         let enricher = tokio::spawn(state.enricher.clone().run(state.clone()));
         let background = tokio::spawn(background(state.clone()));
+        tokio::spawn(tell_others(state.clone(), self.outbox));
         let router = router(state.clone());
         let graceful = shutdown.clone().cancelled_owned();
         let served = match &state.config.tls {
@@ -237,35 +289,29 @@ impl App {
 /// What runs beside the server: notices from the other instances, the dispatch sweep (a shop
 /// whose dispatching instance died is taken over once its lease runs out), and retention.
 async fn background(state: Arc<AppState>) {
-    let mut notices = state.store.notices();
+    let notices = state.store.notices();
+    let shared = notices.is_some();
+    if let Some(notices) = notices {
+        tokio::spawn(listen_to_others(state.clone(), notices));
+    }
     let lease = Duration::from_secs(state.config.lease_secs);
     let mut sweep = tokio::time::interval((lease / 2).max(Duration::from_millis(500)));
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut retention = tokio::time::interval(Duration::from_secs(3600));
+    // Retention runs hourly, the first time an hour after the start (not during a restart's
+    // busiest moment).
+    let hour = Duration::from_secs(3600);
+    let mut retention = tokio::time::interval_at(tokio::time::Instant::now() + hour, hour);
     retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut renew = tokio::time::interval((lease / 3).max(Duration::from_millis(300)));
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // With other instances, a wake-up may be lost between them: look for waiting events of
     // the tenants connected here now and then even without one.
-    let shared = notices.is_some();
     let mut deliveries = tokio::time::interval(Duration::from_secs(2));
     deliveries.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = state.shutdown.cancelled() => return,
-            notice = async {
-                match notices.as_mut() {
-                    Some(receiver) => receiver.recv().await,
-                    None => std::future::pending().await,
-                }
-            } => match notice {
-                Ok(notice) => state.wake_locally(&notice),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, "notices were missed; the sweeps catch up");
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => notices = None,
-            },
-            _ = sweep.tick() => match state.store.shops_with_pending_dispatch().await {
+            _ = sweep.tick(), if shared => match state.store.shops_with_pending_dispatch().await {
                 Ok(shops) => {
                     for shop in &shops {
                         state.dispatcher.wake(shop);
@@ -274,7 +320,11 @@ async fn background(state: Arc<AppState>) {
                 Err(e) => tracing::warn!(error = %e, "dispatch sweep failed"),
             },
             _ = renew.tick() => renew_delivery_leases(&state).await,
-            _ = deliveries.tick(), if shared => match state.store.pending_tenants().await {
+            _ = deliveries.tick(), if shared => match state
+                .store
+                .pending_tenants(state.registry.sessions().into_iter().map(|(t, _)| t).collect())
+                .await
+            {
                 Ok(tenants) => {
                     for tenant in &tenants {
                         state.registry.wake(tenant);
@@ -299,11 +349,33 @@ async fn background(state: Arc<AppState>) {
     }
 }
 
+/// Acts on the other instances' notices, in a task of its own so nothing else delays them.
+async fn listen_to_others(
+    state: Arc<AppState>,
+    mut notices: tokio::sync::broadcast::Receiver<Notice>,
+) {
+    loop {
+        tokio::select! {
+            () = state.shutdown.cancelled() => return,
+            notice = notices.recv() => match notice {
+                Ok(Notice::Session { tenant, holder }) => {
+                    tokio::spawn(check_session(state.clone(), tenant, holder));
+                }
+                Ok(notice) => state.wake_locally(&notice),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "notices were missed; the sweeps catch up");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+        }
+    }
+}
+
 /// Renews the delivery leases of every session here in one statement; a session whose lease
 /// another session took (a newer connection of its agent, on any instance) ends.
 async fn renew_delivery_leases(state: &AppState) {
-    let connected = state.registry.tenants();
-    if connected.is_empty() {
+    let sessions = state.registry.sessions();
+    if sessions.is_empty() {
         return;
     }
     let lease_ms = state.config.lease_secs * 1000;
@@ -313,10 +385,10 @@ async fn renew_delivery_leases(state: &AppState) {
         .await
     {
         Ok(held) => {
-            let held: std::collections::HashSet<String> = held.into_iter().collect();
-            for tenant in connected {
-                if !held.contains(&format!("tenant:{tenant}")) {
-                    state.registry.lost_lease(&tenant);
+            let held: std::collections::HashSet<(String, String)> = held.into_iter().collect();
+            for (tenant, holder) in sessions {
+                if !held.contains(&(format!("tenant:{tenant}"), holder.clone())) {
+                    state.registry.lost_lease(&tenant, &holder);
                 }
             }
         }

@@ -95,25 +95,31 @@ impl Registry {
         format!("{}/", self.instance)
     }
 
-    /// The tenants with a session here.
-    pub fn tenants(&self) -> Vec<TenantId> {
-        self.sessions.iter().map(|e| e.key().clone()).collect()
+    /// This relay instance's id (also the holder of its shop leases).
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 
-    /// Ends the tenant's session here: its delivery lease went to another session.
-    pub fn lost_lease(&self, tenant: &TenantId) {
-        if let Some(entry) = self.sessions.get(tenant) {
-            tracing::warn!(%tenant, "the tenant's delivery lease is held elsewhere; ending this session");
-            entry.cancel.cancel();
-        }
+    /// The sessions here: tenant and lease holder.
+    pub fn sessions(&self) -> Vec<(TenantId, String)> {
+        self.sessions
+            .iter()
+            .map(|e| (e.key().clone(), e.holder.clone()))
+            .collect()
     }
 
-    /// A session of `tenant` started elsewhere (`holder`): the one here, if any, ends.
-    pub fn replaced_elsewhere(&self, tenant: &TenantId, holder: &str) {
+    /// The lease holder of the tenant's session here, if one is connected.
+    pub fn holder(&self, tenant: &TenantId) -> Option<String> {
+        self.sessions.get(tenant).map(|e| e.holder.clone())
+    }
+
+    /// Ends the tenant's session here if it is still the one of `holder`: its delivery lease
+    /// went to another session.
+    pub fn lost_lease(&self, tenant: &TenantId, holder: &str) {
         if let Some(entry) = self.sessions.get(tenant)
-            && entry.holder != holder
+            && entry.holder == holder
         {
-            tracing::warn!(%tenant, "a newer agent session on another relay instance replaces this one");
+            tracing::warn!(%tenant, "another session of this tenant holds its delivery lease; ending this one");
             entry.cancel.cancel();
         }
     }

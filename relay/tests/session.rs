@@ -135,22 +135,26 @@ async fn fixture_with(config: Config) -> Fixture {
         .expect("shop");
     let shutdown = CancellationToken::new();
     let http = relay::shop::http_client().expect("HTTP client");
+    let registry = relay::registry::Registry::default();
     let dispatcher = Arc::new(relay::dispatch::Dispatcher::new(
         &config,
         store.clone(),
         http.clone(),
+        registry.instance().to_owned(),
         shutdown.clone(),
     ));
+    let (outbox, _) = tokio::sync::mpsc::channel(16);
     let app = Arc::new(AppState {
         config,
         tokens: Tokens::new(store.clone(), "relay".into()),
         store,
-        registry: Default::default(),
+        registry,
         metrics: Default::default(),
         http,
         dispatcher,
         enricher: Default::default(),
         shops: Default::default(),
+        outbox,
         shutdown,
         sessions: TaskTracker::new(),
     });

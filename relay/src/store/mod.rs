@@ -38,6 +38,9 @@ pub enum StoreError {
     Conflict(String),
     #[error("the store has shut down")]
     Closed,
+    /// Two transactions got in each other's way (a deadlock victim); trying again works.
+    #[error("database contention: {0}")]
+    Contention(String),
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -200,10 +203,12 @@ store_api! {
     fn acquire_lease(&self, name: String, holder: String, ttl_ms: u64, take_over: bool) -> bool;
     fn release_lease(&self, name: String, holder: String) -> ();
     /// Renews every lease whose holder starts with `prefix` (one instance's); returns the
-    /// names renewed.
-    fn renew_leases(&self, prefix: String, ttl_ms: u64) -> Vec<String>;
-    /// Tenants with events waiting for delivery.
-    fn pending_tenants(&self) -> Vec<TenantId>;
+    /// leases renewed, as (name, holder).
+    fn renew_leases(&self, prefix: String, ttl_ms: u64) -> Vec<(String, String)>;
+    /// Who holds the lease `name` now, if anyone does.
+    fn lease_holder(&self, name: String) -> Option<String>;
+    /// Which of `tenants` have events waiting for delivery.
+    fn pending_tenants(&self, tenants: Vec<TenantId>) -> Vec<TenantId>;
     /// Deletes finished events (with their history), pushes and sent dispatch rows older than
     /// `before`.
     fn purge(&self, before: DateTime<Utc>) -> Purged;

@@ -138,7 +138,11 @@ impl PgStore {
         if sent.is_empty() {
             return Ok(());
         }
-        let (ids, versions): (Vec<i64>, Vec<i64>) = sent.into_iter().unzip();
+        super::retrying(|| self.dispatch_done_once(&sent)).await
+    }
+
+    async fn dispatch_done_once(&self, sent: &[(i64, i64)]) -> Result<(), StoreError> {
+        let (ids, versions): (Vec<i64>, Vec<i64>) = sent.iter().copied().unzip();
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         tx.execute(
@@ -164,10 +168,19 @@ impl PgStore {
         failure: Failure,
         max_attempts: u32,
     ) -> Result<(), StoreError> {
+        super::retrying(|| self.dispatch_failed_once(&sent, &failure, max_attempts)).await
+    }
+
+    async fn dispatch_failed_once(
+        &self,
+        sent: &[(i64, i64)],
+        failure: &Failure,
+        max_attempts: u32,
+    ) -> Result<(), StoreError> {
         let retry_at = failure.retry_at.as_deref().map(parse_time).transpose()?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        for (id, version) in sent {
+        for &(id, version) in sent {
             let changed = tx
                 .execute(
                     "UPDATE dispatch SET

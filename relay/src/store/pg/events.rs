@@ -64,11 +64,19 @@ pub(super) async fn ingest_batches(pool: Pool, mut jobs: mpsc::Receiver<IngestJo
 async fn commit_batch(pool: Pool, batch: Vec<IngestJob>) {
     let inserted = match insert_batch(&pool, &batch).await {
         Ok(inserted) => inserted,
-        Err(e) => {
-            tracing::debug!(error = %e, "a batch of webhooks failed; storing them one by one");
+        // The database refused a statement: find the one, store the others.
+        Err(BatchError::Refused(e)) => {
+            tracing::warn!(error = %e, "a batch of webhooks failed; storing them one by one");
             for job in batch {
                 let result = ingest_one(&pool, &job.event).await;
                 let _ = job.reply.send(result);
+            }
+            return;
+        }
+        // No connection, or it broke: one by one would only wait longer.
+        Err(BatchError::Unavailable(e)) => {
+            for job in batch {
+                let _ = job.reply.send(Err(e.clone()));
             }
             return;
         }
@@ -86,9 +94,30 @@ async fn commit_batch(pool: Pool, batch: Vec<IngestJob>) {
     }
 }
 
+/// Why a batch was not stored.
+enum BatchError {
+    /// The database refused a statement (a bad value in one webhook, say).
+    Refused(StoreError),
+    /// No connection could be had, or it broke.
+    Unavailable(StoreError),
+}
+
+impl From<tokio_postgres::Error> for BatchError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        if e.as_db_error().is_some() {
+            BatchError::Refused(e.into())
+        } else {
+            BatchError::Unavailable(e.into())
+        }
+    }
+}
+
 /// Inserts the batch in one transaction; the new event ids (`None` for duplicates).
-async fn insert_batch(pool: &Pool, batch: &[IngestJob]) -> Result<Vec<Option<i64>>, StoreError> {
-    let mut client = pool.get().await?;
+async fn insert_batch(pool: &Pool, batch: &[IngestJob]) -> Result<Vec<Option<i64>>, BatchError> {
+    let mut client = pool
+        .get()
+        .await
+        .map_err(|e| BatchError::Unavailable(e.into()))?;
     let tx = client.transaction().await?;
     let statement = tx.prepare_cached(INGEST).await?;
     let details: Vec<String> = batch
@@ -566,9 +595,18 @@ impl PgStore {
         pushes: Vec<(String, Change)>,
     ) -> Result<Vec<ShopId>, StoreError> {
         let encoded = encode_pushes(pushes)?;
+        super::retrying(|| self.insert_encoded_pushes(&tenant, &agent, &encoded)).await
+    }
+
+    async fn insert_encoded_pushes(
+        &self,
+        tenant: &TenantId,
+        agent: &AgentId,
+        encoded: &[(String, Change, String)],
+    ) -> Result<Vec<ShopId>, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let shops = super::tenants::read_shops(&tx, Some(&tenant)).await?;
+        let shops = super::tenants::read_shops(&tx, Some(tenant)).await?;
         let insert = tx
             .prepare(
                 "INSERT INTO pushes (tenant_id, agent_id, push_id, kind, payload, received_at)
@@ -576,7 +614,7 @@ impl PgStore {
             )
             .await?;
         let mut woken: Vec<ShopId> = Vec::new();
-        for (push_id, change, payload) in &encoded {
+        for (push_id, change, payload) in encoded {
             let inserted = tx
                 .execute(
                     &insert,
@@ -593,7 +631,7 @@ impl PgStore {
                 continue;
             }
             for shop in
-                super::dispatch::fan_out(&tx, &tenant, &shops, push_id, change, payload).await?
+                super::dispatch::fan_out(&tx, tenant, &shops, push_id, change, payload).await?
             {
                 if !woken.contains(&shop) {
                     woken.push(shop);

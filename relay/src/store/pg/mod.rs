@@ -36,7 +36,35 @@ const POOL_SIZE: usize = 16;
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
-        StoreError::Database(e.to_string())
+        use tokio_postgres::error::SqlState;
+        let contention = e.as_db_error().is_some_and(|db| {
+            *db.code() == SqlState::T_R_DEADLOCK_DETECTED
+                || *db.code() == SqlState::T_R_SERIALIZATION_FAILURE
+        });
+        if contention {
+            StoreError::Contention(e.to_string())
+        } else {
+            StoreError::Database(e.to_string())
+        }
+    }
+}
+
+/// Runs a transaction again (up to five times) when PostgreSQL aborted it for contention:
+/// pushes and the dispatcher update the same dispatch rows in different orders.
+pub(crate) async fn retrying<T, F, Fut>(f: F) -> Result<T, StoreError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match f().await {
+            Err(StoreError::Contention(e)) if attempt < 5 => {
+                tracing::debug!(error = %e, attempt, "transaction aborted for contention; again");
+                attempt += 1;
+            }
+            other => return other,
+        }
     }
 }
 
@@ -154,27 +182,44 @@ impl PgStore {
         &self,
         prefix: String,
         ttl_ms: u64,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<(String, String)>, StoreError> {
         let ttl = i64::try_from(ttl_ms).unwrap_or(i64::MAX) as f64 / 1000.0;
         let rows = self
             .client()
             .await?
             .query(
                 "UPDATE leases SET expires_at = now() + make_interval(secs => $2)
-                 WHERE starts_with(holder, $1) RETURNING name",
+                 WHERE starts_with(holder, $1) RETURNING name, holder",
                 &[&prefix, &ttl],
             )
             .await?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
-    pub async fn pending_tenants(&self) -> Result<Vec<shared::TenantId>, StoreError> {
+    pub async fn lease_holder(&self, name: String) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT holder FROM leases WHERE name = $1 AND expires_at >= now()",
+                &[&name],
+            )
+            .await?
+            .map(|r| r.get(0)))
+    }
+
+    pub async fn pending_tenants(
+        &self,
+        tenants: Vec<shared::TenantId>,
+    ) -> Result<Vec<shared::TenantId>, StoreError> {
+        let names: Vec<&str> = tenants.iter().map(shared::TenantId::as_str).collect();
         let rows = self
             .client()
             .await?
             .query(
-                "SELECT DISTINCT tenant_id FROM events WHERE state = 'pending'",
-                &[],
+                "SELECT DISTINCT tenant_id FROM events
+                 WHERE tenant_id = ANY($1) AND state = 'pending'",
+                &[&names],
             )
             .await?;
         Ok(rows

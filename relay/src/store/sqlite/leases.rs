@@ -1,7 +1,7 @@
 //! Leases (so only one holder does a piece of work at a time) and retention, on SQLite.
 
 use chrono::{DateTime, Utc};
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 use shared::{ShopId, TenantId};
 
 use super::SqliteStore;
@@ -48,35 +48,52 @@ impl SqliteStore {
         &self,
         prefix: String,
         ttl_ms: u64,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<(String, String)>, StoreError> {
         self.db
             .call(move |conn| {
                 let expires = timestamp(Utc::now() + chrono::Duration::milliseconds(ttl_ms as i64));
                 let mut stmt = conn.prepare_cached(
                     "UPDATE leases SET expires_at = ?2 WHERE substr(holder, 1, length(?1)) = ?1
-                     RETURNING name",
+                     RETURNING name, holder",
                 )?;
-                let names = stmt
-                    .query_map(params![prefix, expires], |r| r.get::<_, String>(0))?
+                let leases = stmt
+                    .query_map(params![prefix, expires], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect::<Result<Vec<_>, _>>()?;
-                Ok(names)
+                Ok(leases)
             })
             .await
     }
 
-    pub async fn pending_tenants(&self) -> Result<Vec<TenantId>, StoreError> {
+    pub async fn lease_holder(&self, name: String) -> Result<Option<String>, StoreError> {
+        self.db
+            .call(move |conn| {
+                Ok(conn
+                    .query_row(
+                        "SELECT holder FROM leases WHERE name = ?1 AND expires_at >= ?2",
+                        params![name, timestamp(Utc::now())],
+                        |r| r.get(0),
+                    )
+                    .optional()?)
+            })
+            .await
+    }
+
+    pub async fn pending_tenants(
+        &self,
+        tenants: Vec<TenantId>,
+    ) -> Result<Vec<TenantId>, StoreError> {
         self.db
             .call(move |conn| {
                 let mut stmt = conn.prepare_cached(
-                    "SELECT DISTINCT tenant_id FROM events WHERE state = 'pending'",
+                    "SELECT 1 FROM events WHERE tenant_id = ?1 AND state = 'pending' LIMIT 1",
                 )?;
-                let rows = stmt
-                    .query_map([], |r| r.get::<_, String>(0))?
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(rows
-                    .into_iter()
-                    .filter_map(|t| TenantId::new(t).ok())
-                    .collect())
+                let mut pending = Vec::new();
+                for tenant in tenants {
+                    if stmt.exists([tenant.as_str()])? {
+                        pending.push(tenant);
+                    }
+                }
+                Ok(pending)
             })
             .await
     }

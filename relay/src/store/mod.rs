@@ -50,11 +50,20 @@ impl From<rusqlite::Error> for StoreError {
 }
 
 /// Where the store lives, parsed from a database URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoreLocation {
     Sqlite(PathBuf),
-    /// A `postgres://` URL (its password is never printed: see [`StoreLocation::describe`]).
+    /// A `postgres://` URL, which may carry a password: `Debug` does not print it.
     Postgres(String),
+}
+
+impl std::fmt::Debug for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreLocation::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+            StoreLocation::Postgres(_) => f.write_str("Postgres(***)"),
+        }
+    }
 }
 
 impl StoreLocation {

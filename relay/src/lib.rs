@@ -336,16 +336,42 @@ async fn background(state: Arc<AppState>) {
                 let days = state.config.retention_days;
                 if days > 0 {
                     let before = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
-                    match state.store.purge(before).await {
-                        Ok(purged) if purged != store::Purged::default() => {
-                            tracing::info!(?purged, days, "finished work older than the retention removed");
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "retention failed"),
-                    }
+                    retain(&state, before).await;
                 }
             }
         }
+    }
+}
+
+/// Deletes finished work older than `before`, in chunks, so the store keeps serving webhooks
+/// and acks in between.
+async fn retain(state: &AppState, before: chrono::DateTime<chrono::Utc>) {
+    const CHUNK: u32 = 5_000;
+    let mut total = store::Purged::default();
+    loop {
+        if state.shutdown.is_cancelled() {
+            break;
+        }
+        match state.store.purge(before, CHUNK).await {
+            Ok(purged) => {
+                total.events += purged.events;
+                total.pushes += purged.pushes;
+                total.dispatch += purged.dispatch;
+                let more = [purged.events, purged.pushes, purged.dispatch]
+                    .iter()
+                    .any(|n| *n >= u64::from(CHUNK));
+                if !more {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "retention failed");
+                break;
+            }
+        }
+    }
+    if total != store::Purged::default() {
+        tracing::info!(purged = ?total, "finished work past the retention removed");
     }
 }
 

@@ -712,16 +712,16 @@ async fn retention_removes_only_finished_work<S: Store>(store: &S) {
         .await
         .expect("push");
     let nothing = store
-        .purge(chrono::Utc::now() - chrono::Duration::days(30))
+        .purge(chrono::Utc::now() - chrono::Duration::days(30), 100)
         .await
         .expect("purge");
     assert_eq!(nothing.events, 0, "nothing is old enough yet");
-    let purged = store
-        .purge(chrono::Utc::now() + chrono::Duration::days(1))
-        .await
-        .expect("purge");
-    assert_eq!(purged.events, 2);
-    assert_eq!(purged.pushes, 1);
+    let later = chrono::Utc::now() + chrono::Duration::days(1);
+    let first = store.purge(later, 1).await.expect("purge");
+    assert_eq!(first.events, 1, "at most the limit per call");
+    let second = store.purge(later, 1).await.expect("purge");
+    assert_eq!(first.events + second.events, 2);
+    assert_eq!(first.pushes + second.pushes, 1);
     let left = store
         .list_events(tenant("acme"), None, 10)
         .await

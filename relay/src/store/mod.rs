@@ -219,8 +219,8 @@ store_api! {
     /// Which of `tenants` have events waiting for delivery.
     fn pending_tenants(&self, tenants: Vec<TenantId>) -> Vec<TenantId>;
     /// Deletes finished events (with their history), pushes and sent dispatch rows older than
-    /// `before`.
-    fn purge(&self, before: DateTime<Utc>) -> Purged;
+    /// `before`, at most `limit` of each per call (call again while a count reaches `limit`).
+    fn purge(&self, before: DateTime<Utc>, limit: u32) -> Purged;
     /// Tells the other relay instances (a no-op on SQLite: there are none).
     fn notify(&self, notice: Notice) -> ();
 }

@@ -243,28 +243,41 @@ impl PgStore {
             .collect())
     }
 
-    pub async fn purge(&self, before: DateTime<Utc>) -> Result<Purged, StoreError> {
+    pub async fn purge(&self, before: DateTime<Utc>, limit: u32) -> Result<Purged, StoreError> {
+        let limit = i64::from(limit);
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        let ids: Vec<i64> = tx
+            .query(
+                "SELECT id FROM events WHERE state IN ('delivered', 'ignored') AND updated_at < $1
+                 LIMIT $2 FOR UPDATE SKIP LOCKED",
+                &[&before, &limit],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
         tx.execute(
-            "DELETE FROM event_history WHERE event_id IN (
-                SELECT id FROM events WHERE state IN ('delivered', 'ignored') AND updated_at < $1)",
-            &[&before],
+            "DELETE FROM event_history WHERE event_id = ANY($1)",
+            &[&ids],
         )
         .await?;
         let events = tx
-            .execute(
-                "DELETE FROM events WHERE state IN ('delivered', 'ignored') AND updated_at < $1",
-                &[&before],
-            )
+            .execute("DELETE FROM events WHERE id = ANY($1)", &[&ids])
             .await?;
         let pushes = tx
-            .execute("DELETE FROM pushes WHERE received_at < $1", &[&before])
+            .execute(
+                "DELETE FROM pushes WHERE id IN (
+                    SELECT id FROM pushes WHERE received_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                &[&before, &limit],
+            )
             .await?;
         let dispatch = tx
             .execute(
-                "DELETE FROM dispatch WHERE state IN ('done', 'superseded') AND updated_at < $1",
-                &[&before],
+                "DELETE FROM dispatch WHERE id IN (
+                    SELECT id FROM dispatch WHERE state IN ('done', 'superseded')
+                    AND updated_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                &[&before, &limit],
             )
             .await?;
         tx.commit().await?;

@@ -117,25 +117,39 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub async fn purge(&self, before: DateTime<Utc>) -> Result<Purged, StoreError> {
+    pub async fn purge(&self, before: DateTime<Utc>, limit: u32) -> Result<Purged, StoreError> {
         self.db
             .call(move |conn| {
                 let before = timestamp(before);
+                let limit = i64::from(limit);
                 conn.execute(
-                    "DELETE FROM event_history WHERE event_id IN (
-                        SELECT id FROM events WHERE state IN ('delivered', 'ignored')
-                        AND updated_at < ?1)",
-                    [&before],
+                    "CREATE TEMP TABLE IF NOT EXISTS purge_ids (id INTEGER PRIMARY KEY)",
+                    [],
+                )?;
+                conn.execute("DELETE FROM purge_ids", [])?;
+                conn.execute(
+                    "INSERT INTO purge_ids (id) SELECT id FROM events
+                     WHERE state IN ('delivered', 'ignored') AND updated_at < ?1 LIMIT ?2",
+                    params![before, limit],
+                )?;
+                conn.execute(
+                    "DELETE FROM event_history WHERE event_id IN (SELECT id FROM purge_ids)",
+                    [],
                 )?;
                 let events = conn.execute(
-                    "DELETE FROM events WHERE state IN ('delivered', 'ignored') AND updated_at < ?1",
-                    [&before],
+                    "DELETE FROM events WHERE id IN (SELECT id FROM purge_ids)",
+                    [],
                 )?;
-                let pushes =
-                    conn.execute("DELETE FROM pushes WHERE received_at < ?1", [&before])?;
+                let pushes = conn.execute(
+                    "DELETE FROM pushes WHERE id IN (
+                        SELECT id FROM pushes WHERE received_at < ?1 LIMIT ?2)",
+                    params![before, limit],
+                )?;
                 let dispatch = conn.execute(
-                    "DELETE FROM dispatch WHERE state IN ('done', 'superseded') AND updated_at < ?1",
-                    [&before],
+                    "DELETE FROM dispatch WHERE id IN (
+                        SELECT id FROM dispatch WHERE state IN ('done', 'superseded')
+                        AND updated_at < ?1 LIMIT ?2)",
+                    params![before, limit],
                 )?;
                 Ok(Purged {
                     events: events as u64,

@@ -62,7 +62,8 @@ pub(super) async fn ingest_batches(pool: Pool, mut jobs: mpsc::Receiver<IngestJo
 }
 
 async fn commit_batch(pool: Pool, batch: Vec<IngestJob>) {
-    let inserted = match insert_batch(&pool, &batch).await {
+    let events: Vec<&NewEvent> = batch.iter().map(|job| &job.event).collect();
+    let inserted = match insert_batch(&pool, &events).await {
         Ok(inserted) => inserted,
         // The database refused a statement: find the one, store the others.
         Err(BatchError::Refused(e)) => {
@@ -113,7 +114,7 @@ impl From<tokio_postgres::Error> for BatchError {
 }
 
 /// Inserts the batch in one transaction; the new event ids (`None` for duplicates).
-async fn insert_batch(pool: &Pool, batch: &[IngestJob]) -> Result<Vec<Option<i64>>, BatchError> {
+async fn insert_batch(pool: &Pool, batch: &[&NewEvent]) -> Result<Vec<Option<i64>>, BatchError> {
     let mut client = pool
         .get()
         .await
@@ -122,10 +123,9 @@ async fn insert_batch(pool: &Pool, batch: &[IngestJob]) -> Result<Vec<Option<i64
     let statement = tx.prepare_cached(INGEST).await?;
     let details: Vec<String> = batch
         .iter()
-        .map(|job| format!("received, order status {}", job.event.order_status))
+        .map(|event| format!("received, order status {}", event.order_status))
         .collect();
-    let queries = batch.iter().zip(&details).map(|(job, detail)| {
-        let e = &job.event;
+    let queries = batch.iter().zip(&details).map(|(e, detail)| {
         let statement = &statement;
         let tx = &tx;
         async move {
@@ -151,28 +151,14 @@ async fn insert_batch(pool: &Pool, batch: &[IngestJob]) -> Result<Vec<Option<i64
     Ok(rows.iter().map(|r| r.as_ref().map(|r| r.get(0))).collect())
 }
 
+/// One webhook on its own (a batch of one), after its batch failed.
 async fn ingest_one(pool: &Pool, event: &NewEvent) -> Result<Ingested, StoreError> {
-    let client = pool.get().await?;
-    let detail = format!("received, order status {}", event.order_status);
-    let inserted = client
-        .query_opt(
-            INGEST,
-            &[
-                &event.tenant_id.as_str(),
-                &event.shop_id.as_str(),
-                &event.webhook_id,
-                &event.order_id,
-                &event.order_status,
-                &event.document_type.as_str(),
-                &event.payload,
-                &event.state.as_str(),
-                &detail,
-            ],
-        )
-        .await?;
-    match inserted {
-        Some(r) => Ok(Ingested {
-            event_id: r.get(0),
+    let inserted = insert_batch(pool, &[event]).await.map_err(|e| match e {
+        BatchError::Refused(e) | BatchError::Unavailable(e) => e,
+    })?;
+    match inserted.first().copied().flatten() {
+        Some(event_id) => Ok(Ingested {
+            event_id,
             state: event.state,
             duplicate: false,
         }),

@@ -17,6 +17,7 @@ use crate::mamut_db::MamutDb;
 use crate::pg::TestDb;
 use crate::shop::{Shop, order_body};
 use crate::shop_sim::ShopSim;
+use crate::wait::until;
 use crate::{
     AgentOptions, AgentProcess, Pki, RelayOptions, RelayProcess, SHOP, SqlServerOptions, TENANT,
 };
@@ -92,6 +93,24 @@ pub fn cpu_ticks(pid: u32) -> Option<u64> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some(utime + stime)
+}
+
+/// A process's resident memory once it has stopped changing (the same for half a second,
+/// within 10 s).
+async fn settled_rss(pid: u32) -> u64 {
+    let mut last = 0;
+    let mut steady = 0;
+    until(Duration::from_secs(10), || {
+        let now = rss_kib(pid).unwrap_or_default();
+        if now == last {
+            steady += 1;
+        } else {
+            (last, steady) = (now, 0);
+        }
+        std::future::ready(steady >= 10)
+    })
+    .await;
+    last
 }
 
 /// Clock ticks per second for [`cpu_ticks`] (Linux's USER_HZ, 100 on every common build).
@@ -360,32 +379,33 @@ pub async fn b2_b5(scale: Scale) -> Vec<Row> {
         || async { agent.sessions() >= 1 },
     )
     .await;
-    // Idle: connected, watching Mamut, nothing to do.
-    tokio::time::sleep(Duration::from_secs(scale.pick(1, 5))).await;
-    let idle_kib = rss_kib(pid).unwrap_or_default();
+    // Idle: connected, its first poll of Mamut done (cursors saved), nothing to do.
+    until(Duration::from_secs(30), || async {
+        agent.state_file().exists()
+    })
+    .await;
+    let idle_kib = settled_rss(pid).await;
     let peak = Arc::new(AtomicUsize::new(idle_kib as usize));
     let sampler = {
         let peak = peak.clone();
         tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(100));
             loop {
+                every.tick().await;
                 if let Some(kib) = rss_kib(pid) {
                     peak.fetch_max(kib as usize, Ordering::Relaxed);
                 }
-                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })
     };
     let url = format!("{}/webhooks/{SHOP}", relay.base_url());
     let load = paced(&url, prepare(&shop, "b2", count), rate).await;
     let admin = relay.admin();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let events = loop {
-        let events = admin.events(TENANT, Some("delivered")).await;
-        if events.len() >= count || Instant::now() > deadline {
-            break events;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    until(Duration::from_secs(120), || async {
+        admin.events(TENANT, Some("delivered")).await.len() >= count
+    })
+    .await;
+    let events = admin.events(TENANT, Some("delivered")).await;
     sampler.abort();
     let latencies: Vec<Duration> = events
         .iter()
@@ -489,31 +509,31 @@ pub async fn b3(scale: Scale) -> Vec<Row> {
     )
     .await;
     let mut made = Vec::new();
+    // Spread the changes over the poll cycle.
+    let mut every = tokio::time::interval(Duration::from_millis(330));
     for article in &articles {
+        every.tick().await;
         mamut.execute(&format!(
             "INSERT INTO stock (article_no, warehouse, quantity) VALUES ('{article}', 'MAIN', 5)"
         ));
         made.push((article.clone(), Instant::now()));
-        // Spread the changes over the poll cycle.
-        tokio::time::sleep(Duration::from_millis(330)).await;
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let latencies = loop {
+    let arrivals = || {
         let calls = sim.calls();
-        let seen: Vec<Duration> = made
-            .iter()
+        made.iter()
             .filter_map(|(article, at)| {
                 calls
                     .iter()
                     .find(|c| c.status == 200 && c.articles.contains(article))
                     .map(|c| c.received.saturating_duration_since(*at))
             })
-            .collect();
-        if seen.len() == made.len() || Instant::now() > deadline {
-            break seen;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+            .collect::<Vec<Duration>>()
     };
+    until(Duration::from_secs(60), || async {
+        arrivals().len() == made.len()
+    })
+    .await;
+    let latencies = arrivals();
     let arrived = latencies.len();
     let latency = Latency::of(latencies);
     drop(agent);
@@ -544,8 +564,7 @@ pub async fn b4(scale: Scale) -> Vec<Row> {
         admin.create_tenant(&tenant).await;
         tokens.push(admin.create_agent(&tenant).await.1);
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let before = rss_kib(pid).unwrap_or_default();
+    let before = settled_rss(pid).await;
     let started = Instant::now();
     let relay = Arc::new(relay);
     let mut connecting = Vec::new();
@@ -567,10 +586,10 @@ pub async fn b4(scale: Scale) -> Vec<Row> {
         }
     }
     let connect_time = started.elapsed();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = rss_kib(pid).unwrap_or_default();
+    let after = settled_rss(pid).await;
     let idle = Duration::from_secs(scale.pick(3, 30));
     let cpu_before = cpu_ticks(pid).unwrap_or_default();
+    // The measurement window itself: the relay's CPU over `idle` seconds of idle sessions.
     tokio::time::sleep(idle).await;
     let cpu_after = cpu_ticks(pid).unwrap_or_default();
     let cpu = (cpu_after - cpu_before) as f64 / TICKS_PER_SEC / idle.as_secs_f64();
@@ -615,11 +634,10 @@ pub async fn b6(scale: Scale) -> Vec<Row> {
     let started = Instant::now();
     agent.push_all("b6", changes, 1024).await;
     let accepted = updates as f64 / started.elapsed().as_secs_f64();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while Instant::now() < deadline && !articles.iter().all(|a| sim.stock(a, None) == Some(last)) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let complete = articles.iter().all(|a| sim.stock(a, None) == Some(last));
+    let complete = until(Duration::from_secs(120), || async {
+        articles.iter().all(|a| sim.stock(a, None) == Some(last))
+    })
+    .await;
     let calls = sim.calls();
     let items: usize = calls.iter().map(|c| c.articles.len()).sum();
     let flushes = metric(&relay, "relay_dispatch_rounds_total").await;

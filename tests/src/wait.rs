@@ -9,7 +9,19 @@ use tokio::time::Instant;
 const POLL: Duration = Duration::from_millis(50);
 
 /// Waits until `condition` returns true; panics naming `what` after `timeout`.
-pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut condition: F)
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    assert!(
+        until(timeout, condition).await,
+        "timed out after {timeout:?} waiting for {what}"
+    );
+}
+
+/// Waits until `condition` returns true or `timeout` passes; returns whether it held.
+pub async fn until<F, Fut>(timeout: Duration, mut condition: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -17,12 +29,11 @@ where
     let deadline = Instant::now() + timeout;
     loop {
         if condition().await {
-            return;
+            return true;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        if Instant::now() >= deadline {
+            return false;
+        }
         tokio::time::sleep(POLL).await;
     }
 }

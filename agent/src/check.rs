@@ -1,6 +1,9 @@
 //! `agent check`: what an installer runs first on a customer's server. It verifies the
-//! configuration, the Mamut connection and mapping (every mapped table and column exists), and
-//! that the relay accepts the agent's token, and prints one line per finding.
+//! configuration, the Mamut connection and mapping (every mapped table and column exists and
+//! fits what the agent writes there; no unmapped NOT NULL column without a default in a table
+//! the agent inserts into; numbering that fits IDENTITY columns; an index on each watched
+//! table's rowversion), and that the relay accepts the agent's token, and prints one line per
+//! finding, each failure with what to do.
 
 use futures_util::SinkExt;
 use shared::protocol::SessionRole;
@@ -66,17 +69,22 @@ async fn mamut(config: &AgentConfig) -> Vec<Finding> {
                 },
                 None => Mapping::default(),
             };
-            let target = format!(
-                "SQL Server {}:{} database {}",
-                sql.host, sql.port, sql.database
-            );
+            let target = match sql.host_and_instance() {
+                (host, Some(instance)) => {
+                    format!("SQL Server {host}\\{instance} database {}", sql.database)
+                }
+                (host, None) => format!("SQL Server {host}:{} database {}", sql.port, sql.database),
+            };
             let server = SqlServer::new(sql.clone(), mapping, config.watch.currency.clone());
             match server.check_mapping().await {
                 Err(e) => vec![fail(format!("cannot connect to {target}: {e}"))],
                 Ok(problems) if problems.is_empty() => {
                     vec![
                         ok(format!("connected to {target}")),
-                        ok("every mapped table and column exists"),
+                        ok(
+                            "every mapped table and column exists and fits, the numbering fits, \
+                            every watched table has a rowversion index",
+                        ),
                     ]
                 }
                 Ok(problems) => std::iter::once(ok(format!("connected to {target}")))

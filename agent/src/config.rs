@@ -35,7 +35,7 @@ impl Default for WatchConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            interval_ms: 1000,
+            interval_ms: 250,
             state_file: "agent-state.json".into(),
             batch: 500,
             currency: "SEK".into(),
@@ -148,18 +148,115 @@ pub enum UnknownArticle {
     FreeText,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Authentication {
+    /// A SQL Server login (`user`, `password`).
+    #[default]
+    SqlServer,
+    /// Integrated Windows authentication as the account the agent runs as (Windows only).
+    Windows,
+}
+
+/// What happens to a text longer than its Mamut column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TooLong {
+    /// The order is refused permanently with the field, its length and Mamut's limit.
+    #[default]
+    Refuse,
+    /// The text is cut to the column's length.
+    Truncate,
+}
+
+/// A number series row: `UPDATE table SET next_column = next_column + 1
+/// OUTPUT INSERTED.next_column WHERE key_column = key`; the value returned is the number used.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Series {
+    pub table: String,
+    pub key_column: String,
+    pub key: String,
+    pub next_column: String,
+}
+
+/// How a new document (customer, order) gets its number.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum Numbering {
+    /// One above the highest number in the table, read under an update lock.
+    #[default]
+    MaxPlusOne,
+    /// The database assigns it (an IDENTITY column); the agent reads it back.
+    Identity,
+    /// From a number series row, incremented under its row lock.
+    Series(Series),
+}
+
+/// The reference fields of an order whose text length the agent checks before writing, as
+/// `table.field` (the keys of `on_too_long_fields`).
+pub const TEXT_FIELDS: &[&str] = &[
+    "customers.name",
+    "customers.email",
+    "customers.org_no",
+    "customers.phone",
+    "customers.street",
+    "customers.zip",
+    "customers.city",
+    "customers.country",
+    "orders.doc_type",
+    "orders.external_no",
+    "orders.shop_id",
+    "orders.status",
+    "orders.currency",
+    "orders.payment_method",
+    "orders.payment_ref",
+    "order_lines.article_no",
+    "order_lines.description",
+    "products.name",
+    "products.description",
+    "products.article_no",
+    "products.parent_article_no",
+    "products.dimension1",
+    "products.dimension2",
+];
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SqlServerConfig {
+    /// The server; `SERVER\\INSTANCE` names a named instance (found through SQL Browser).
     pub host: String,
+    /// The TCP port; not used with a named instance (SQL Browser tells the port).
     pub port: u16,
+    /// A named instance, e.g. `MAMUT` (or give it in `host`).
+    pub instance: Option<String>,
+    /// The SQL Browser's UDP port for a named instance (1434 when absent).
+    pub browser_port: Option<u16>,
     pub database: String,
+    pub authentication: Authentication,
     pub user: String,
     /// `AGENT_MAMUT_PASSWORD`.
     pub password: Secret,
     pub encryption: Encryption,
     /// Accept the server's certificate without checking it (self-signed SQL Server certs).
     pub trust_server_certificate: bool,
+    /// A CA certificate (PEM or DER) that signed the server's certificate, trusted besides the
+    /// system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// Connections to Mamut kept open at once (watcher, orders and sync share them).
+    pub pool_size: u32,
+    /// `SET LOCK_TIMEOUT`: longest wait for a row another Mamut user holds (milliseconds).
+    pub lock_timeout_ms: u32,
+    /// Longest one order's transaction or one watcher query may take (milliseconds); the
+    /// connection is then closed (SQL Server rolls back) and the work retried.
+    pub statement_timeout_ms: u64,
+    /// Text longer than its Mamut column: refused or truncated.
+    pub on_too_long: TooLong,
+    /// Per field (`table.field`, reference names) exceptions to `on_too_long`.
+    pub on_too_long_fields: std::collections::BTreeMap<String, TooLong>,
+    /// How new customers and orders are numbered.
+    pub customer_numbering: Numbering,
+    pub order_numbering: Numbering,
     /// Table and column names; the reference names when absent.
     pub mapping: Option<PathBuf>,
     /// How an order's customer is found in Mamut, in order; not found → created.
@@ -174,6 +271,120 @@ pub struct SqlServerConfig {
     pub after_commit_delay_ms: u64,
 }
 
+impl SqlServerConfig {
+    /// The host without an instance, and the instance (from `instance` or `HOST\\INSTANCE`).
+    pub fn host_and_instance(&self) -> (&str, Option<&str>) {
+        match self.host.split_once('\\') {
+            Some((host, instance)) => (host, Some(self.instance.as_deref().unwrap_or(instance))),
+            None => (self.host.as_str(), self.instance.as_deref()),
+        }
+    }
+
+    /// What to do with a too long text in `field` (`table.field`).
+    pub fn too_long(&self, field: &str) -> TooLong {
+        self.on_too_long_fields
+            .get(field)
+            .copied()
+            .unwrap_or(self.on_too_long)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let (host, instance) = self.host_and_instance();
+        if host.is_empty() {
+            return Err(error("mamut.sqlserver.host", "is required"));
+        }
+        if instance.is_some_and(str::is_empty) {
+            return Err(error(
+                "mamut.sqlserver.instance",
+                "is empty (write HOST\\INSTANCE or leave the instance out)",
+            ));
+        }
+        match self.authentication {
+            Authentication::SqlServer if self.user.is_empty() => {
+                return Err(error(
+                    "mamut.sqlserver.user",
+                    "is required (a SQL login), or set authentication = \"windows\"",
+                ));
+            }
+            Authentication::Windows if !cfg!(windows) => {
+                return Err(error(
+                    "mamut.sqlserver.authentication",
+                    "\"windows\" (integrated Windows authentication) works only when the agent \
+                     runs on Windows; use a SQL login (authentication = \"sql_server\", user, password)",
+                ));
+            }
+            _ => {}
+        }
+        if self.trust_server_certificate && self.ca_file.is_some() {
+            return Err(error(
+                "mamut.sqlserver.ca_file",
+                "cannot be combined with trust_server_certificate = true (which checks no \
+                 certificate at all); keep one",
+            ));
+        }
+        if !(1..=64).contains(&self.pool_size) {
+            return Err(error(
+                "mamut.sqlserver.pool_size",
+                "must be between 1 and 64",
+            ));
+        }
+        if self.lock_timeout_ms > i32::MAX as u32 {
+            return Err(error(
+                "mamut.sqlserver.lock_timeout_ms",
+                "must be at most 2147483647",
+            ));
+        }
+        if !(100..=3_600_000).contains(&self.statement_timeout_ms) {
+            return Err(error(
+                "mamut.sqlserver.statement_timeout_ms",
+                "must be between 100 and 3600000",
+            ));
+        }
+        for field in self.on_too_long_fields.keys() {
+            if !TEXT_FIELDS.contains(&field.as_str()) {
+                return Err(error(
+                    "mamut.sqlserver.on_too_long_fields",
+                    format!(
+                        "{field:?} is not a text field the agent writes; one of {}",
+                        TEXT_FIELDS.join(", ")
+                    ),
+                ));
+            }
+        }
+        for (key, numbering) in [
+            (
+                "mamut.sqlserver.customer_numbering",
+                &self.customer_numbering,
+            ),
+            ("mamut.sqlserver.order_numbering", &self.order_numbering),
+        ] {
+            if let Numbering::Series(series) = numbering {
+                for (name, value) in [
+                    ("table", &series.table),
+                    ("key_column", &series.key_column),
+                    ("next_column", &series.next_column),
+                ] {
+                    if !crate::mamut::mapping::is_identifier(value) {
+                        return Err(error(
+                            key,
+                            format!(
+                                "{name} {value:?} is not a plain identifier (letters, digits, _)"
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        if self.customer_match.is_empty() {
+            return Err(error(
+                "mamut.sqlserver.customer_match",
+                "needs at least one key",
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for SqlServerConfig {
     fn default() -> Self {
         Self {
@@ -182,8 +393,19 @@ impl Default for SqlServerConfig {
             database: "mamut".into(),
             user: String::new(),
             password: Secret::default(),
+            instance: None,
+            browser_port: None,
+            authentication: Authentication::SqlServer,
             encryption: Encryption::Required,
             trust_server_certificate: false,
+            ca_file: None,
+            pool_size: 8,
+            lock_timeout_ms: 5_000,
+            statement_timeout_ms: 30_000,
+            on_too_long: TooLong::Refuse,
+            on_too_long_fields: std::collections::BTreeMap::new(),
+            customer_numbering: Numbering::MaxPlusOne,
+            order_numbering: Numbering::MaxPlusOne,
             mapping: None,
             customer_match: vec![
                 CustomerMatch::CustomerNo,
@@ -329,21 +551,7 @@ impl AgentConfig {
             MamutBackend::Recorder if self.mamut.path.as_os_str().is_empty() => {
                 return Err(error("mamut.path", "must not be empty"));
             }
-            MamutBackend::Sqlserver => {
-                let sql = &self.mamut.sqlserver;
-                if sql.host.is_empty() {
-                    return Err(error("mamut.sqlserver.host", "is required"));
-                }
-                if sql.user.is_empty() {
-                    return Err(error("mamut.sqlserver.user", "is required (a SQL login)"));
-                }
-                if sql.customer_match.is_empty() {
-                    return Err(error(
-                        "mamut.sqlserver.customer_match",
-                        "needs at least one key",
-                    ));
-                }
-            }
+            MamutBackend::Sqlserver => self.mamut.sqlserver.validate()?,
             MamutBackend::Recorder => {}
         }
         Ok(())
@@ -412,5 +620,69 @@ mod tests {
         let config = AgentConfig::load(Some(&path), &env_of(&[])).expect("the example loads");
         assert_eq!(config.mamut.backend, MamutBackend::Sqlserver);
         assert_eq!(config.mamut.sqlserver.customer_match.len(), 3);
+        assert_eq!(config.watch.interval_ms, 250);
+        let sql = &config.mamut.sqlserver;
+        assert_eq!(sql.too_long("order_lines.description"), TooLong::Truncate);
+        assert_eq!(sql.too_long("customers.name"), TooLong::Refuse);
+        assert_eq!(sql.order_numbering, Numbering::MaxPlusOne);
+    }
+
+    const SQLSERVER: &str = "[relay]\nurl = \"wss://r/agent/v1/connect\"\ntoken = \"t\"\n\
+                             [mamut]\nbackend = \"sqlserver\"\n[mamut.sqlserver]\nuser = \"u\"\n";
+
+    #[test]
+    fn numbering_series_and_named_instances_are_read() {
+        let (_dir, path) = write(&format!(
+            "{SQLSERVER}host = \"srv\\\\MAMUT\"\nbrowser_port = 1500\n\
+             order_numbering = {{ mode = \"series\", table = \"nummer\", key_column = \"serie\", key = \"ordre\", next_column = \"neste\" }}\n\
+             customer_numbering = {{ mode = \"identity\" }}\n"
+        ));
+        let config = AgentConfig::load(Some(&path), &env_of(&[])).expect("valid");
+        let sql = &config.mamut.sqlserver;
+        assert_eq!(sql.host_and_instance(), ("srv", Some("MAMUT")));
+        assert_eq!(sql.browser_port, Some(1500));
+        assert_eq!(sql.customer_numbering, Numbering::Identity);
+        let Numbering::Series(series) = &sql.order_numbering else {
+            panic!("series expected: {:?}", sql.order_numbering);
+        };
+        assert_eq!(
+            (series.table.as_str(), series.key.as_str()),
+            ("nummer", "ordre")
+        );
+    }
+
+    #[test]
+    fn bad_sqlserver_settings_are_named() {
+        for (extra, key) in [
+            (
+                "trust_server_certificate = true\nca_file = \"ca.pem\"\n",
+                "mamut.sqlserver.ca_file",
+            ),
+            ("pool_size = 0\n", "mamut.sqlserver.pool_size"),
+            (
+                "[mamut.sqlserver.on_too_long_fields]\n\"orders.nope\" = \"truncate\"\n",
+                "mamut.sqlserver.on_too_long_fields",
+            ),
+            (
+                "order_numbering = { mode = \"series\", table = \"x;y\", key_column = \"k\", key = \"o\", next_column = \"n\" }\n",
+                "mamut.sqlserver.order_numbering",
+            ),
+        ] {
+            let (_dir, path) = write(&format!("{SQLSERVER}{extra}"));
+            let bad = AgentConfig::load(Some(&path), &env_of(&[])).expect_err(extra);
+            assert_eq!(bad.key, key, "{bad}");
+        }
+    }
+
+    #[cfg(not(windows))]
+    #[test]
+    fn windows_authentication_is_refused_off_windows() {
+        let (_dir, path) = write(&format!("{SQLSERVER}authentication = \"windows\"\n"));
+        let bad = AgentConfig::load(Some(&path), &env_of(&[])).expect_err("not on Windows");
+        assert_eq!(bad.key, "mamut.sqlserver.authentication");
+        assert!(
+            bad.message.contains("only when the agent runs on Windows"),
+            "{bad}"
+        );
     }
 }

@@ -44,6 +44,16 @@ enum Command {
         #[arg(long, env = "AGENT_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Print every SQL statement the agent can send to Mamut, one JSON object per line
+    /// (`{"name": ..., "sql": ...}`), for review or a T-SQL parser.
+    Sql {
+        /// The agent's configuration (for the numbering and lock timeout); defaults when absent.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The mapping; the one the configuration names, else the reference names.
+        #[arg(long)]
+        mapping: Option<PathBuf>,
+    },
     /// One-off synchronisation at the start of a project.
     #[command(subcommand)]
     Sync(SyncCommand),
@@ -77,6 +87,7 @@ async fn main() -> ExitCode {
     let (config, log_json) = match Cli::parse().command {
         Command::Run { config, log_json } => (config, log_json),
         Command::Check { config } => return check(config, &env).await,
+        Command::Sql { config, mapping } => return print_sql(config, mapping),
         Command::Sync(SyncCommand::Products {
             config,
             to,
@@ -121,6 +132,45 @@ async fn check(path: Option<PathBuf>, env: &dyn Fn(&str) -> Option<String>) -> E
         println!("some checks failed");
         ExitCode::FAILURE
     }
+}
+
+/// `agent sql`: the statements [`agent::mamut::sqlserver::sql::statements`] builds.
+fn print_sql(config: Option<PathBuf>, mapping: Option<PathBuf>) -> ExitCode {
+    let sqlserver = match &config {
+        Some(path) => {
+            let read = std::fs::read_to_string(path)
+                .map_err(|e| e.to_string())
+                .and_then(|text| toml::from_str::<AgentConfig>(&text).map_err(|e| e.to_string()));
+            match read {
+                Ok(config) => config.mamut.sqlserver,
+                Err(e) => {
+                    eprintln!("agent: configuration {}: {e}", path.display());
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            }
+        }
+        None => agent::config::SqlServerConfig::default(),
+    };
+    let mapping = match mapping.or(sqlserver.mapping.clone()) {
+        Some(path) => match Mapping::load(&path) {
+            Ok(mapping) => mapping,
+            Err(e) => {
+                eprintln!("agent: mapping: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+        None => Mapping::default(),
+    };
+    for statement in agent::mamut::sqlserver::sql::statements(&mapping, &sqlserver) {
+        match serde_json::to_string(&statement) {
+            Ok(line) => println!("{line}"),
+            Err(e) => {
+                eprintln!("agent: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 async fn sync_products(

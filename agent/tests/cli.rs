@@ -53,3 +53,33 @@ fn the_token_never_reaches_the_output() {
     assert!(all.contains("relay.credit"), "{all}");
     assert!(!all.contains(token), "the token leaked: {all}");
 }
+
+#[test]
+fn agent_sql_prints_every_statement_as_one_json_object_per_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mapping = dir.path().join("mapping.toml");
+    std::fs::write(&mapping, "[tables]\norders = \"ordrer\"\n").expect("write");
+    let output = agent()
+        .args(["sql", "--mapping"])
+        .arg(&mapping)
+        .output()
+        .expect("agent runs");
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let statements: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+        .collect();
+    let sql_of = |name: &str| {
+        statements
+            .iter()
+            .find(|s| s["name"] == name)
+            .and_then(|s| s["sql"].as_str())
+            .unwrap_or_else(|| panic!("{name} missing in {stdout}"))
+            .to_owned()
+    };
+    assert!(sql_of("watch.order_status").contains("FROM ordrer WHERE rv > @P1"));
+    assert!(sql_of("order.insert_identity").ends_with("; SELECT SCOPE_IDENTITY()"));
+    assert!(sql_of("order.number.series").starts_with("UPDATE number_series SET"));
+    assert!(statements.len() > 40, "{}", statements.len());
+}

@@ -13,7 +13,10 @@
 --   * integrations match customers by customer number, e-mail or organisation number.
 --
 -- `rv` columns are SQL Server rowversions: every insert or update gives the row a new, larger
--- value, which is how the agent finds changes cheaply (a cursor per table, `WHERE rv > @last`).
+-- value, which is how the agent finds changes cheaply (a cursor per table,
+-- `WHERE rv > @last AND rv < MIN_ACTIVE_ROWVERSION()`). Each watched table needs an index that
+-- starts with its rowversion column (the `*_rv` indexes below), so that a poll with nothing new
+-- is an index seek, not a scan of the table; `agent check` reports a missing one.
 
 CREATE TABLE customers (
     customer_no   INT            NOT NULL PRIMARY KEY,
@@ -43,6 +46,7 @@ CREATE TABLE products (
     dimension2         NVARCHAR(50)   NULL,       -- variant dimension 2, e.g. size
     rv                 ROWVERSION
 );
+CREATE INDEX products_rv ON products (rv);
 
 CREATE TABLE stock (
     article_no  NVARCHAR(100)  NOT NULL,
@@ -51,6 +55,7 @@ CREATE TABLE stock (
     rv          ROWVERSION,
     PRIMARY KEY (article_no, warehouse)
 );
+CREATE INDEX stock_rv ON stock (rv);
 
 CREATE TABLE price_list_prices (
     price_list  NVARCHAR(50)   NOT NULL,
@@ -60,6 +65,7 @@ CREATE TABLE price_list_prices (
     rv          ROWVERSION,
     PRIMARY KEY (price_list, article_no)
 );
+CREATE INDEX price_list_prices_rv ON price_list_prices (rv);
 
 -- Orders and invoices share one table; doc_type tells them apart.
 CREATE TABLE orders (
@@ -78,6 +84,7 @@ CREATE TABLE orders (
     rv              ROWVERSION
 );
 CREATE INDEX orders_external ON orders (shop_id, external_no);
+CREATE INDEX orders_rv ON orders (rv);
 
 CREATE TABLE order_lines (
     order_no     INT            NOT NULL REFERENCES orders (order_no),

@@ -2,12 +2,14 @@
 
 mod bench;
 mod check;
+mod clients;
 mod crash;
 mod delivery;
 mod isolation;
 mod mamut_changes;
 mod mamut_orders;
 mod mamut_sim;
+mod mamut_wire;
 mod proxy;
 mod reconnect;
 mod rejections;

@@ -1,10 +1,12 @@
-//! A Mamut database for end-to-end tests: the TDS stand-in serving the reference schema, with
-//! a few products, and SQL read-back of what the agent wrote.
+//! A Mamut database for end-to-end tests: the TDS stand-in serving the reference schema on a
+//! PostgreSQL schema of its own, with a few products, SQL read-back of what the agent wrote,
+//! and extra T-SQL sessions for tests that hold locks as a Mamut user would.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
-use crate::mamut_sim::{MamutSim, SimConfig, open_db, run_batch};
+use crate::mamut_sim::exec::{Session, drop_schema, off_runtime};
+use crate::mamut_sim::types::PgValue;
+use crate::mamut_sim::{MamutSim, SimConfig, WireConfig, default_postgres_url, run_batch};
 
 const SCHEMA: &str = include_str!("../../deploy/mamut/schema.sql");
 const PRODUCTS: &str = "
@@ -14,7 +16,9 @@ INSERT INTO products (article_no, name, vat_rate, price, active) VALUES ('FRAKT'
 ";
 
 pub struct MamutDb {
-    dir: tempfile::TempDir,
+    config: SimConfig,
+    /// TLS, instance name and SQL Browser, kept for [`MamutDb::start_again`].
+    wire: WireConfig,
     sim: Option<MamutSim>,
     addr: SocketAddr,
 }
@@ -43,37 +47,50 @@ pub struct LineRow {
 }
 
 impl MamutDb {
+    /// A fresh stand-in on its own PostgreSQL schema (dropped with the value), with the
+    /// reference schema and three products.
     pub fn start() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("mamut.sqlite");
-        run_batch(&path, SCHEMA).expect("schema");
-        run_batch(&path, PRODUCTS).expect("products");
-        let sim = Self::serve(path, "127.0.0.1:0".parse().expect("address"));
-        let addr = sim.addr();
-        Self {
-            dir,
-            sim: Some(sim),
-            addr,
-        }
+        Self::start_with(WireConfig::default())
     }
 
-    fn serve(db_path: PathBuf, listen: SocketAddr) -> MamutSim {
-        MamutSim::start(SimConfig {
-            listen,
-            db_path,
+    /// [`MamutDb::start`] with TLS, a named instance or SQL Browser as `wire` says.
+    pub fn start_with(wire: WireConfig) -> Self {
+        let schema = format!("mamut_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let config = SimConfig {
+            listen: "127.0.0.1:0".parse().expect("address"),
+            postgres_url: default_postgres_url(),
+            pg_schema: schema,
             user: "mamut".into(),
             password: "s3cret-pass".into(),
             database: "mamut".into(),
-        })
-        .expect("stand-in starts")
+        };
+        run_batch(&config, SCHEMA).expect("the reference schema runs on the stand-in");
+        run_batch(&config, PRODUCTS).expect("products");
+        let sim = MamutSim::start_with(config.clone(), wire.clone()).expect("stand-in starts");
+        let addr = sim.addr();
+        Self {
+            config: SimConfig {
+                listen: addr,
+                ..config
+            },
+            wire,
+            sim: Some(sim),
+            addr,
+        }
     }
 
     pub fn port(&self) -> u16 {
         self.addr.port()
     }
 
-    pub fn path(&self) -> PathBuf {
-        self.dir.path().join("mamut.sqlite")
+    /// Where SQL Browser answers, when the stand-in serves a named instance with one.
+    pub fn browser_addr(&self) -> Option<SocketAddr> {
+        self.sim.as_ref().and_then(MamutSim::browser_addr)
+    }
+
+    /// The stand-in's configuration (PostgreSQL URL and schema, credentials).
+    pub fn config(&self) -> &SimConfig {
+        &self.config
     }
 
     /// The server goes down: connections drop, new ones are refused.
@@ -85,97 +102,132 @@ impl MamutDb {
 
     /// The server comes back on the same port with the same data.
     pub fn start_again(&mut self) {
-        self.sim = Some(Self::serve(self.path(), self.addr));
+        self.sim = Some(
+            MamutSim::start_with(self.config.clone(), self.wire.clone())
+                .expect("stand-in starts again"),
+        );
     }
 
-    /// Runs SQL directly on the data (setting up a test case).
+    /// Runs T-SQL directly on the data (setting up a test case), through the stand-in's engine.
     pub fn execute(&self, sql: &str) {
-        run_batch(&self.path(), sql).expect("SQL runs");
+        if let Err(e) = run_batch(&self.config, sql) {
+            panic!("T-SQL for the test fails on the stand-in: {e}\n{sql}");
+        }
+    }
+
+    /// A second T-SQL session of its own (a Mamut user): an open `BEGIN TRAN` stays open, with
+    /// its locks, until it commits, rolls back or the session is dropped.
+    pub fn session(&self) -> MamutSession {
+        MamutSession(Session::connect(&self.config).expect("a stand-in session opens"))
+    }
+
+    /// Runs a read-back query on the stand-in's schema.
+    fn read(
+        &self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Vec<postgres::Row> {
+        off_runtime(|| {
+            let mut client = postgres::Client::connect(&self.config.postgres_url, postgres::NoTls)
+                .expect("PostgreSQL for reading back");
+            client
+                .batch_execute(&format!("SET search_path = \"{}\"", self.config.pg_schema))
+                .expect("search_path");
+            client
+                .query(sql, params)
+                .unwrap_or_else(|e| panic!("read-back {sql}: {e}"))
+        })
     }
 
     pub fn orders(&self) -> Vec<OrderRow> {
-        let conn = open_db(&self.path()).expect("open");
-        let mut stmt = conn
-            .prepare(
-                "SELECT order_no, doc_type, customer_no, external_no, shop_id, status, total, payment_method \
+        self.read(
+                "SELECT order_no::int8, doc_type, customer_no::int8, external_no, shop_id, status, total::text, payment_method \
                  FROM orders ORDER BY order_no",
+                &[],
             )
-            .expect("prepare");
-        stmt.query_map([], |r| {
-            Ok(OrderRow {
-                order_no: r.get(0)?,
-                doc_type: r.get(1)?,
-                customer_no: r.get(2)?,
-                external_no: r.get(3)?,
-                shop_id: r.get(4)?,
-                status: r.get(5)?,
-                total: r.get(6)?,
-                payment_method: r.get(7)?,
+            .iter()
+            .map(|r| OrderRow {
+                order_no: r.get(0),
+                doc_type: r.get(1),
+                customer_no: r.get(2),
+                external_no: r.get(3),
+                shop_id: r.get(4),
+                status: r.get(5),
+                total: r.get(6),
+                payment_method: r.get(7),
             })
-        })
-        .expect("query")
-        .collect::<Result<_, _>>()
-        .expect("rows")
+            .collect()
     }
 
     pub fn lines(&self, order_no: i64) -> Vec<LineRow> {
-        let conn = open_db(&self.path()).expect("open");
-        let mut stmt = conn
-            .prepare(
-                "SELECT line_no, article_no, description, quantity, unit_price, discount, vat_rate \
-                 FROM order_lines WHERE order_no = ?1 ORDER BY line_no",
+        self.read(
+                "SELECT line_no::int8, article_no, description, quantity::text, unit_price::text, discount::text, vat_rate::text \
+                 FROM order_lines WHERE order_no = $1::int8 ORDER BY line_no",
+                &[&order_no],
             )
-            .expect("prepare");
-        stmt.query_map([order_no], |r| {
-            Ok(LineRow {
-                line_no: r.get(0)?,
-                article_no: r.get(1)?,
-                description: r.get(2)?,
-                quantity: r.get(3)?,
-                unit_price: r.get(4)?,
-                discount: r.get(5)?,
-                vat_rate: r.get(6)?,
+            .iter()
+            .map(|r| LineRow {
+                line_no: r.get(0),
+                article_no: r.get(1),
+                description: r.get(2),
+                quantity: r.get(3),
+                unit_price: r.get(4),
+                discount: r.get(5),
+                vat_rate: r.get(6),
             })
-        })
-        .expect("query")
-        .collect::<Result<_, _>>()
-        .expect("rows")
+            .collect()
     }
 
     /// `(customer_no, name, email)` of every customer.
     pub fn customers(&self) -> Vec<(i64, String, Option<String>)> {
-        let conn = open_db(&self.path()).expect("open");
-        let mut stmt = conn
-            .prepare("SELECT customer_no, name, email FROM customers ORDER BY customer_no")
-            .expect("prepare");
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .expect("query")
-            .collect::<Result<_, _>>()
-            .expect("rows")
+        self.read(
+            "SELECT customer_no::int8, name, email FROM customers ORDER BY customer_no",
+            &[],
+        )
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
     }
 
     /// Every product row: `(article_no, name, parent_article_no, dimension1, dimension2)`,
     /// in article-number order.
     pub fn products(&self) -> Vec<ProductRow> {
-        let conn = open_db(&self.path()).expect("open");
-        let mut stmt = conn
-            .prepare(
-                "SELECT article_no, name, parent_article_no, dimension1, dimension2 \
+        self.read(
+            "SELECT article_no, name, parent_article_no, dimension1, dimension2 \
                  FROM products ORDER BY article_no",
-            )
-            .expect("prepare");
-        stmt.query_map([], |r| {
-            Ok(ProductRow {
-                article_no: r.get(0)?,
-                name: r.get(1)?,
-                parent: r.get(2)?,
-                dimension1: r.get(3)?,
-                dimension2: r.get(4)?,
-            })
+            &[],
+        )
+        .iter()
+        .map(|r| ProductRow {
+            article_no: r.get(0),
+            name: r.get(1),
+            parent: r.get(2),
+            dimension1: r.get(3),
+            dimension2: r.get(4),
         })
-        .expect("query")
-        .collect::<Result<_, _>>()
-        .expect("rows")
+        .collect()
+    }
+}
+
+impl Drop for MamutDb {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = drop_schema(&self.config.postgres_url, &self.config.pg_schema);
+    }
+}
+
+/// A raw T-SQL session on the stand-in's engine, for tests that hold locks or transactions.
+pub struct MamutSession(Session);
+
+impl MamutSession {
+    /// Runs a batch; the last result set's rows, or the first error as SQL Server reports it.
+    pub fn batch(&mut self, sql: &str) -> Result<Vec<Vec<PgValue>>, String> {
+        self.0.script(sql)
+    }
+
+    /// `@@TRANCOUNT` of this session.
+    pub fn trancount(&self) -> u32 {
+        self.0.trancount()
     }
 }
 

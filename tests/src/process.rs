@@ -259,6 +259,10 @@ pub struct SqlServerOptions {
     pub after_commit_delay_ms: u64,
     /// A mapping file; the reference names when absent.
     pub mapping: Option<PathBuf>,
+    /// `encryption` of `[mamut.sqlserver]`: "not_supported" unless a test sets up TLS.
+    pub encryption: &'static str,
+    /// Further `[mamut.sqlserver]` lines, as TOML (TLS, numbering, timeouts...).
+    pub extra: String,
 }
 
 impl SqlServerOptions {
@@ -268,6 +272,8 @@ impl SqlServerOptions {
             unknown_article: "reject",
             after_commit_delay_ms: 0,
             mapping: None,
+            encryption: "not_supported",
+            extra: String::new(),
         }
     }
 }
@@ -345,15 +351,17 @@ impl AgentProcess {
             ),
             Some(sql) => format!(
                 "backend = \"sqlserver\"\n\n[mamut.sqlserver]\nhost = \"127.0.0.1\"\nport = {}\ndatabase = \"mamut\"\n\
-                 user = \"mamut\"\npassword = \"s3cret-pass\"\nencryption = \"not_supported\"\n\
-                 unknown_article = {:?}\nshipping_article = \"FRAKT\"\nafter_commit_delay_ms = {}\n{}",
+                 user = \"mamut\"\npassword = \"s3cret-pass\"\nencryption = {:?}\n\
+                 unknown_article = {:?}\nshipping_article = \"FRAKT\"\nafter_commit_delay_ms = {}\n{}{}",
                 sql.port,
+                sql.encryption,
                 sql.unknown_article,
                 sql.after_commit_delay_ms,
                 sql.mapping
                     .as_ref()
                     .map(|m| format!("mapping = {:?}\n", m.display().to_string()))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                sql.extra,
             ),
         };
         let config = format!(

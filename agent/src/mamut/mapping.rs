@@ -138,6 +138,14 @@ impl Default for Statuses {
     }
 }
 
+/// A plain SQL identifier: letters, digits and `_`, not starting with a digit, at most 128.
+pub fn is_identifier(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct Mapping {
@@ -158,11 +166,7 @@ impl Mapping {
     /// Names end up in SQL text, so only plain identifiers are allowed.
     pub fn validate(&self) -> Result<(), String> {
         for (table, name) in self.all_names() {
-            if name.is_empty()
-                || name.len() > 128
-                || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                || name.starts_with(|c: char| c.is_ascii_digit())
-            {
+            if !is_identifier(name) {
                 return Err(format!(
                     "mapping {table}: {name:?} is not a plain identifier (letters, digits, _)"
                 ));

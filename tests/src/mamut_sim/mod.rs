@@ -1,42 +1,69 @@
 //! A stand-in for Mamut's Microsoft SQL Server, for tests: a TDS 7.x server that the real
-//! `tiberius` client connects to (encryption off), executing a written-down T-SQL subset on
-//! SQLite. **It is not SQL Server** and makes no claim to behave like it beyond that subset.
+//! `tiberius` client connects to (with or without TLS), executing a written-down T-SQL subset on
+//! PostgreSQL (translated by [`dialect`]). **It is not SQL Server** and makes no claim to behave like it beyond that subset.
 //!
-//! Supported: prelogin (no encryption), LOGIN7 with a SQL login checked against the configured
+//! Supported: prelogin with TLS inside it as TDS 7.x does it (none, login-only or the whole
+//! connection, per the client's and the server's setting), named instances with SQL Browser,
+//! LOGIN7 with a SQL login checked against the configured
 //! credentials, SQL batches, RPC `sp_executesql` with typed parameters (int, bigint, bit,
 //! float, decimal/numeric, nvarchar/varchar incl. MAX, datetime2, date, varbinary incl. MAX),
 //! result sets (int, bigint, bit, float, decimal, nvarchar(max), datetime2, varbinary(max),
 //! rowversion as binary(8)), row counts, errors as ERROR tokens with SQL Server's numbers,
-//! `BEGIN TRAN`/`COMMIT`/`ROLLBACK` with transaction ENVCHANGEs, attention.
+//! `BEGIN TRAN`/`COMMIT`/`ROLLBACK` with transaction ENVCHANGEs, transaction-manager requests,
+//! attention (cancel) while a request runs, the packet size the client negotiates.
 //!
-//! - [`wire`]: packets and tokens; [`login`]: prelogin and LOGIN7; [`request`]: batches and
+//! - `connection`: one client connection (threads, attention); [`wire`]: packets and tokens;
+//!   [`login`]: prelogin and LOGIN7; [`tls`]: TLS inside PRELOGIN; [`tm`]: transaction-manager
+//!   requests; [`browser`]: SQL Browser (UDP); [`request`]: batches and
 //!   RPC parameters; [`dialect`]: the T-SQL subset; [`types`]: type mapping; [`exec`]:
-//!   execution on SQLite.
+//!   execution on PostgreSQL; [`catalog`]: recorded column types, helpers, catalog views;
+//!   [`lexer`]: T-SQL tokens.
 
+pub mod browser;
+pub mod catalog;
+mod connection;
 pub mod dialect;
 pub mod exec;
+pub mod lexer;
 pub mod login;
 pub mod request;
+pub mod tls;
+pub mod tm;
 pub mod types;
 pub mod wire;
 
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::BytesMut;
-use tds_protocol::PacketType;
-
 #[derive(Debug, Clone)]
 pub struct SimConfig {
     pub listen: SocketAddr,
-    /// The SQLite file holding the data.
-    pub db_path: PathBuf,
+    /// PostgreSQL, the stand-in's engine (`MAMUT_SIM_POSTGRES_URL`; see [`default_postgres_url`]).
+    pub postgres_url: String,
+    /// The PostgreSQL schema holding this stand-in's tables (one per stand-in).
+    pub pg_schema: String,
     pub user: String,
     pub password: String,
     pub database: String,
+}
+
+/// How the stand-in meets clients on the wire, beyond the database: encryption, the instance
+/// name and SQL Browser. The default is a default instance without a certificate.
+#[derive(Debug, Clone, Default)]
+pub struct WireConfig {
+    /// The server's certificate and key ([`tls::server_config`]); `None`: the server has no
+    /// certificate and answers ENCRYPT_NOT_SUP, so clients that require encryption are refused.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// SQL Server's "force encryption": every connection is encrypted whole (needs `tls`).
+    pub force_encryption: bool,
+    /// The instance name served (`HOST\INSTANCE`); `None`: the default instance.
+    pub instance: Option<String>,
+    /// Where SQL Browser answers (UDP; 1434 on a real server), with the instance name.
+    pub browser: Option<SocketAddr>,
+    /// The machine name SQL Browser reports (`ServerName`); empty: `localhost`.
+    pub server_name: String,
 }
 
 /// A running stand-in. Dropping it stops it.
@@ -44,14 +71,35 @@ pub struct MamutSim {
     addr: SocketAddr,
     stopped: Arc<AtomicBool>,
     connections: Arc<Mutex<Vec<TcpStream>>>,
+    browser: Option<browser::Browser>,
 }
 
 impl MamutSim {
-    /// Binds and starts serving in background threads.
+    /// Binds and starts serving in background threads: a default instance, no encryption.
     pub fn start(config: SimConfig) -> std::io::Result<Self> {
-        open_db(&config.db_path).map_err(std::io::Error::other)?;
+        Self::start_with(config, WireConfig::default())
+    }
+
+    /// Binds and starts serving with the given encryption, instance name and SQL Browser.
+    pub fn start_with(config: SimConfig, wire: WireConfig) -> std::io::Result<Self> {
+        exec::prepare_schema(&config).map_err(std::io::Error::other)?;
         let listener = TcpListener::bind(config.listen)?;
         let addr = listener.local_addr()?;
+        let browser = match (&wire.instance, wire.browser) {
+            (Some(name), Some(at)) => Some(browser::Browser::start(
+                at,
+                vec![browser::Instance {
+                    server: match wire.server_name.as_str() {
+                        "" => "localhost".to_string(),
+                        other => other.to_string(),
+                    },
+                    name: name.clone(),
+                    tcp_port: addr.port(),
+                }],
+            )?),
+            _ => None,
+        };
+        let wire = Arc::new(wire);
         let stopped = Arc::new(AtomicBool::new(false));
         let connections = Arc::new(Mutex::new(Vec::new()));
         let (flag, tracked) = (stopped.clone(), connections.clone());
@@ -66,21 +114,27 @@ impl MamutSim {
                     if let (Ok(clone), Ok(mut list)) = (stream.try_clone(), tracked.lock()) {
                         list.push(clone);
                     }
-                    let config = config.clone();
+                    let (config, wire) = (config.clone(), wire.clone());
                     let _ = std::thread::Builder::new()
                         .name("mamut-sim-conn".into())
-                        .spawn(move || serve(stream, &config));
+                        .spawn(move || connection::serve(stream, config, wire));
                 }
             })?;
         Ok(Self {
             addr,
             stopped,
             connections,
+            browser,
         })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where SQL Browser answers, when it runs.
+    pub fn browser_addr(&self) -> Option<SocketAddr> {
+        self.browser.as_ref().map(browser::Browser::addr)
     }
 
     /// Stops accepting and drops every connection (as a server that goes down).
@@ -89,6 +143,9 @@ impl MamutSim {
             return;
         }
         let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(browser) = &self.browser {
+            browser.stop();
+        }
         if let Ok(mut list) = self.connections.lock() {
             for stream in list.drain(..) {
                 let _ = stream.shutdown(Shutdown::Both);
@@ -103,87 +160,20 @@ impl Drop for MamutSim {
     }
 }
 
-/// Opens the stand-in's SQLite database as every connection does.
-pub fn open_db(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
-    let conn = rusqlite::Connection::open(path)?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.busy_timeout(Duration::from_secs(5))?;
-    Ok(conn)
+/// `MAMUT_SIM_POSTGRES_URL`, else PostgreSQL on this machine (trust auth, database `test`).
+pub fn default_postgres_url() -> String {
+    std::env::var("MAMUT_SIM_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
-/// Runs a batch of the T-SQL subset directly (no network), e.g. to create the schema.
-pub fn run_batch(path: &Path, sql: &str) -> Result<(), String> {
-    let conn = open_db(path).map_err(|e| e.to_string())?;
-    exec::Session::new(conn).execute(sql)
+/// Runs a batch of the T-SQL subset directly (no network), e.g. to create the schema; the
+/// stand-in's schema is created first if missing.
+pub fn run_batch(config: &SimConfig, sql: &str) -> Result<(), String> {
+    exec::prepare_schema(config)?;
+    exec::Session::connect(config)?.execute(sql)
 }
 
-/// Closes the connection however `serve` ends (the accept loop keeps a clone of the stream).
-struct CloseOnDrop(TcpStream);
-
-impl Drop for CloseOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.shutdown(Shutdown::Both);
-    }
-}
-
-fn serve(stream: TcpStream, config: &SimConfig) {
-    let _ = stream.set_nodelay(true);
-    let mut guard = CloseOnDrop(stream);
-    let stream = &mut guard.0;
-    let mut session: Option<exec::Session> = None;
-    while let Ok(Some((kind, payload))) = wire::read_message(stream) {
-        let response = match kind {
-            PacketType::PreLogin => match login::prelogin_response(&payload) {
-                Ok(response) => response,
-                Err(_) => return,
-            },
-            PacketType::Tds7Login => match login::parse_login(&payload) {
-                Ok(l) if l.user == config.user && l.password == config.password => {
-                    match open_db(&config.db_path) {
-                        Ok(conn) => {
-                            session = Some(exec::Session::new(conn));
-                            login::login_accepted(&l, &config.database)
-                        }
-                        Err(_) => login::login_refused(&l.user),
-                    }
-                }
-                Ok(l) => {
-                    let _ = wire::write_message(stream, &login::login_refused(&l.user));
-                    return;
-                }
-                Err(_) => return,
-            },
-            PacketType::SqlBatch | PacketType::Rpc => {
-                let Some(session) = session.as_mut() else {
-                    return;
-                };
-                let request = if kind == PacketType::Rpc {
-                    request::rpc(&payload)
-                } else {
-                    request::sql_batch(&payload)
-                };
-                match request {
-                    Ok(request) => session.run(&request),
-                    Err(message) => error_response(&message),
-                }
-            }
-            PacketType::Attention => {
-                let mut out = BytesMut::new();
-                wire::put_done(&mut out, 0xFD, wire::DONE_ATTN, 0);
-                out.to_vec()
-            }
-            _ => error_response("request type not supported by the stand-in"),
-        };
-        if wire::write_message(stream, &response).is_err() {
-            return;
-        }
-    }
-}
-
-fn error_response(message: &str) -> Vec<u8> {
-    let mut out = BytesMut::new();
-    wire::put_error(&mut out, 102, 15, message);
-    wire::put_done(&mut out, 0xFD, wire::DONE_ERROR, 0);
-    out.to_vec()
+/// Opens the database session of one logged-in connection.
+pub(crate) fn open_session(config: &SimConfig) -> Result<exec::Session, String> {
+    exec::Session::connect(config)
 }

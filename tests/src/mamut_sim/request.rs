@@ -1,8 +1,26 @@
 //! Decoding what the client asks: an SQL batch, or an RPC call of `sp_executesql` with typed
-//! parameters, into SQL text and SQLite values.
+//! parameters, into SQL text and parameter values with their SQL Server types.
 
-use rusqlite::types::Value;
-use rust_decimal::Decimal;
+use chrono::{NaiveDate, NaiveDateTime};
+
+/// An RPC parameter's value, as its declared SQL Server type says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    /// tinyint, smallint, int, bigint: the value and its width in bytes.
+    Int {
+        value: i64,
+        width: u8,
+    },
+    Bit(bool),
+    Float(f64),
+    /// decimal/numeric as exact text.
+    Decimal(String),
+    Text(String),
+    Blob(Vec<u8>),
+    DateTime(NaiveDateTime),
+    Date(NaiveDate),
+}
 
 /// `sp_executesql`'s procedure id.
 const SP_EXECUTESQL: u16 = 10;
@@ -137,22 +155,55 @@ fn param_value(r: &mut Reader<'_>) -> Result<Value, String> {
     match type_id {
         // NULLTYPE: an untyped NULL, nothing follows.
         0x1F => Ok(Value::Null),
+        // Fixed-length INT1, INT2, INT4, INT8, BIT, FLT4, FLT8: no length, never NULL.
+        0x30 | 0x34 | 0x38 | 0x7F | 0x32 | 0x3B | 0x3E => {
+            let len = match type_id {
+                0x30 | 0x32 => 1,
+                0x34 => 2,
+                0x38 | 0x3B => 4,
+                _ => 8,
+            };
+            let b = r.take(len)?;
+            Ok(match type_id {
+                0x32 => Value::Bit(b[0] != 0),
+                0x3B => Value::Float(f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
+                0x3E => Value::Float(f64::from_le_bytes(b.try_into().map_err(|_| "bad float")?)),
+                _ => {
+                    let mut raw = [0u8; 8];
+                    raw[..len].copy_from_slice(b);
+                    let value = match len {
+                        1 => i64::from(b[0]),
+                        2 => i64::from(i16::from_le_bytes([b[0], b[1]])),
+                        4 => i64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                        _ => i64::from_le_bytes(raw),
+                    };
+                    Value::Int {
+                        value,
+                        width: len as u8,
+                    }
+                }
+            })
+        }
         // INTN, BITN: length byte in TYPE_INFO, then a length byte per value (0 = NULL).
         0x26 | 0x68 => {
             let _max = r.u8()?;
             let len = usize::from(r.u8()?);
             let bytes = r.take(len)?;
-            Ok(match len {
-                0 => Value::Null,
-                1 => Value::Integer(i64::from(bytes[0])),
-                2 => Value::Integer(i64::from(i16::from_le_bytes([bytes[0], bytes[1]]))),
-                4 => Value::Integer(i64::from(i32::from_le_bytes([
-                    bytes[0], bytes[1], bytes[2], bytes[3],
-                ]))),
-                8 => Value::Integer(i64::from_le_bytes(
-                    bytes.try_into().map_err(|_| "bad integer")?,
-                )),
+            let value = match len {
+                0 => return Ok(Value::Null),
+                1 => i64::from(bytes[0]),
+                2 => i64::from(i16::from_le_bytes([bytes[0], bytes[1]])),
+                4 => i64::from(i32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])),
+                8 => i64::from_le_bytes(bytes.try_into().map_err(|_| "bad integer")?),
                 _ => return Err(format!("integer of {len} bytes")),
+            };
+            Ok(if type_id == 0x68 {
+                Value::Bit(value != 0)
+            } else {
+                Value::Int {
+                    value,
+                    width: len as u8,
+                }
             })
         }
         // FLTN
@@ -162,10 +213,10 @@ fn param_value(r: &mut Reader<'_>) -> Result<Value, String> {
             let bytes = r.take(len)?;
             Ok(match len {
                 0 => Value::Null,
-                4 => Value::Real(f64::from(f32::from_le_bytes(
+                4 => Value::Float(f64::from(f32::from_le_bytes(
                     bytes.try_into().map_err(|_| "bad float")?,
                 ))),
-                8 => Value::Real(f64::from_le_bytes(
+                8 => Value::Float(f64::from_le_bytes(
                     bytes.try_into().map_err(|_| "bad float")?,
                 )),
                 _ => return Err(format!("float of {len} bytes")),
@@ -189,9 +240,10 @@ fn param_value(r: &mut Reader<'_>) -> Result<Value, String> {
             magnitude[..digits.len()].copy_from_slice(digits);
             let value = i128::from_le_bytes(magnitude);
             let signed = if bytes[0] == 1 { value } else { -value };
-            let decimal = Decimal::try_from_i128_with_scale(signed, u32::from(scale))
-                .map_err(|e| e.to_string())?;
-            Ok(Value::Text(decimal.to_string()))
+            Ok(Value::Decimal(super::types::numeric_text(
+                signed,
+                u32::from(scale),
+            )))
         }
         // NVARCHAR, NCHAR (UTF-16) and BIGVARCHAR, BIGCHAR (single byte).
         0xE7 | 0xEF | 0xA7 | 0xAF => {
@@ -217,7 +269,9 @@ fn param_value(r: &mut Reader<'_>) -> Result<Value, String> {
                 return Ok(Value::Null);
             }
             let bytes = r.take(len)?;
-            Ok(Value::Text(super::types::datetime2_text(bytes, scale)?))
+            Ok(Value::DateTime(super::types::datetime2_value(
+                bytes, scale,
+            )?))
         }
         // DATEN
         0x28 => {
@@ -226,7 +280,7 @@ fn param_value(r: &mut Reader<'_>) -> Result<Value, String> {
                 return Ok(Value::Null);
             }
             let bytes = r.take(len)?;
-            Ok(Value::Text(super::types::date_text(bytes)?))
+            Ok(Value::Date(super::types::date_value(bytes)?))
         }
         other => Err(format!(
             "parameter type 0x{other:02X} is not supported by the stand-in"

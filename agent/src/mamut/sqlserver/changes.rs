@@ -7,8 +7,12 @@ use shared::domain::{Change, OrderStatusChange, Price, PriceListPrice, StockLeve
 use shared::{ArticleNumber, ShopId};
 use tiberius::Row;
 
-use super::{Conn, SqlServer, classify};
+use super::{Conn, SqlServer, classify, sql, value};
 use crate::watch::{ChangeRow, Cursors};
+
+/// The kinds of change the watcher reads, each on its own connection so a lock on one table
+/// (a Mamut user editing an order) does not hold back the others (stock).
+const KINDS: [&str; 5] = ["stock", "price", "price_list", "product", "order_status"];
 
 pub(super) fn text(row: &Row, index: usize) -> Result<Option<String>, String> {
     row.try_get::<&str, _>(index)
@@ -17,14 +21,11 @@ pub(super) fn text(row: &Row, index: usize) -> Result<Option<String>, String> {
 }
 
 pub(super) fn decimal(row: &Row, index: usize) -> Result<Decimal, String> {
-    row.try_get::<Decimal, _>(index)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("column {index} is NULL"))
-}
-
-fn bigint(row: &Row, index: usize) -> Result<i64, String> {
-    row.try_get::<i64, _>(index)
-        .map_err(|e| e.to_string())?
+    let data = row
+        .get_column_data(index)
+        .map_err(|e| format!("column {index}: {e}"))?;
+    value::decimal_of(data)
+        .map_err(|e| format!("column {index}: {e}"))?
         .ok_or_else(|| format!("column {index} is NULL"))
 }
 
@@ -49,7 +50,8 @@ impl SqlServer {
         batch: u32,
     ) -> Result<Vec<Row>, String> {
         let batch = i64::from(batch);
-        conn.query(sql, &[&cursor, &batch])
+        let cursor = value::rowversion_param(cursor);
+        conn.query(sql, &[&cursor.as_slice(), &batch])
             .await
             .map_err(|e| classify(e).to_string())?
             .into_first_result()
@@ -57,24 +59,60 @@ impl SqlServer {
             .map_err(|e| classify(e).to_string())
     }
 
+    /// Changes of every kind past its cursor. A kind that cannot be read (a lock timeout, a
+    /// statement timeout) is skipped with a warning and read again next poll; the others are
+    /// returned. `Err` only when no kind could be read.
     pub(super) async fn changes(
         &self,
-        conn: &mut Conn,
         cursors: &Cursors,
         batch: u32,
     ) -> Result<Vec<ChangeRow>, String> {
+        let results = futures_util::future::join_all(
+            KINDS.map(|kind| self.changes_of(kind, cursors.get(kind), batch)),
+        )
+        .await;
         let mut out = Vec::new();
-        self.stock(conn, cursors.get("stock"), batch, &mut out)
-            .await?;
-        self.prices(conn, cursors.get("price"), batch, &mut out)
-            .await?;
-        self.price_lists(conn, cursors.get("price_list"), batch, &mut out)
-            .await?;
-        self.products(conn, cursors.get("product"), batch, &mut out)
-            .await?;
-        self.order_statuses(conn, cursors.get("order_status"), batch, &mut out)
-            .await?;
+        let mut failures = Vec::new();
+        for (kind, result) in KINDS.iter().zip(results) {
+            match result {
+                Ok(rows) => out.extend(rows),
+                Err(e) => {
+                    tracing::warn!(kind, error = %e, "cannot read changes of this kind from Mamut; read again next poll");
+                    failures.push(format!("{kind}: {e}"));
+                }
+            }
+        }
+        if failures.len() == KINDS.len() {
+            return Err(failures.join("; "));
+        }
         Ok(out)
+    }
+
+    async fn changes_of(
+        &self,
+        kind: &'static str,
+        cursor: i64,
+        batch: u32,
+    ) -> Result<Vec<ChangeRow>, String> {
+        let t = &self.mapping.tables;
+        let table = match kind {
+            "stock" => &t.stock,
+            "price_list" => &t.price_list_prices,
+            "order_status" => &t.orders,
+            _ => &t.products,
+        };
+        self.with_conn(table, async move |conn| {
+            let mut out = Vec::new();
+            match kind {
+                "stock" => self.stock(conn, cursor, batch, &mut out).await?,
+                "price" => self.prices(conn, cursor, batch, &mut out).await?,
+                "price_list" => self.price_lists(conn, cursor, batch, &mut out).await?,
+                "product" => self.products(conn, cursor, batch, &mut out).await?,
+                _ => self.order_statuses(conn, cursor, batch, &mut out).await?,
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn stock(
@@ -84,17 +122,9 @@ impl SqlServer {
         batch: u32,
         out: &mut Vec<ChangeRow>,
     ) -> Result<(), String> {
-        let c = &self.mapping.columns.stock;
-        let sql = format!(
-            "SELECT TOP (@P2) {a}, {w}, {q}, CAST({rv} AS BIGINT) FROM {t} WHERE CAST({rv} AS BIGINT) > @P1 ORDER BY {rv}",
-            a = c.article_no,
-            w = c.warehouse,
-            q = c.quantity,
-            rv = c.rv,
-            t = self.mapping.tables.stock
-        );
+        let sql = sql::changed_stock(&self.mapping);
         for row in self.rows(conn, &sql, cursor, batch).await? {
-            let rv = bigint(&row, 3)?;
+            let rv = value::rowversion(&row, 3)?;
             let Some(article_number) = article(text(&row, 0)?) else {
                 continue;
             };
@@ -125,16 +155,9 @@ impl SqlServer {
         batch: u32,
         out: &mut Vec<ChangeRow>,
     ) -> Result<(), String> {
-        let c = &self.mapping.columns.products;
-        let sql = format!(
-            "SELECT TOP (@P2) {a}, {p}, CAST({rv} AS BIGINT) FROM {t} WHERE CAST({rv} AS BIGINT) > @P1 ORDER BY {rv}",
-            a = c.article_no,
-            p = c.price,
-            rv = c.rv,
-            t = self.mapping.tables.products
-        );
+        let sql = sql::changed_prices(&self.mapping);
         for row in self.rows(conn, &sql, cursor, batch).await? {
-            let rv = bigint(&row, 2)?;
+            let rv = value::rowversion(&row, 2)?;
             let Some(article_number) = article(text(&row, 0)?) else {
                 continue;
             };
@@ -162,18 +185,9 @@ impl SqlServer {
         batch: u32,
         out: &mut Vec<ChangeRow>,
     ) -> Result<(), String> {
-        let c = &self.mapping.columns.price_list_prices;
-        let sql = format!(
-            "SELECT TOP (@P2) {l}, {a}, {cur}, {p}, CAST({rv} AS BIGINT) FROM {t} WHERE CAST({rv} AS BIGINT) > @P1 ORDER BY {rv}",
-            l = c.price_list,
-            a = c.article_no,
-            cur = c.currency,
-            p = c.price,
-            rv = c.rv,
-            t = self.mapping.tables.price_list_prices
-        );
+        let sql = sql::changed_price_lists(&self.mapping);
         for row in self.rows(conn, &sql, cursor, batch).await? {
-            let rv = bigint(&row, 4)?;
+            let rv = value::rowversion(&row, 4)?;
             let Some(article_number) = article(text(&row, 1)?) else {
                 continue;
             };
@@ -203,19 +217,10 @@ impl SqlServer {
         batch: u32,
         out: &mut Vec<ChangeRow>,
     ) -> Result<(), String> {
-        let (t, c) = (
-            &self.mapping.tables.products,
-            &self.mapping.columns.products,
-        );
-        let sql = format!(
-            "SELECT TOP (@P2) {a}, {parent}, CAST({rv} AS BIGINT) FROM {t} WHERE CAST({rv} AS BIGINT) > @P1 ORDER BY {rv}",
-            a = c.article_no,
-            parent = c.parent_article_no,
-            rv = c.rv
-        );
+        let sql = sql::changed_products(&self.mapping);
         let mut touched: BTreeMap<String, i64> = BTreeMap::new();
         for row in self.rows(conn, &sql, cursor, batch).await? {
-            let rv = bigint(&row, 2)?;
+            let rv = value::rowversion(&row, 2)?;
             let Some(main) = text(&row, 1)?.or(text(&row, 0)?) else {
                 continue;
             };
@@ -244,21 +249,10 @@ impl SqlServer {
         batch: u32,
         out: &mut Vec<ChangeRow>,
     ) -> Result<(), String> {
-        let c = &self.mapping.columns.orders;
-        let sql = format!(
-            "SELECT TOP (@P2) CAST({no} AS BIGINT), {shop}, {ext}, {status}, {tracking}, CAST({rv} AS BIGINT) FROM {t} \
-             WHERE CAST({rv} AS BIGINT) > @P1 ORDER BY {rv}",
-            no = c.order_no,
-            shop = c.shop_id,
-            ext = c.external_no,
-            status = c.status,
-            tracking = c.tracking_no,
-            rv = c.rv,
-            t = self.mapping.tables.orders
-        );
+        let sql = sql::changed_orders(&self.mapping);
         for row in self.rows(conn, &sql, cursor, batch).await? {
-            let rv = bigint(&row, 5)?;
-            let order_no = bigint(&row, 0)?;
+            let rv = value::rowversion(&row, 5)?;
+            let order_no = value::required_int(&row, 0)?;
             let Some(Ok(shop_id)) = text(&row, 1)?.map(ShopId::new) else {
                 continue;
             };

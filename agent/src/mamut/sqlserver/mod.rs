@@ -2,9 +2,17 @@
 //! looks for the shop's order id (Mamut's external number), so a redelivered order is answered
 //! with its existing number and never written twice.
 //!
+//! - [`sql`]: the text of every statement (one source, printed by `agent sql`);
+//! - [`pool`]: a small connection pool that never reuses a connection whose transaction state
+//!   is in doubt;
+//! - [`value`]: integers and rowversions read whatever width SQL Server answers with;
+//! - [`errors`]: SQL Server error numbers → retryable or permanent, with a merchant's reason;
+//! - [`catalog`]: column sizes, NOT NULL and IDENTITY, checked before writing.
+//!
 //! The SQL keeps to the subset written down in `deploy/mamut/README.md`, which SQL Server and
 //! the test stand-in both run.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rust_decimal::Decimal;
@@ -13,88 +21,147 @@ use shared::protocol::{Deliver, SyncOutcome};
 use tiberius::error::Error as TdsError;
 use tiberius::{AuthMethod, Client, Config, EncryptionLevel, ToSql};
 use tokio::net::TcpStream;
-use tokio::sync::Mutex;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
+use self::catalog::{Catalog, Checker, ColumnInfo, Field, Kind, TableInfo};
+use self::errors::{At, classify, classify_at};
+use self::pool::{BoxFuture, Connector, Pool, PoolError, Pooled, Session, in_transaction};
 use super::mapping::Mapping;
 use super::{Applied, ApplyError, ApplyFuture, ChangesFuture, Mamut, SyncFuture};
-use crate::config::{CustomerMatch, Encryption, SqlServerConfig, UnknownArticle};
+use crate::config::{
+    Authentication, CustomerMatch, Encryption, Numbering, SqlServerConfig, UnknownArticle,
+};
 use crate::watch::Cursors;
 
 pub(crate) type Conn = Client<Compat<TcpStream>>;
 
+pub mod catalog;
 mod changes;
+pub mod errors;
+pub mod pool;
 mod products;
+pub mod sql;
+pub mod value;
+
+/// Opens tiberius connections with the session settings every connection needs.
+pub struct TdsConnector {
+    config: SqlServerConfig,
+}
+
+impl Connector for TdsConnector {
+    type Conn = Conn;
+    fn connect(&self) -> BoxFuture<'_, Result<Conn, String>> {
+        Box::pin(async move {
+            let mut conn = SqlServer::connect(&self.config)
+                .await
+                .map_err(|e| format!("cannot reach Mamut: {e}"))?;
+            batch(
+                &mut conn,
+                &sql::set_lock_timeout(self.config.lock_timeout_ms),
+            )
+            .await
+            .map_err(|e| format!("Mamut refused SET LOCK_TIMEOUT: {e}"))?;
+            Ok(conn)
+        })
+    }
+}
+
+impl Session for Conn {
+    type Error = TdsError;
+    fn batch<'a>(&'a mut self, sql: &'a str) -> BoxFuture<'a, Result<(), TdsError>> {
+        Box::pin(batch(self, sql))
+    }
+}
+
+type Tds<'a> = Pooled<'a, TdsConnector>;
+
+/// `(reference name, mapped name)` of a table's columns.
+type Fields<'a> = Vec<(&'static str, &'a str)>;
+
+/// The catalog as last read, and the pool's discard count then: a connection closed since
+/// (an error, a reconnect) means it is read again, so a column widened in Mamut is seen.
+struct CachedCatalog {
+    catalog: Option<Arc<Catalog>>,
+    discarded: u64,
+}
 
 pub struct SqlServer {
     config: SqlServerConfig,
     mapping: Mapping,
     /// Currency of Mamut's base prices, for price pushes.
     price_currency: String,
-    /// One connection, opened on first use and dropped after any error.
-    conn: Mutex<Option<Conn>>,
+    pool: Pool<TdsConnector>,
+    catalog: tokio::sync::Mutex<Option<CachedCatalog>>,
 }
 
-/// SQL Server error numbers that mean the SQL itself is wrong for this database (a mapping
-/// that names a missing table or column): retrying will not help.
-const MAPPING_ERRORS: [u32; 5] = [102, 137, 207, 208, 245];
-
-fn classify(e: TdsError) -> ApplyError {
-    match &e {
-        TdsError::Server(t) if MAPPING_ERRORS.contains(&t.code()) => {
-            ApplyError::Permanent(format!(
-                "Mamut rejected the SQL (check the mapping): {}",
-                t.message()
-            ))
-        }
-        _ => ApplyError::Retryable(format!("Mamut database: {e}")),
+/// Merchant names of the fields the writer checks.
+fn field<'a>(reference: &'a str, table: &'a str, column: &'a str, label: &'a str) -> Field<'a> {
+    Field {
+        reference,
+        table,
+        column,
+        label,
     }
 }
 
 impl SqlServer {
     pub fn new(config: SqlServerConfig, mapping: Mapping, price_currency: String) -> Self {
+        let size = usize::try_from(config.pool_size).unwrap_or(1);
         Self {
+            pool: Pool::new(
+                TdsConnector {
+                    config: config.clone(),
+                },
+                size,
+            ),
             config,
             mapping,
             price_currency,
-            conn: Mutex::new(None),
+            catalog: tokio::sync::Mutex::new(None),
         }
     }
 
-    /// Runs `f` on the connection, opening it first if needed, and dropping it after an error.
-    async fn with_conn<T, E>(
-        &self,
-        f: impl AsyncFnOnce(&mut Conn) -> Result<T, E>,
-        unreachable: impl FnOnce(String) -> E,
-    ) -> Result<T, E> {
-        let mut guard = self.conn.lock().await;
-        if guard.is_none() {
-            match Self::connect(&self.config).await {
-                Ok(conn) => *guard = Some(conn),
-                Err(e) => return Err(unreachable(format!("cannot reach Mamut: {e}"))),
+    fn statement_timeout(&self) -> Duration {
+        Duration::from_millis(self.config.statement_timeout_ms)
+    }
+
+    /// What a pool failure means: Mamut unreachable, or it did not answer in time.
+    fn pool_failure(&self, what: &str, e: PoolError) -> String {
+        match e {
+            PoolError::Unreachable(e) => e,
+            PoolError::TimedOut(after) => {
+                let reason = format!(
+                    "Mamut did not answer within {} s — a Mamut user may hold a lock on {what}; \
+                     the connection was closed and the work is retried",
+                    after.as_secs_f64()
+                );
+                tracing::warn!("{reason}");
+                reason
             }
         }
-        let Some(conn) = guard.as_mut() else {
-            return Err(unreachable("no Mamut connection".into()));
-        };
-        let result = f(conn).await;
-        if result.is_err() {
-            // The connection's state is unknown after an error; start afresh next time.
-            *guard = None;
-        }
-        result
     }
 
     pub async fn connect(config: &SqlServerConfig) -> Result<Conn, TdsError> {
+        use tiberius::SqlBrowser;
+        let (host, instance) = config.host_and_instance();
         let mut tds = Config::new();
-        tds.host(&config.host);
-        tds.port(config.port);
+        tds.host(host);
         tds.database(&config.database);
         tds.application_name("mamut-agent");
-        tds.authentication(AuthMethod::sql_server(
-            &config.user,
-            config.password.expose(),
-        ));
+        match config.authentication {
+            Authentication::SqlServer => tds.authentication(AuthMethod::sql_server(
+                &config.user,
+                config.password.expose(),
+            )),
+            #[cfg(windows)]
+            Authentication::Windows => tds.authentication(AuthMethod::Integrated),
+            #[cfg(not(windows))]
+            Authentication::Windows => {
+                return Err(TdsError::Conversion(
+                    "integrated Windows authentication works only on Windows".into(),
+                ));
+            }
+        }
         tds.encryption(match config.encryption {
             Encryption::Required => EncryptionLevel::Required,
             Encryption::Off => EncryptionLevel::Off,
@@ -102,83 +169,302 @@ impl SqlServer {
         });
         if config.trust_server_certificate {
             tds.trust_cert();
+        } else if let Some(ca) = &config.ca_file {
+            tds.trust_cert_ca(ca.display());
         }
-        let tcp = tokio::time::timeout(
-            Duration::from_secs(10),
-            TcpStream::connect((config.host.as_str(), config.port)),
-        )
-        .await
-        .map_err(|_| TdsError::Io {
-            kind: std::io::ErrorKind::TimedOut,
-            message: "connect timed out".into(),
-        })??;
+        let connect = async {
+            match instance {
+                Some(instance) => {
+                    // The browser's UDP port; it answers with the instance's TCP port.
+                    tds.instance_name(instance);
+                    tds.port(config.browser_port.unwrap_or(1434));
+                    TcpStream::connect_named(&tds).await
+                }
+                None => {
+                    tds.port(config.port);
+                    Ok(TcpStream::connect((host, config.port)).await?)
+                }
+            }
+        };
+        let tcp = tokio::time::timeout(Duration::from_secs(10), connect)
+            .await
+            .map_err(|_| TdsError::Io {
+                kind: std::io::ErrorKind::TimedOut,
+                message: "connect timed out".into(),
+            })??;
         tcp.set_nodelay(true)?;
         Client::connect(tds, tcp.compat_write()).await
     }
 
-    /// Checks that every mapped table and column exists. `Err` when Mamut cannot be reached;
-    /// otherwise the problems found (empty when the mapping fits).
+    /// The columns of the tables the writer checks values against, read once per connection
+    /// generation; `None` when the catalog cannot be read (SQL Server's errors then decide).
+    async fn catalog(&self, conn: &mut Conn) -> Option<Arc<Catalog>> {
+        let mut cached = self.catalog.lock().await;
+        let discarded = self.pool.discarded();
+        if let Some(c) = cached.as_ref()
+            && c.discarded == discarded
+        {
+            return c.catalog.clone();
+        }
+        let t = &self.mapping.tables;
+        let mut catalog = Catalog::default();
+        let mut failed = None;
+        for table in [&t.customers, &t.orders, &t.order_lines, &t.products] {
+            match read_table(conn, table).await {
+                Ok(info) => {
+                    catalog.tables.insert(table.to_ascii_lowercase(), info);
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        let catalog = match failed {
+            None => Some(Arc::new(catalog)),
+            Some(e) => {
+                tracing::warn!(error = %e, "cannot read Mamut's column sizes; values are not checked before writing");
+                None
+            }
+        };
+        *cached = Some(CachedCatalog {
+            catalog: catalog.clone(),
+            discarded,
+        });
+        catalog
+    }
+
+    /// Checks that every mapped table and column exists, fits the values the agent puts there,
+    /// that the tables the agent inserts into need nothing the agent does not write, that the
+    /// numbering fits the tables, and that every watched table has an index on its rowversion.
+    /// `Err` when Mamut cannot be reached; otherwise the problems found, each with what to do
+    /// (empty when all is well).
     pub async fn check_mapping(&self) -> Result<Vec<String>, String> {
         let mut conn = Self::connect(&self.config)
             .await
             .map_err(|e| e.to_string())?;
         let mut problems = Vec::new();
+        let mut missing = std::collections::HashSet::new();
         for (table, columns) in self.mapping.tables_and_columns() {
-            let all = format!("SELECT TOP (0) {} FROM {table}", columns.join(", "));
-            match probe(&mut conn, &all).await {
+            match probe(&mut conn, &sql::probe(table, &columns)).await {
                 Ok(()) => continue,
                 Err(TdsError::Server(e)) if e.code() == 208 => {
-                    problems.push(format!("table {table} does not exist"));
+                    problems.push(format!(
+                        "table {table} does not exist: fix tables.{table} in the mapping"
+                    ));
+                    missing.insert(table.to_owned());
                     continue;
                 }
                 Err(_) => {}
             }
             for column in columns {
-                if let Err(e) =
-                    probe(&mut conn, &format!("SELECT TOP (0) {column} FROM {table}")).await
-                {
+                if let Err(e) = probe(&mut conn, &sql::probe(table, &[column])).await {
                     let reason = match e {
                         TdsError::Server(e) if e.code() == 207 => "does not exist".to_owned(),
                         other => other.to_string(),
                     };
-                    problems.push(format!("column {table}.{column} {reason}"));
+                    problems.push(format!("column {table}.{column} {reason}: fix the mapping"));
                 }
             }
         }
+        self.check_catalog(&mut conn, &missing, &mut problems).await;
         Ok(problems)
     }
 
-    async fn apply(&self, conn: &mut Conn, delivery: &Deliver) -> Result<Applied, ApplyError> {
-        let applied = in_transaction(
+    async fn check_catalog(
+        &self,
+        conn: &mut Conn,
+        missing: &std::collections::HashSet<String>,
+        problems: &mut Vec<String>,
+    ) {
+        let m = &self.mapping;
+        let t = &m.tables;
+        let c = &m.columns;
+        let tables: [(&str, &str, Fields<'_>, bool); 6] = [
+            ("customers", &t.customers, c.customers.entries(), true),
+            ("products", &t.products, c.products.entries(), true),
+            ("stock", &t.stock, c.stock.entries(), false),
+            (
+                "price_list_prices",
+                &t.price_list_prices,
+                c.price_list_prices.entries(),
+                false,
+            ),
+            ("orders", &t.orders, c.orders.entries(), true),
+            ("order_lines", &t.order_lines, c.order_lines.entries(), true),
+        ];
+        for (reference, table, fields, inserted) in tables {
+            if missing.contains(table) {
+                continue;
+            }
+            let info = match read_table(conn, table).await {
+                Ok(info) => info,
+                Err(e) => {
+                    problems.push(format!(
+                        "cannot read the columns of {table} from INFORMATION_SCHEMA.COLUMNS ({e}): \
+                         grant the agent's login VIEW DEFINITION on the database"
+                    ));
+                    return;
+                }
+            };
+            for (field, column) in &fields {
+                let Some(col) = info.column(column) else {
+                    continue;
+                };
+                let kind = Kind::of(reference, field);
+                if !kind.fits(col) {
+                    problems.push(format!(
+                        "column {table}.{column} is {}, the agent puts {} there ({reference}.{field}): \
+                         map a column of that type",
+                        col.data_type,
+                        kind.describe()
+                    ));
+                }
+            }
+            if inserted {
+                for col in &info.columns {
+                    let mapped = fields
+                        .iter()
+                        .any(|(_, n)| n.eq_ignore_ascii_case(&col.name));
+                    if !mapped && !col.fills_itself() {
+                        problems.push(format!(
+                            "column {table}.{} is NOT NULL without a default and the agent does not write it, \
+                             so every insert into {table} fails: give it a default \
+                             (ALTER TABLE {table} ADD DEFAULT ... FOR {}) or allow NULL",
+                            col.name, col.name
+                        ));
+                    }
+                }
+            }
+            self.check_identity(reference, table, &fields, &info, problems);
+        }
+        for (table, rv) in [
+            (&t.stock, &c.stock.rv),
+            (&t.products, &c.products.rv),
+            (&t.price_list_prices, &c.price_list_prices.rv),
+            (&t.orders, &c.orders.rv),
+        ] {
+            if missing.contains(table) {
+                continue;
+            }
+            match first_int(
+                conn,
+                sql::catalog_index(),
+                &[&table.as_str(), &rv.as_str()],
+                At::table(table),
+            )
+            .await
+            {
+                Ok(Some(n)) if n > 0 => {}
+                Ok(_) => problems.push(format!(
+                    "no index on {table}.{rv}: every watcher poll reads the whole table; \
+                     create one: CREATE INDEX {table}_{rv} ON {table} ({rv})"
+                )),
+                Err(e) => problems.push(format!(
+                    "cannot read the indexes of {table} from sys.indexes ({e}): grant the agent's \
+                     login VIEW DEFINITION on the database"
+                )),
+            }
+        }
+        for (key, numbering) in [
+            ("customer_numbering", &self.config.customer_numbering),
+            ("order_numbering", &self.config.order_numbering),
+        ] {
+            if let Numbering::Series(s) = numbering {
+                let probe_sql = sql::probe(&s.table, &[&s.key_column, &s.next_column]);
+                if let Err(e) = probe(conn, &probe_sql).await {
+                    problems.push(format!(
+                        "{key}: number series {}.{} / {}: {e}; fix [mamut.sqlserver] {key}",
+                        s.table, s.key_column, s.next_column
+                    ));
+                }
+            }
+        }
+    }
+
+    /// IDENTITY columns the agent would write explicitly, and identity numbering on a column
+    /// that is not one.
+    fn check_identity(
+        &self,
+        reference: &str,
+        table: &str,
+        fields: &[(&'static str, &str)],
+        info: &TableInfo,
+        problems: &mut Vec<String>,
+    ) {
+        let numbered = match reference {
+            "customers" => Some((
+                "customer_no",
+                "customer_numbering",
+                &self.config.customer_numbering,
+            )),
+            "orders" => Some(("order_no", "order_numbering", &self.config.order_numbering)),
+            _ => None,
+        };
+        for (field, column) in fields {
+            let Some(col) = info.column(column) else {
+                continue;
+            };
+            match numbered {
+                Some((number, key, numbering)) if *field == number => {
+                    let identity_mode = matches!(numbering, Numbering::Identity);
+                    if col.identity && !identity_mode {
+                        problems.push(format!(
+                            "column {table}.{column} is an IDENTITY column: Mamut numbers {table} \
+                             itself; set {key} = {{ mode = \"identity\" }} in [mamut.sqlserver]"
+                        ));
+                    } else if !col.identity && identity_mode {
+                        problems.push(format!(
+                            "{key} is \"identity\" but {table}.{column} is not an IDENTITY column: \
+                             use mode \"series\" or \"max_plus_one\""
+                        ));
+                    }
+                }
+                _ if col.identity
+                    && !matches!(*field, "rv" | "tracking_no")
+                    && matches!(
+                        reference,
+                        "customers" | "orders" | "order_lines" | "products"
+                    ) =>
+                {
+                    problems.push(format!(
+                        "column {table}.{column} is an IDENTITY column, and the agent writes \
+                         {reference}.{field} itself: map a plain column"
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    async fn apply(&self, conn: &mut Tds<'_>, delivery: &Deliver) -> Result<Applied, ApplyError> {
+        let catalog = self.catalog(conn).await;
+        in_transaction(
             conn,
-            async |conn| self.write_order(conn, delivery).await,
+            async |conn| self.write_order(conn, delivery, catalog.as_deref()).await,
             classify,
         )
-        .await?;
-        if !applied.already_applied && self.config.after_commit_delay_ms > 0 {
-            // Test hook: the order is committed, the ack not yet sent.
-            tokio::time::sleep(Duration::from_millis(self.config.after_commit_delay_ms)).await;
-        }
-        Ok(applied)
+        .await
     }
 
     async fn write_order(
         &self,
         conn: &mut Conn,
         delivery: &Deliver,
+        catalog: Option<&Catalog>,
     ) -> Result<Applied, ApplyError> {
-        let (t, c) = (&self.mapping.tables, &self.mapping.columns.orders);
+        let m = &self.mapping;
+        let (t, c) = (&m.tables, &m.columns.orders);
         let order = &delivery.order;
-        let existing = first_i64(
+        let check = Checker {
+            catalog,
+            config: &self.config,
+        };
+        let existing = first_int(
             conn,
-            &format!(
-                "SELECT CAST({no} AS BIGINT) FROM {orders} WITH (UPDLOCK, HOLDLOCK) WHERE {shop} = @P1 AND {ext} = @P2",
-                no = c.order_no,
-                orders = t.orders,
-                shop = c.shop_id,
-                ext = c.external_no
-            ),
+            &sql::find_order(m),
             &[&delivery.shop_id.as_str(), &order.id.as_str()],
+            At::table(&t.orders),
         )
         .await?;
         if let Some(number) = existing {
@@ -187,63 +473,190 @@ impl SqlServer {
                 already_applied: true,
             });
         }
-        let customer_no = self.customer(conn, &order.customer).await?;
-        let order_no = self
-            .next_number(conn, &t.orders, &c.order_no, self.config.order_number_start)
-            .await?;
         let (doc_type, status) = match delivery.document_type {
             DocumentType::Order => ("order", &self.mapping.statuses.unprocessed_order),
             DocumentType::Invoice => ("invoice", &self.mapping.statuses.invoice_not_delivered),
         };
-        let sql = format!(
-            "INSERT INTO {orders} ({no}, {doc}, {cust}, {ext}, {shop}, {status}, {date}, {currency}, {pm}, {pref}, {total}) \
-             VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7, @P8, @P9, @P10, @P11)",
-            orders = t.orders,
-            no = c.order_no,
-            doc = c.doc_type,
-            cust = c.customer_no,
-            ext = c.external_no,
-            shop = c.shop_id,
-            status = c.status,
-            date = c.order_date,
-            currency = c.currency,
-            pm = c.payment_method,
-            pref = c.payment_ref,
-            total = c.total
+        let text = |reference, column, label, value: Option<&str>| {
+            check.text(
+                field(reference, &t.orders, column, label),
+                value.map(str::to_owned),
+            )
+        };
+        let doc_type = text(
+            "orders.doc_type",
+            &c.doc_type,
+            "document type",
+            Some(doc_type),
+        )?;
+        let external = text(
+            "orders.external_no",
+            &c.external_no,
+            "shop order number",
+            Some(&order.id),
+        )?;
+        let shop = text(
+            "orders.shop_id",
+            &c.shop_id,
+            "shop id",
+            Some(delivery.shop_id.as_str()),
+        )?;
+        let status = text("orders.status", &c.status, "order status", Some(status))?;
+        let currency = text(
+            "orders.currency",
+            &c.currency,
+            "currency",
+            Some(&order.currency),
+        )?;
+        let payment_method = text(
+            "orders.payment_method",
+            &c.payment_method,
+            "payment method",
+            order.payment.as_ref().map(|p| p.method.as_str()),
+        )?;
+        let payment_ref = text(
+            "orders.payment_ref",
+            &c.payment_ref,
+            "payment reference",
+            order.payment.as_ref().and_then(|p| p.reference.as_deref()),
+        )?;
+        let total = check.decimal(
+            field("orders.total", &t.orders, &c.total, "order total"),
+            Some(order.total),
+        )?;
+        let customer_no = self.customer(conn, &order.customer, &check).await?;
+        let number = self
+            .number(
+                conn,
+                &self.config.order_numbering,
+                &t.orders,
+                &c.order_no,
+                self.config.order_number_start,
+            )
+            .await?;
+        let date = order.created_at.naive_utc();
+        let mut params: Vec<&dyn ToSql> = Vec::with_capacity(11);
+        if let Some(n) = &number {
+            params.push(n);
+        }
+        params.extend([
+            &doc_type as &dyn ToSql,
+            &customer_no,
+            &external,
+            &shop,
+            &status,
+            &date,
+            &currency,
+            &payment_method,
+            &payment_ref,
+            &total,
+        ]);
+        let own_keys = [
+            number.map(|n| n.to_string()).unwrap_or_default(),
+            order.id.clone(),
+        ];
+        let at = At {
+            table: Some(&t.orders),
+            own_keys: &own_keys,
+        };
+        let insert = sql::insert(
+            &t.orders,
+            &sql::order_columns(m, number.is_some()),
+            number.is_none(),
         );
-        let payment_method = order.payment.as_ref().map(|p| p.method.as_str());
-        let payment_ref = order.payment.as_ref().and_then(|p| p.reference.as_deref());
-        conn.execute(
-            sql,
-            &[
-                &order_no,
-                &doc_type,
-                &customer_no,
-                &order.id.as_str(),
-                &delivery.shop_id.as_str(),
-                &status.as_str(),
-                &order.created_at.naive_utc(),
-                &order.currency.as_str(),
-                &payment_method,
-                &payment_ref,
-                &order.total,
-            ],
-        )
-        .await
-        .map_err(classify)?;
-        self.lines(conn, order_no, order).await?;
+        let order_no = match number {
+            Some(n) => {
+                conn.execute(insert, &params)
+                    .await
+                    .map_err(|e| classify_at(e, at))?;
+                n
+            }
+            None => self.identity(conn, insert, &params, at).await?,
+        };
+        self.lines(conn, order_no, order, &check).await?;
         Ok(Applied {
             mamut_ref: order_no.to_string(),
             already_applied: false,
         })
     }
 
+    /// Runs an identity insert and reads the number the database assigned.
+    async fn identity(
+        &self,
+        conn: &mut Conn,
+        insert: String,
+        params: &[&dyn ToSql],
+        at: At<'_>,
+    ) -> Result<i32, ApplyError> {
+        let row = conn
+            .query(insert, params)
+            .await
+            .map_err(|e| classify_at(e, at))?
+            .into_row()
+            .await
+            .map_err(|e| classify_at(e, at))?;
+        let number = row
+            .map(|r| value::int(&r, 0))
+            .transpose()
+            .map_err(unreadable)?
+            .flatten()
+            .ok_or_else(|| {
+                ApplyError::Permanent(format!(
+                    "SCOPE_IDENTITY() gave no number after inserting into {}: is the number column an \
+                     IDENTITY column? Otherwise use numbering mode \"series\" or \"max_plus_one\"",
+                    at.table.unwrap_or_default()
+                ))
+            })?;
+        to_i32(number)
+    }
+
+    /// The number for a new row, or `None` when the database assigns it (identity).
+    async fn number(
+        &self,
+        conn: &mut Conn,
+        numbering: &Numbering,
+        table: &str,
+        column: &str,
+        start: i32,
+    ) -> Result<Option<i32>, ApplyError> {
+        let at = At::table(table);
+        let next = match numbering {
+            Numbering::Identity => return Ok(None),
+            Numbering::MaxPlusOne => {
+                first_int(conn, &sql::max_plus_one(table, column), &[&start], at)
+                    .await?
+                    .unwrap_or(i64::from(start))
+            }
+            Numbering::Series(series) => {
+                let sql = sql::series_next(series);
+                first_int(
+                    conn,
+                    &sql,
+                    &[&series.key.as_str()],
+                    At::table(&series.table),
+                )
+                .await?
+                .ok_or_else(|| {
+                    ApplyError::Permanent(format!(
+                        "the number series {} has no row {} = {:?} for {table}: create it, or fix \
+                             the numbering in [mamut.sqlserver]",
+                        series.table, series.key_column, series.key
+                    ))
+                })?
+            }
+        };
+        to_i32(next).map(Some)
+    }
+
     /// Finds the customer by the configured keys, in order, or creates one.
-    async fn customer(&self, conn: &mut Conn, customer: &Customer) -> Result<i32, ApplyError> {
-        let (table, c) = (
-            &self.mapping.tables.customers,
-            &self.mapping.columns.customers,
-        );
+    async fn customer(
+        &self,
+        conn: &mut Conn,
+        customer: &Customer,
+        check: &Checker<'_>,
+    ) -> Result<i32, ApplyError> {
+        let m = &self.mapping;
+        let (table, c) = (&m.tables.customers, &m.columns.customers);
         for key in &self.config.customer_match {
             let (column, value) = match key {
                 CustomerMatch::CustomerNo => match customer.id.as_deref().map(str::parse::<i32>) {
@@ -259,96 +672,188 @@ impl SqlServer {
                     _ => continue,
                 },
             };
-            let sql = format!(
-                "SELECT TOP (1) CAST({no} AS BIGINT) FROM {table} WHERE CAST({column} AS NVARCHAR(200)) = @P1 ORDER BY {no}",
-                no = c.customer_no
-            );
-            if let Some(found) = first_i64(conn, &sql, &[&value.as_str()]).await? {
+            let sql = sql::find_customer(m, column);
+            if let Some(found) = first_int(conn, &sql, &[&value.as_str()], At::table(table)).await?
+            {
                 return to_i32(found);
             }
         }
+        let (name, name_label) = match (customer.kind, &customer.company_name) {
+            (CustomerType::Company, Some(company)) => (company.clone(), "company name"),
+            _ => (
+                [
+                    customer.first_name.as_deref(),
+                    customer.last_name.as_deref(),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" "),
+                "customer name",
+            ),
+        };
+        let billing = &customer.billing_address;
+        let text = |reference, column, label, value: Option<&str>| {
+            check.text(
+                field(reference, table, column, label),
+                value.map(str::to_owned),
+            )
+        };
+        let name = text("customers.name", &c.name, name_label, Some(&name))?;
+        let email = text(
+            "customers.email",
+            &c.email,
+            "e-mail address",
+            customer.email.as_deref(),
+        )?;
+        let org_no = text(
+            "customers.org_no",
+            &c.org_no,
+            "organisation number",
+            customer.org_no.as_deref(),
+        )?;
+        let phone = text(
+            "customers.phone",
+            &c.phone,
+            "phone number",
+            customer.phone.as_deref(),
+        )?;
+        let street = text(
+            "customers.street",
+            &c.street,
+            "street address",
+            Some(&billing.street),
+        )?;
+        let zip = text("customers.zip", &c.zip, "postcode", Some(&billing.zip))?;
+        let city = text("customers.city", &c.city, "city", Some(&billing.city))?;
+        let country = text(
+            "customers.country",
+            &c.country,
+            "country code",
+            Some(&billing.country),
+        )?;
         let number = self
-            .next_number(
+            .number(
                 conn,
+                &self.config.customer_numbering,
                 table,
                 &c.customer_no,
                 self.config.customer_number_start,
             )
             .await?;
-        let name = match (customer.kind, &customer.company_name) {
-            (CustomerType::Company, Some(company)) => company.clone(),
-            _ => [
-                customer.first_name.as_deref(),
-                customer.last_name.as_deref(),
-            ]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(" "),
+        let mut params: Vec<&dyn ToSql> = Vec::with_capacity(9);
+        if let Some(n) = &number {
+            params.push(n);
+        }
+        params.extend([
+            &name as &dyn ToSql,
+            &email,
+            &org_no,
+            &phone,
+            &street,
+            &zip,
+            &city,
+            &country,
+        ]);
+        let own_keys = [number.map(|n| n.to_string()).unwrap_or_default()];
+        let at = At {
+            table: Some(table),
+            own_keys: &own_keys,
         };
-        let billing = &customer.billing_address;
-        let sql = format!(
-            "INSERT INTO {table} ({no}, {name}, {email}, {org}, {phone}, {street}, {zip}, {city}, {country}) \
-             VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7, @P8, @P9)",
-            no = c.customer_no,
-            name = c.name,
-            email = c.email,
-            org = c.org_no,
-            phone = c.phone,
-            street = c.street,
-            zip = c.zip,
-            city = c.city,
-            country = c.country
+        let insert = sql::insert(
+            table,
+            &sql::customer_columns(m, number.is_some()),
+            number.is_none(),
         );
-        conn.execute(
-            sql,
-            &[
-                &number,
-                &name.as_str(),
-                &customer.email.as_deref(),
-                &customer.org_no.as_deref(),
-                &customer.phone.as_deref(),
-                &billing.street.as_str(),
-                &billing.zip.as_str(),
-                &billing.city.as_str(),
-                &billing.country.as_str(),
-            ],
-        )
-        .await
-        .map_err(classify)?;
-        Ok(number)
+        match number {
+            Some(n) => {
+                conn.execute(insert, &params)
+                    .await
+                    .map_err(|e| classify_at(e, at))?;
+                Ok(n)
+            }
+            None => self.identity(conn, insert, &params, at).await,
+        }
     }
 
-    async fn lines(&self, conn: &mut Conn, order_no: i32, order: &Order) -> Result<(), ApplyError> {
-        let (t, c, p) = (
-            &self.mapping.tables,
-            &self.mapping.columns.order_lines,
-            &self.mapping.columns.products,
-        );
-        let insert = format!(
-            "INSERT INTO {lines} ({no}, {line}, {article}, {desc}, {qty}, {price}, {discount}, {vat}) \
-             VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7, @P8)",
-            lines = t.order_lines,
-            no = c.order_no,
-            line = c.line_no,
-            article = c.article_no,
-            desc = c.description,
-            qty = c.quantity,
-            price = c.unit_price,
-            discount = c.discount,
-            vat = c.vat_rate
-        );
-        let exists = format!(
-            "SELECT COUNT(*) FROM {products} WHERE {article} = @P1",
-            products = t.products,
-            article = p.article_no
-        );
+    async fn lines(
+        &self,
+        conn: &mut Conn,
+        order_no: i32,
+        order: &Order,
+        check: &Checker<'_>,
+    ) -> Result<(), ApplyError> {
+        let m = &self.mapping;
+        let (t, c) = (&m.tables, &m.columns.order_lines);
+        let insert = sql::insert(&t.order_lines, &sql::line_columns(m), false);
+        let exists = sql::article_exists(m);
+        let own_keys = [order_no.to_string()];
+        let at = At {
+            table: Some(&t.order_lines),
+            own_keys: &own_keys,
+        };
+        let table = t.order_lines.as_str();
+        let decimal = |reference, column, label, value: Decimal| {
+            check.decimal(field(reference, table, column, label), Some(value))
+        };
         let mut line_no = 0i32;
-        for line in &order.lines {
+        let mut write = async |conn: &mut Conn,
+                               article: Option<&str>,
+                               description: String,
+                               quantity: Decimal,
+                               price: Decimal,
+                               discount: Decimal,
+                               vat: Decimal|
+               -> Result<(), ApplyError> {
             line_no += 1;
-            let known = first_i64(conn, &exists, &[&line.article_number.as_str()])
-                .await?
-                .unwrap_or(0)
+            let article = check.text(
+                field(
+                    "order_lines.article_no",
+                    table,
+                    &c.article_no,
+                    "article number",
+                ),
+                article.map(str::to_owned),
+            )?;
+            let description = check.text(
+                field(
+                    "order_lines.description",
+                    table,
+                    &c.description,
+                    "line text",
+                ),
+                Some(description),
+            )?;
+            let quantity = decimal("order_lines.quantity", &c.quantity, "quantity", quantity)?;
+            let price = decimal("order_lines.unit_price", &c.unit_price, "unit price", price)?;
+            let discount = decimal("order_lines.discount", &c.discount, "discount", discount)?;
+            let vat = decimal("order_lines.vat_rate", &c.vat_rate, "VAT rate", vat)?;
+            conn.execute(
+                insert.as_str(),
+                &[
+                    &order_no,
+                    &line_no,
+                    &article,
+                    &description,
+                    &quantity,
+                    &price,
+                    &discount,
+                    &vat,
+                ],
+            )
+            .await
+            .map_err(|e| classify_at(e, at))?;
+            Ok(())
+        };
+        for line in &order.lines {
+            let known = first_int(
+                conn,
+                &exists,
+                &[&line.article_number.as_str()],
+                At::table(&t.products),
+            )
+            .await?
+            .unwrap_or(0)
                 > 0;
             let (article, description) = if known {
                 (Some(line.article_number.as_str()), line.name.clone())
@@ -360,84 +865,63 @@ impl SqlServer {
                     line.article_number, order.id, t.products
                 )));
             };
-            let quantity = Decimal::from(line.quantity);
-            conn.execute(
-                insert.as_str(),
-                &[
-                    &order_no,
-                    &line_no,
-                    &article,
-                    &description.as_str(),
-                    &quantity,
-                    &line.unit_price,
-                    &line.discount,
-                    &line.vat_rate,
-                ],
+            write(
+                conn,
+                article,
+                description,
+                Decimal::from(line.quantity),
+                line.unit_price,
+                line.discount,
+                line.vat_rate,
             )
-            .await
-            .map_err(classify)?;
+            .await?;
         }
         if let Some(shipping) = &order.shipping {
-            line_no += 1;
-            let article = self.config.shipping_article.as_deref();
-            conn.execute(
-                insert.as_str(),
-                &[
-                    &order_no,
-                    &line_no,
-                    &article,
-                    &shipping.name.as_str(),
-                    &Decimal::ONE,
-                    &shipping.price,
-                    &Decimal::ZERO,
-                    &shipping.vat_rate,
-                ],
+            write(
+                conn,
+                self.config.shipping_article.as_deref(),
+                shipping.name.clone(),
+                Decimal::ONE,
+                shipping.price,
+                Decimal::ZERO,
+                shipping.vat_rate,
             )
-            .await
-            .map_err(classify)?;
+            .await?;
         }
         Ok(())
     }
 
-    /// The next number of a series: one above the highest, or `start` for the first.
-    async fn next_number(
+    /// Runs `work` on a pooled connection within the statement timeout.
+    async fn with_conn<T>(
         &self,
-        conn: &mut Conn,
-        table: &str,
-        column: &str,
-        start: i32,
-    ) -> Result<i32, ApplyError> {
-        let sql = format!(
-            "SELECT CAST(ISNULL(MAX({column}), @P1 - 1) + 1 AS BIGINT) FROM {table} WITH (UPDLOCK, HOLDLOCK)"
-        );
-        let next = first_i64(conn, &sql, &[&start])
-            .await?
-            .unwrap_or(i64::from(start));
-        to_i32(next)
+        what: &str,
+        work: impl AsyncFnOnce(&mut Tds<'_>) -> Result<T, String>,
+    ) -> Result<T, String> {
+        self.pool
+            .run(self.statement_timeout(), work, |e| {
+                self.pool_failure(what, e)
+            })
+            .await
     }
 }
 
-/// Runs `f` between `BEGIN TRAN` and `COMMIT`, or `ROLLBACK` when it fails.
-pub(crate) async fn in_transaction<T, E>(
-    conn: &mut Conn,
-    f: impl AsyncFnOnce(&mut Conn) -> Result<T, E>,
-    error: impl Fn(TdsError) -> E,
-) -> Result<T, E> {
-    batch(conn, "BEGIN TRAN").await.map_err(&error)?;
-    match f(conn).await {
-        Ok(value) => {
-            batch(conn, "COMMIT").await.map_err(&error)?;
-            Ok(value)
-        }
-        Err(e) => {
-            // SQL Server may have rolled back already (a deadlock victim); the first error is
-            // the one that explains what happened. The caller drops the connection anyway.
-            if let Err(rollback) = batch(conn, "ROLLBACK").await {
-                tracing::debug!(error = %rollback, "rollback after a failed transaction");
-            }
-            Err(e)
-        }
+/// The columns of one table from the catalog.
+async fn read_table(conn: &mut Conn, table: &str) -> Result<TableInfo, String> {
+    let rows = conn
+        .query(sql::catalog_columns(), &[&table])
+        .await
+        .map_err(|e| e.to_string())?
+        .into_first_result()
+        .await
+        .map_err(|e| e.to_string())?;
+    let columns = rows
+        .iter()
+        .map(ColumnInfo::from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    if columns.is_empty() {
+        return Err(format!("no columns found for table {table}"));
     }
+    Ok(TableInfo { columns })
 }
 
 async fn batch(conn: &mut Conn, sql: &str) -> Result<(), TdsError> {
@@ -452,42 +936,67 @@ async fn probe(conn: &mut Conn, sql: &str) -> Result<(), TdsError> {
         .map(|_| ())
 }
 
+/// A number Mamut answered with that the agent cannot read: the mapping points at a column of
+/// another type, which no retry changes.
+fn unreadable(e: String) -> ApplyError {
+    ApplyError::Permanent(format!(
+        "Mamut answered with a value the agent cannot read as a number ({e}); check the mapping \
+         with agent check"
+    ))
+}
+
 fn to_i32(value: i64) -> Result<i32, ApplyError> {
     i32::try_from(value).map_err(|_| {
         ApplyError::Permanent(format!("number {value} does not fit Mamut's int column"))
     })
 }
 
-async fn first_i64(
+/// The integer in the first column of the first row, whatever its SQL Server width.
+async fn first_int(
     conn: &mut Conn,
     sql: &str,
     params: &[&dyn ToSql],
+    at: At<'_>,
 ) -> Result<Option<i64>, ApplyError> {
     let row = conn
         .query(sql, params)
         .await
-        .map_err(classify)?
+        .map_err(|e| classify_at(e, at))?
         .into_row()
         .await
-        .map_err(classify)?;
-    row.map(|r| r.try_get::<i64, _>(0).map_err(classify))
+        .map_err(|e| classify_at(e, at))?;
+    row.map(|r| value::int(&r, 0).map_err(unreadable))
         .transpose()
         .map(Option::flatten)
 }
 
 impl Mamut for SqlServer {
     fn apply_order<'a>(&'a self, delivery: &'a Deliver) -> ApplyFuture<'a> {
-        Box::pin(self.with_conn(
-            async |conn| self.apply(conn, delivery).await,
-            ApplyError::Retryable,
-        ))
+        let t = &self.mapping.tables;
+        Box::pin(async move {
+            let applied = self
+                .pool
+                .run(
+                    self.statement_timeout(),
+                    async |conn| self.apply(conn, delivery).await,
+                    |e| {
+                        ApplyError::Retryable(self.pool_failure(
+                            &format!("{}, {} or {}", t.orders, t.customers, t.order_lines),
+                            e,
+                        ))
+                    },
+                )
+                .await?;
+            if !applied.already_applied && self.config.after_commit_delay_ms > 0 {
+                // Test hook: the order is committed, the ack not yet sent.
+                tokio::time::sleep(Duration::from_millis(self.config.after_commit_delay_ms)).await;
+            }
+            Ok(applied)
+        })
     }
 
     fn poll_changes<'a>(&'a self, cursors: &'a Cursors, batch: u32) -> ChangesFuture<'a> {
-        Box::pin(self.with_conn(
-            async move |conn| self.changes(conn, cursors, batch).await,
-            |e| e,
-        ))
+        Box::pin(self.changes(cursors, batch))
     }
 
     fn list_products<'a>(
@@ -495,20 +1004,24 @@ impl Mamut for SqlServer {
         after: Option<&'a str>,
         limit: u32,
     ) -> SyncFuture<'a, (Vec<Product>, Option<String>)> {
-        Box::pin(self.with_conn(
-            async move |conn| self.product_page(conn, after, limit).await,
-            |e| e,
-        ))
+        Box::pin(
+            self.with_conn(&self.mapping.tables.products, async move |conn| {
+                self.product_page(conn, after, limit).await
+            }),
+        )
     }
 
     fn count_products(&self) -> SyncFuture<'_, u64> {
-        Box::pin(self.with_conn(async |conn| self.product_count(conn).await, |e| e))
+        Box::pin(self.with_conn(&self.mapping.tables.products, async |conn| {
+            self.product_count(conn).await
+        }))
     }
 
     fn upsert_product<'a>(&'a self, product: &'a Product) -> SyncFuture<'a, SyncOutcome> {
-        Box::pin(self.with_conn(
-            async move |conn| self.write_product(conn, product).await,
-            |e| e,
-        ))
+        Box::pin(
+            self.with_conn(&self.mapping.tables.products, async move |conn| {
+                self.write_product(conn, product).await
+            }),
+        )
     }
 }

@@ -6,7 +6,7 @@ use shared::domain::{Product, Variant};
 use shared::protocol::SyncOutcome;
 
 use super::changes::{article, decimal, text};
-use super::{Conn, SqlServer, classify, in_transaction};
+use super::{Conn, SqlServer, Tds, classify, in_transaction, sql, value};
 
 /// One product row as Mamut keeps it (a main product or a variant).
 #[derive(Debug, Clone, PartialEq)]
@@ -60,28 +60,11 @@ impl SqlServer {
         conn: &mut Conn,
         main: &str,
     ) -> Result<Option<Product>, String> {
-        let (t, c) = (
-            &self.mapping.tables.products,
-            &self.mapping.columns.products,
-        );
         let Some(article_number) = article(Some(main.to_owned())) else {
             return Ok(None);
         };
-        let main_sql = format!(
-            "SELECT {name}, {desc}, {vat}, {active} FROM {t} WHERE {a} = @P1",
-            name = c.name,
-            desc = c.description,
-            vat = c.vat_rate,
-            active = c.active,
-            a = c.article_no
-        );
-        let variants_sql = format!(
-            "SELECT {a}, {d1}, {d2} FROM {t} WHERE {parent} = @P1 ORDER BY {a}",
-            a = c.article_no,
-            d1 = c.dimension1,
-            d2 = c.dimension2,
-            parent = c.parent_article_no
-        );
+        let main_sql = sql::product_main(&self.mapping);
+        let variants_sql = sql::product_variants(&self.mapping);
         let row = query_row(conn, &main_sql, &[&main]).await?;
         let Some(row) = row else {
             return Ok(None);
@@ -119,15 +102,7 @@ impl SqlServer {
         after: Option<&str>,
         limit: u32,
     ) -> Result<(Vec<Product>, Option<String>), String> {
-        let (t, c) = (
-            &self.mapping.tables.products,
-            &self.mapping.columns.products,
-        );
-        let sql = format!(
-            "SELECT TOP (@P2) {a} FROM {t} WHERE {parent} IS NULL AND {a} > @P1 ORDER BY {a}",
-            a = c.article_no,
-            parent = c.parent_article_no
-        );
+        let sql = sql::product_page(&self.mapping);
         let limit = i64::from(limit);
         let after = after.unwrap_or("");
         let rows = query_rows(conn, &sql, &[&after, &limit]).await?;
@@ -147,24 +122,17 @@ impl SqlServer {
 
     /// How many main products there are.
     pub(super) async fn product_count(&self, conn: &mut Conn) -> Result<u64, String> {
-        let (t, c) = (
-            &self.mapping.tables.products,
-            &self.mapping.columns.products,
-        );
-        let sql = format!(
-            "SELECT CAST(COUNT(*) AS BIGINT) FROM {t} WHERE {parent} IS NULL",
-            parent = c.parent_article_no
-        );
         let row = conn
-            .simple_query(sql)
+            .simple_query(sql::product_count(&self.mapping))
             .await
             .map_err(err)?
             .into_row()
             .await
             .map_err(err)?;
-        let count = row
-            .and_then(|r| r.try_get::<i64, _>(0).ok().flatten())
-            .unwrap_or_default();
+        let count = match row {
+            Some(row) => value::int(&row, 0)?.unwrap_or_default(),
+            None => 0,
+        };
         Ok(u64::try_from(count).unwrap_or_default())
     }
 
@@ -172,7 +140,7 @@ impl SqlServer {
     /// (base price 0: prices are Mamut's), differing rows updated, equal rows left alone.
     pub(super) async fn write_product(
         &self,
-        conn: &mut Conn,
+        conn: &mut Tds<'_>,
         product: &Product,
     ) -> Result<SyncOutcome, String> {
         in_transaction(
@@ -251,21 +219,7 @@ impl SqlServer {
         article_no: &str,
         want: &ProductRow,
     ) -> Result<Option<bool>, String> {
-        let (t, c) = (
-            &self.mapping.tables.products,
-            &self.mapping.columns.products,
-        );
-        let read = format!(
-            "SELECT {name}, {desc}, {vat}, {active}, {parent}, {d1}, {d2} FROM {t} WITH (UPDLOCK, HOLDLOCK) WHERE {a} = @P1",
-            name = c.name,
-            desc = c.description,
-            vat = c.vat_rate,
-            active = c.active,
-            parent = c.parent_article_no,
-            d1 = c.dimension1,
-            d2 = c.dimension2,
-            a = c.article_no
-        );
+        let read = sql::product_for_write(&self.mapping);
         let row = query_row(conn, &read, &[&article_no]).await?;
         let params: [&dyn tiberius::ToSql; 8] = [
             &article_no,
@@ -279,19 +233,7 @@ impl SqlServer {
         ];
         match row {
             None => {
-                let insert = format!(
-                    "INSERT INTO {t} ({a}, {name}, {desc}, {vat}, {active}, {parent}, {d1}, {d2}, {price}) \
-                     VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7, @P8, 0)",
-                    a = c.article_no,
-                    name = c.name,
-                    desc = c.description,
-                    vat = c.vat_rate,
-                    active = c.active,
-                    parent = c.parent_article_no,
-                    d1 = c.dimension1,
-                    d2 = c.dimension2,
-                    price = c.price
-                );
+                let insert = sql::product_insert(&self.mapping);
                 conn.execute(insert, &params).await.map_err(err)?;
                 Ok(Some(true))
             }
@@ -311,18 +253,7 @@ impl SqlServer {
                 if have == *want {
                     return Ok(None);
                 }
-                let update = format!(
-                    "UPDATE {t} SET {name} = @P2, {desc} = @P3, {vat} = @P4, {active} = @P5, \
-                     {parent} = @P6, {d1} = @P7, {d2} = @P8 WHERE {a} = @P1",
-                    a = c.article_no,
-                    name = c.name,
-                    desc = c.description,
-                    vat = c.vat_rate,
-                    active = c.active,
-                    parent = c.parent_article_no,
-                    d1 = c.dimension1,
-                    d2 = c.dimension2
-                );
+                let update = sql::product_update(&self.mapping);
                 conn.execute(update, &params).await.map_err(err)?;
                 Ok(Some(false))
             }

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs beyond the Rust toolchain: FreeTDS `tsql` (Debian
+# freetds-bin) and, in a virtual environment at target/pyenv, the Python clients pinned in
+# tests/clients/requirements.txt (python-tds, pymssql, sqlglot). The end-to-end test
+# tests/e2e/clients.rs runs them against the Mamut stand-in with target/pyenv/bin/python.
+#
+# Idempotent and quiet when everything is in place; any failed install stops it with a message
+# and a non-zero exit. PYTHON names the interpreter the environment is made from (python3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fail() {
+    echo "test-deps: $*" >&2
+    exit 1
+}
+
+# --- FreeTDS tsql -------------------------------------------------------------------------
+apt_install() {
+    command -v apt-get >/dev/null 2>&1 || fail "apt-get not found: install $* by hand (Debian/Ubuntu package names)"
+    local sudo=""
+    if [ "$(id -u)" != 0 ]; then
+        command -v sudo >/dev/null 2>&1 || fail "not root and no sudo: install $* as root"
+        sudo="sudo"
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    # The package lists are refreshed only when a package has no install candidate yet.
+    local pkg policy
+    for pkg in "$@"; do
+        policy=$(apt-cache policy "$pkg" 2>/dev/null || true)
+        if ! grep -q 'Candidate: [^(]' <<<"$policy"; then
+            echo "test-deps: apt-get update (no candidate for $pkg)"
+            $sudo apt-get update -q >/tmp/test-deps-apt-update.log 2>&1 ||
+                fail "apt-get update failed; see /tmp/test-deps-apt-update.log"
+            break
+        fi
+    done
+    echo "test-deps: apt-get install $*"
+    $sudo apt-get install -y -q --no-install-recommends "$@" >/tmp/test-deps-apt.log 2>&1 ||
+        fail "apt-get install $* failed; see /tmp/test-deps-apt.log"
+}
+
+if ! command -v tsql >/dev/null 2>&1; then
+    apt_install freetds-bin
+    command -v tsql >/dev/null 2>&1 || fail "freetds-bin installed but tsql is not on PATH"
+fi
+
+# --- Python clients -----------------------------------------------------------------------
+venv=target/pyenv
+requirements=tests/clients/requirements.txt
+stamp=$venv/requirements.installed
+python=${PYTHON:-python3}
+
+if [ -x "$venv/bin/python" ] && cmp -s "$requirements" "$stamp" &&
+    "$venv/bin/python" -c 'import pytds, pymssql, sqlglot' >/dev/null 2>&1; then
+    exit 0
+fi
+
+command -v "$python" >/dev/null 2>&1 || fail "$python not found: install Python 3 (Debian python3, python3-venv)"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
+    rm -rf "$venv"
+    echo "test-deps: creating $venv from $(command -v "$python")"
+    if ! "$python" -m venv "$venv" >/tmp/test-deps-venv.log 2>&1; then
+        # Debian's python3 makes environments only with python3-venv installed.
+        apt_install python3-venv
+        rm -rf "$venv"
+        "$python" -m venv "$venv" >/tmp/test-deps-venv.log 2>&1 ||
+            fail "$python -m venv $venv failed; see /tmp/test-deps-venv.log"
+    fi
+fi
+echo "test-deps: pip install -r $requirements into $venv"
+"$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$requirements" ||
+    fail "pip install -r $requirements failed (see above)"
+"$venv/bin/python" -c 'import pytds, pymssql, sqlglot' ||
+    fail "the Python clients do not import after installing them into $venv"
+cp "$requirements" "$stamp"

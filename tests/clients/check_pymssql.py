@@ -45,6 +45,18 @@ class Driver:
             tds_version="7.4",
         )
 
+    binary = staticmethod(bytes)
+
+    @staticmethod
+    def decimal_scale(value, column):
+        return -value.as_tuple().exponent
+
+    @staticmethod
+    def beyond_int(value):
+        # Inlined as a constant: beyond int's range SQL Server types it decimal, not bigint.
+        from decimal import Decimal
+        return value if -2**31 < value < 2**31 else Decimal(value)
+
     @staticmethod
     def _details(e):
         """(number, text) of a pymssql error; a failed login nests them one tuple deeper."""

@@ -43,6 +43,16 @@ class Driver:
             timeout=timeout,
         )
 
+    binary = staticmethod(pytds.Binary)  # plain bytes are sent as NVARCHAR(MAX), UTF-8 decoded
+
+    @staticmethod
+    def decimal_scale(value, column):
+        return column[5]  # python-tds divides by 10**scale, which drops trailing zeros
+
+    @staticmethod
+    def beyond_int(value):
+        return value  # a typed bigint parameter
+
     @staticmethod
     def error_number(e):
         return getattr(e, "msg_no", None)

@@ -154,8 +154,8 @@ class Checks:
         value, description = self.one("SELECT CAST(7 AS BIGINT)")
         expect_equal(value, 7, "CAST(7 AS BIGINT)")
         self.width(description, "CAST(7 AS BIGINT)", 8)
-        value, _ = self.one("SELECT CAST(2.5 AS DECIMAL(9, 3))")
-        expect_equal(str(value), "2.500", "CAST(2.5 AS DECIMAL(9, 3)) as text")
+        value, description = self.one("SELECT CAST(2.5 AS DECIMAL(9, 3))")
+        expect_equal(self.d.decimal_scale(value, description[0]), 3, "CAST(2.5 AS DECIMAL(9, 3)) scale")
         expect_equal(value, Decimal("2.500"), "CAST(2.5 AS DECIMAL(9, 3))")
         value, _ = self.one("SELECT 'a' + 'b'")
         expect_equal(value, "ab", "'a' + 'b'")
@@ -169,11 +169,11 @@ class Checks:
 
     def param_int(self):
         self.param(42)
-        self.param(-2147483648)
+        self.param(-2147483648, self.d.beyond_int(-2147483648))
 
     def param_bigint(self):
-        self.param(2**40)
-        self.param(-(2**62))
+        self.param(2**40, self.d.beyond_int(2**40))
+        self.param(-(2**62), self.d.beyond_int(-(2**62)))
 
     def param_decimal(self):
         self.param(Decimal("1234.56"))
@@ -188,7 +188,8 @@ class Checks:
         expect_equal(got, None, "SELECT %s with None")
 
     def param_varbinary(self):
-        self.param(b"\x00\x01\xfe\xff")
+        got, _ = self.one("SELECT %s", (self.d.binary(b"\x00\x01\xfe\xff"),))
+        expect_equal(got, b"\x00\x01\xfe\xff", "SELECT %s with bytes")
 
     def create_table(self):
         self.run(error_table_ddl(self.table))
@@ -202,7 +203,7 @@ class Checks:
         self.run(
             "INSERT INTO %s (id, name, note, amount, big, data) VALUES (%%s, %%s, %%s, %%s, %%s, %%s)"
             % self.table,
-            (row_id, NON_ASCII, None, Decimal("5"), 2**40, b"\x00\xff"),
+            (row_id, NON_ASCII, None, Decimal("5"), 2**40, self.d.binary(b"\x00\xff")),
         )
         cur = self.run(
             "SELECT id, name, note, amount, big, data FROM %s WHERE id = %%s" % self.table,
@@ -214,7 +215,7 @@ class Checks:
         expected = (row_id, NON_ASCII, None, Decimal("5.00"), 2**40, b"\x00\xff")
         for column, g, e in zip(("id", "name", "note", "amount", "big", "data"), got, expected):
             expect_equal(g, e, "column %s" % column)
-        expect_equal(str(got[3]), "5.00", "decimal(9, 2) column as text (scale 2)")
+        expect_equal(self.d.decimal_scale(got[3], cur.description[3]), 2, "decimal(9, 2) column scale")
         self.width(cur.description[0:1], "int column id", 4)
         self.width(cur.description[4:5], "bigint column big", 8)
 
@@ -231,8 +232,9 @@ class Checks:
             "INSERT INTO products (article_no, name, vat_rate, price, active) VALUES (%s, %s, %s, %s, 1)",
             (article, "Mugg", Decimal("25"), Decimal("63.2")),
         )
-        price, _ = self.one("SELECT price FROM products WHERE article_no = %s", (article,))
-        expect_equal(str(price), "63.2000", "products.price DECIMAL(19, 4) as text")
+        price, description = self.one("SELECT price FROM products WHERE article_no = %s", (article,))
+        expect_equal(price, Decimal("63.2000"), "products.price")
+        expect_equal(self.d.decimal_scale(price, description[0]), 4, "products.price DECIMAL(19, 4) scale")
         count, description = self.one(
             "SELECT COUNT(*) FROM products WHERE article_no = %s", (article,)
         )

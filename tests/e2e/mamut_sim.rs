@@ -824,3 +824,237 @@ async fn an_rpc_answer_marks_every_doneinproc_with_done_more() {
         "the last DONE has no DONE_MORE"
     );
 }
+
+/// The plan PostgreSQL makes for `sql` on the stand-in's schema with sequential scans
+/// disabled: an `Index` scan in it means the query can use the index.
+fn pg_plan(config: &SimConfig, sql: &str) -> String {
+    tests::mamut_sim::exec::off_runtime(|| {
+        let mut client = postgres::Client::connect(&config.postgres_url, postgres::NoTls)
+            .expect("PostgreSQL for EXPLAIN");
+        client
+            .batch_execute(&format!(
+                "SET search_path = \"{}\", pg_catalog; SET enable_seqscan = off",
+                config.pg_schema
+            ))
+            .expect("search_path");
+        client
+            .query(&format!("EXPLAIN {sql}"), &[])
+            .unwrap_or_else(|e| panic!("EXPLAIN {sql}: {e}"))
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}
+
+#[tokio::test]
+async fn text_comparisons_ignore_case_and_trailing_spaces_like_the_default_collation() {
+    let sim = start();
+    let mut c = client(&sim).await;
+    run(
+        &mut c,
+        "CREATE TABLE p (article_no NVARCHAR(20) PRIMARY KEY, name NVARCHAR(20), email NVARCHAR(50)); \
+         CREATE INDEX p_email ON p (email); \
+         INSERT INTO p (article_no, name, email) VALUES (N'MUG-01', N'Mugg', N'Kund@Example.se'); \
+         INSERT INTO p (article_no, name, email) VALUES (N'CUP-02 ', N'Kopp', NULL)",
+    )
+    .await;
+    // A parameter and a literal with other case and trailing spaces find the row.
+    let found = c
+        .query("SELECT name FROM p WHERE article_no = @P1", &[&"mug-01  "])
+        .await
+        .expect("query")
+        .into_first_result()
+        .await
+        .expect("rows");
+    assert_eq!(found.len(), 1, "= @P1 ignores case and trailing spaces");
+    let by_email = c
+        .query(
+            "SELECT COUNT(*) FROM p WHERE email = @P1",
+            &[&"kund@example.SE "],
+        )
+        .await
+        .expect("query")
+        .into_first_result()
+        .await
+        .expect("rows");
+    assert_eq!(by_email[0].get::<i32, _>(0), Some(1));
+    for (sql, expected) in [
+        ("SELECT COUNT(*) FROM p WHERE article_no = N'MUG-01 '", 1),
+        ("SELECT COUNT(*) FROM p WHERE article_no = N'cup-02'", 1),
+        ("SELECT COUNT(*) FROM p WHERE article_no <> N'mug-01   '", 1),
+        ("SELECT COUNT(*) FROM p WHERE article_no < N'MUG-01 '", 1),
+        ("SELECT COUNT(*) FROM p WHERE article_no >= N'cup-02  '", 2),
+        (
+            "SELECT COUNT(*) FROM p WHERE article_no IN (N'mug-01 ', N'x')",
+            1,
+        ),
+        (
+            "SELECT COUNT(*) FROM p a JOIN p b ON a.article_no = b.article_no",
+            2,
+        ),
+    ] {
+        assert_eq!(count(&mut c, sql).await, expected, "{sql}");
+    }
+    // Literal against literal compares as the default collation does too.
+    let r = &rows(
+        &mut c,
+        "SELECT CASE WHEN 'a' = 'A ' THEN 1 ELSE 0 END, CASE WHEN N'x ' <> N'X' THEN 1 ELSE 0 END, \
+         CASE WHEN 'a' < 'B' THEN 1 ELSE 0 END, CASE WHEN 'a b' = 'ab' THEN 1 ELSE 0 END",
+    )
+    .await[0];
+    let flags: Vec<Option<i32>> = (0..4).map(|i| r.get::<i32, _>(i)).collect();
+    assert_eq!(flags, vec![Some(1), Some(0), Some(1), Some(0)]);
+    // Values are kept as written.
+    let kept = &rows(
+        &mut c,
+        "SELECT article_no, DATALENGTH(article_no), LEN(article_no) FROM p WHERE name = N'KOPP'",
+    )
+    .await[0];
+    assert_eq!(kept.get::<&str, _>(0), Some("CUP-02 "));
+    assert_eq!(
+        kept.get::<i32, _>(2),
+        Some(6),
+        "LEN ignores trailing spaces"
+    );
+    // `col = <text>` stays an index lookup, for the key and for a plain index.
+    for sql in [
+        "SELECT name FROM p WHERE article_no = 'mug-01 '::text",
+        "SELECT name FROM p WHERE email = 'kund@example.se'::text",
+    ] {
+        let plan = pg_plan(&sim.config, sql);
+        assert!(plan.contains("Index"), "{sql}: no index scan:\n{plan}");
+    }
+}
+
+#[tokio::test]
+async fn text_keys_treat_case_and_trailing_space_variants_as_duplicates() {
+    let sim = start();
+    let mut c = client(&sim).await;
+    run(
+        &mut c,
+        "CREATE TABLE k (code NVARCHAR(10) PRIMARY KEY, n INT); \
+         CREATE TABLE kk (a NVARCHAR(10), b INT NOT NULL, u NVARCHAR(5) UNIQUE, PRIMARY KEY (a, b)); \
+         CREATE TABLE kr (id INT PRIMARY KEY, code NVARCHAR(10) REFERENCES k (code)); \
+         CREATE TABLE ki (id INT PRIMARY KEY, tag NVARCHAR(10)); \
+         CREATE UNIQUE INDEX ki_tag ON ki (tag); \
+         INSERT INTO k (code, n) VALUES (N'a', 1); \
+         INSERT INTO kk (a, b, u) VALUES (N'x', 1, N'u'); \
+         INSERT INTO ki (id, tag) VALUES (1, N't')",
+    )
+    .await;
+    for (sql, number) in [
+        ("INSERT INTO k (code, n) VALUES (N'A', 2)", 2627),
+        ("INSERT INTO k (code, n) VALUES (N'a ', 2)", 2627),
+        ("INSERT INTO kk (a, b, u) VALUES (N'X  ', 1, N'v')", 2627),
+        ("INSERT INTO kk (a, b, u) VALUES (N'x', 2, N'U ')", 2627),
+        ("INSERT INTO ki (id, tag) VALUES (2, N'T ')", 2601),
+        ("INSERT INTO kr (id, code) VALUES (1, N'b')", 547),
+    ] {
+        let (got, message) = error_of(&mut c, sql).await;
+        assert_eq!(got, number, "{sql}: {message}");
+    }
+    let (_, message) = error_of(&mut c, "INSERT INTO k (code, n) VALUES (N'A', 2)").await;
+    assert!(
+        message.starts_with("Violation of PRIMARY KEY constraint 'PK__k'"),
+        "{message}"
+    );
+    // Other keys are fine, and a foreign key matches as `=` does.
+    run(
+        &mut c,
+        "INSERT INTO kk (a, b, u) VALUES (N'x', 2, N'w'); INSERT INTO kr (id, code) VALUES (1, N'A  ')",
+    )
+    .await;
+    assert_eq!(
+        error_of(&mut c, "INSERT INTO kk (a, b, u) VALUES (NULL, 3, N'z')")
+            .await
+            .0,
+        515,
+        "primary key columns are NOT NULL"
+    );
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT COUNT(*) FROM sys.indexes WHERE is_primary_key = 1 AND name IN ('PK__k', 'PK__kk')"
+        )
+        .await,
+        2,
+        "text primary keys are primary keys in sys.indexes"
+    );
+    let nullable = &rows(
+        &mut c,
+        "SELECT IS_NULLABLE FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_NAME = 'kk' AND COLUMN_NAME = 'a'",
+    )
+    .await[0];
+    assert_eq!(nullable.get::<&str, _>(0), Some("NO"));
+}
+
+#[tokio::test]
+async fn decimals_carry_their_type_scale_and_parameters_their_declared_type() {
+    let sim = start();
+    let mut c = client(&sim).await;
+    run(
+        &mut c,
+        "CREATE TABLE d (p DECIMAL(5, 2), price DECIMAL(19, 4), data VARBINARY(50)); \
+         INSERT INTO d (p, price, data) VALUES (1.5, 63.2, 0x00FF)",
+    )
+    .await;
+    let text = |row: &tiberius::Row, i: usize| {
+        row.get::<Decimal, _>(i)
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| panic!("column {i} is not a decimal"))
+    };
+    // A column answers at its declared scale, CAST at the scale it names, a literal at the
+    // digits written, arithmetic at SQL Server's result scale.
+    let r = &rows(
+        &mut c,
+        "SELECT p, price, CAST(2.5 AS DECIMAL(9, 3)), 2.50, p * 2, p + 1.5, p / 3, 1.0 / 3, price * p FROM d",
+    )
+    .await[0];
+    let got: Vec<String> = (0..9).map(|i| text(r, i)).collect();
+    assert_eq!(
+        got,
+        [
+            "1.50",
+            "63.2000",
+            "2.500",
+            "2.50",
+            "3.00",
+            "3.00",
+            "0.500000",
+            "0.333333",
+            "94.800000"
+        ]
+    );
+    // A parameter is of the type it was declared with: varbinary stays binary, a decimal
+    // keeps its scale.
+    let bytes: Vec<u8> = vec![0, 1, 0xFE, 0xFF];
+    let price = Decimal::new(123_450, 3); // 123.450
+    let r = &c
+        .query("SELECT @P1, @P2, @P3 + 1", &[&bytes, &price, &5i32])
+        .await
+        .expect("query")
+        .into_first_result()
+        .await
+        .expect("rows")[0];
+    assert!(
+        matches!(
+            r.columns()[0].column_type(),
+            tiberius::ColumnType::BigVarBin
+        ),
+        "a varbinary parameter answers as varbinary: {:?}",
+        r.columns()[0].column_type()
+    );
+    assert_eq!(r.get::<&[u8], _>(0), Some(&bytes[..]));
+    assert_eq!(text(r, 1), "123.450");
+    assert_eq!(r.get::<i32, _>(2), Some(6), "int parameter + 1 is int");
+    let stored = &c
+        .query("SELECT data FROM d WHERE data = @P1", &[&vec![0u8, 0xFF]])
+        .await
+        .expect("query")
+        .into_first_result()
+        .await
+        .expect("rows");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].get::<&[u8], _>(0), Some(&[0u8, 0xFF][..]));
+}

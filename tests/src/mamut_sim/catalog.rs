@@ -126,6 +126,7 @@ DO $d$ BEGIN
     CREATE OPERATOR {s}.!~~~ (LEFTARG = text, RIGHTARG = text, FUNCTION = {s}.tsql_not_like);
   END IF;
 END $d$;
+{comparisons}
 CREATE OR REPLACE FUNCTION tsql_sum_small(int4, int2) RETURNS int4 LANGUAGE sql IMMUTABLE
   AS $f$ SELECT CASE WHEN $2 IS NULL THEN $1 WHEN $1 IS NULL THEN $2::int4 ELSE $1 + $2 END $f$;
 CREATE OR REPLACE AGGREGATE tsql_sum(int2) (sfunc = tsql_sum_small, stype = int4);
@@ -170,9 +171,10 @@ CREATE OR REPLACE VIEW tsql_sys_columns AS SELECT a.attrelid::int AS object_id, 
   WHERE c.relnamespace = {nsp}::regnamespace AND a.attnum > 0 AND NOT a.attisdropped;
 CREATE OR REPLACE VIEW tsql_sys_indexes AS SELECT i.indrelid::int AS object_id, i.indexrelid::int AS index_id,
     regexp_replace(c.relname::text, '^.*\$', '') COLLATE tsql_ci AS name,
-    i.indisunique::int::int2 AS is_unique, i.indisprimary::int::int2 AS is_primary_key
+    i.indisunique::int::int2 AS is_unique,
+    (i.indisprimary OR coalesce(obj_description(i.indexrelid, 'pg_class'), '') = '{PRIMARY_KEY_INDEX}')::int::int2 AS is_primary_key
   FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-  WHERE c.relnamespace = {nsp}::regnamespace;
+  WHERE c.relnamespace = {nsp}::regnamespace AND i.indrelid <> '{s}.tsql_columns'::regclass;
 CREATE OR REPLACE VIEW tsql_sys_index_columns AS SELECT i.indrelid::int AS object_id, i.indexrelid::int AS index_id,
     k.ord::int2 AS key_ordinal, k.attnum::int AS column_id, k.ord::int AS index_column_id
   FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
@@ -180,6 +182,8 @@ CREATE OR REPLACE VIEW tsql_sys_index_columns AS SELECT i.indrelid::int AS objec
   WHERE c.relnamespace = {nsp}::regnamespace AND k.ord <= i.indnkeyatts;
 "#,
         schema_raw = schema.to_lowercase().replace('\'', "''"),
+        comparisons = comparison_sql(&s, &nsp),
+        PRIMARY_KEY_INDEX = PRIMARY_KEY_INDEX,
     );
     // The catalog views' columns, typed as SQL Server types them.
     let views: [CatalogView; 5] = [
@@ -250,6 +254,67 @@ CREATE OR REPLACE VIEW tsql_sys_index_columns AS SELECT i.indrelid::int AS objec
     sql
 }
 
+/// The comment on a unique index that stands for a PRIMARY KEY on text columns (PostgreSQL
+/// primary keys take the default operator class only).
+pub const PRIMARY_KEY_INDEX: &str = "tsql primary key";
+
+/// The operator class text keys are indexed with: SQL Server's default collation, case-
+/// insensitive and blind to trailing spaces.
+pub const TEXT_OPS: &str = "tsql_text_ops";
+
+/// Text comparisons as SQL Server's default collation makes them: case-insensitive and, as
+/// ANSI/ISO SQL-92 pads the shorter string with spaces, blind to trailing spaces (`'a' = 'A '`).
+/// The stand-in's schema comes before `pg_catalog` in every session's `search_path`, so these
+/// `=`, `<>`, `<`, `<=`, `>`, `>=` on text win over PostgreSQL's wherever a translated query
+/// compares text (columns, parameters, literals, `IN`, `CASE`, joins). Values are stored as
+/// written. The btree operator class `tsql_text_ops` orders by the same rules; text key
+/// columns of primary keys, unique constraints and indexes use it, so `'a'`, `'A'` and
+/// `'a '` are duplicates and `col = @P1` is an index lookup. The functions are PL/pgSQL so the
+/// planner cannot inline them away from the operator the index matches. (Creating an
+/// operator class takes a PostgreSQL superuser, as the stand-in's role is here and in CI.)
+fn comparison_sql(s: &str, nsp: &str) -> String {
+    let fold = |arg: &str| format!("pg_catalog.rtrim({arg}) COLLATE {s}.tsql_ci");
+    let mut sql = format!(
+        "CREATE OR REPLACE FUNCTION tsql_text_cmp(a text, b text) RETURNS int LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE\n  \
+         AS $f$ BEGIN RETURN pg_catalog.bttextcmp({}, {}); END $f$;\n",
+        fold("a"),
+        fold("b")
+    );
+    let ops = [
+        ("eq", "=", "=", "<>", "eqsel", "eqjoinsel"),
+        ("ne", "<>", "<>", "=", "neqsel", "neqjoinsel"),
+        ("lt", "<", ">", ">=", "scalarltsel", "scalarltjoinsel"),
+        ("le", "<=", ">=", ">", "scalarlesel", "scalarlejoinsel"),
+        ("gt", ">", "<", "<=", "scalargtsel", "scalargtjoinsel"),
+        ("ge", ">=", "<=", "<", "scalargesel", "scalargejoinsel"),
+    ];
+    let mut operators = String::new();
+    for (name, op, commutator, negator, restrict, join) in ops {
+        let body = match name {
+            "eq" => format!("pg_catalog.texteq({}, {})", fold("a"), fold("b")),
+            "ne" => format!("NOT pg_catalog.texteq({}, {})", fold("a"), fold("b")),
+            _ => format!("{s}.tsql_text_cmp(a, b) OPERATOR(pg_catalog.{op}) 0"),
+        };
+        sql.push_str(&format!(
+            "CREATE OR REPLACE FUNCTION tsql_text_{name}(a text, b text) RETURNS boolean LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE\n  \
+             AS $f$ BEGIN RETURN {body}; END $f$;\n"
+        ));
+        operators.push_str(&format!(
+            "    CREATE OPERATOR {s}.{op} (LEFTARG = text, RIGHTARG = text, FUNCTION = {s}.tsql_text_{name}, \
+             COMMUTATOR = OPERATOR({s}.{commutator}), NEGATOR = OPERATOR({s}.{negator}), RESTRICT = {restrict}, JOIN = {join});\n"
+        ));
+    }
+    sql.push_str(&format!(
+        "DO $d$ BEGIN\n  \
+         IF NOT EXISTS (SELECT 1 FROM pg_opclass WHERE opcname = '{TEXT_OPS}' AND opcnamespace = {nsp}::regnamespace) THEN\n\
+         {operators}    \
+         CREATE OPERATOR CLASS {s}.{TEXT_OPS} FOR TYPE text USING btree AS OPERATOR 1 {s}.<, OPERATOR 2 {s}.<=, \
+         OPERATOR 3 {s}.=, OPERATOR 4 {s}.>=, OPERATOR 5 {s}.>, FUNCTION 1 {s}.tsql_text_cmp(text, text);\n  \
+         END IF;\nEND $d$;"
+    ));
+    sql
+}
+
 /// One column of a table, as recorded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ColumnMeta {
@@ -277,7 +342,7 @@ impl ColumnMeta {
 
 /// The SELECT that reads recorded columns, `WHERE table_name = ANY($1)`.
 pub const COLUMNS_SQL: &str = "SELECT table_name, column_name, pg_column, data_type, max_length, num_precision, num_scale, nullable, is_identity \
-     FROM tsql_columns WHERE table_name = ANY($1) ORDER BY table_name, ordinal";
+     FROM tsql_columns WHERE table_name OPERATOR(pg_catalog.=) ANY($1) ORDER BY table_name, ordinal";
 
 /// A declared column type: the SQL Server spelling, length/precision/scale, the PostgreSQL
 /// type, and what the table's trigger must check.
@@ -572,6 +637,9 @@ pub fn create_table(
     let mut meta = Vec::new();
     let mut checks = Vec::new();
     let mut table_checks = 0;
+    // PRIMARY KEY and UNIQUE: (constraint name, primary, columns).
+    let mut keys: Vec<(String, bool, Vec<String>)> = Vec::new();
+    let mut text_columns = Vec::new();
     let full_name = format!("{database}.dbo.{table}");
     for (ordinal, item) in dialect::split_commas(body).into_iter().enumerate() {
         let mut j = 0;
@@ -600,18 +668,16 @@ pub fn create_table(
                         j += 1;
                     }
                     let cols = name_list(item, &mut j)?;
-                    let list = cols.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
-                    if kind == "PRIMARY" {
-                        format!(
-                            "CONSTRAINT {} PRIMARY KEY ({list})",
-                            named(format!("PK__{t}"))
-                        )
+                    let name = if kind == "PRIMARY" {
+                        named(format!("PK__{t}"))
                     } else {
-                        format!(
-                            "CONSTRAINT {} UNIQUE ({list})",
-                            named(format!("UQ__{t}__{}", cols.join("_")))
-                        )
+                        named(format!("UQ__{t}__{}", cols.join("_")))
+                    };
+                    if let Some(extra) = item.get(j) {
+                        return Err(syntax_error(&extra.text()));
                     }
+                    keys.push((name, kind == "PRIMARY", cols));
+                    continue;
                 }
                 "FOREIGN" => {
                     expect_word(item, &mut j, "KEY")?;
@@ -644,6 +710,9 @@ pub fn create_table(
         let column = name_at(item, &mut j)?;
         let c = ident(&column);
         let ty = column_type(item, &mut j, schema)?;
+        if matches!(ty.data_type, "nvarchar" | "varchar") {
+            text_columns.push(column.to_lowercase());
+        }
         let rowversion = ty.data_type == "timestamp";
         let mut nullable = !rowversion;
         let mut identity = None;
@@ -678,14 +747,7 @@ pub fn create_table(
                         format!("UQ__{t}__{}", column.to_lowercase())
                     };
                     let name = ident_keep(&constraint_name.take().unwrap_or(default_name));
-                    constraints.push(format!(
-                        " CONSTRAINT {name} {}",
-                        if word == "PRIMARY" {
-                            "PRIMARY KEY"
-                        } else {
-                            "UNIQUE"
-                        }
-                    ));
+                    keys.push((name, word == "PRIMARY", vec![column.clone()]));
                 }
                 "IDENTITY" => {
                     let (mut seed, mut step) = (1, 1);
@@ -839,7 +901,51 @@ pub fn create_table(
             default.map_or("NULL".to_owned(), |(_, shown)| lit(&shown)),
         ));
     }
+    // A key on text columns is a unique index with the collation's operator class, which a
+    // PostgreSQL constraint cannot have; its columns are NOT NULL as a primary key's are.
+    let mut indexes = Vec::new();
+    let mut key_columns = Vec::new();
+    for (name, primary, cols) in keys {
+        if primary {
+            key_columns.extend(cols.iter().map(|c| lit(&c.to_lowercase())));
+        }
+        let is_text = |c: &String| text_columns.contains(&c.to_lowercase());
+        let list = cols.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
+        if !cols.iter().any(is_text) {
+            defs.push(format!(
+                "CONSTRAINT {name} {} ({list})",
+                if primary { "PRIMARY KEY" } else { "UNIQUE" }
+            ));
+            continue;
+        }
+        let keyed = cols
+            .iter()
+            .map(|c| key_column(c, is_text(c)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        indexes.push(format!(
+            "CREATE UNIQUE INDEX {name} ON {} ({keyed});",
+            ident(&table)
+        ));
+        if primary {
+            for c in &cols {
+                indexes.push(format!(
+                    "ALTER TABLE {} ALTER COLUMN {} SET NOT NULL;",
+                    ident(&table),
+                    ident(c)
+                ));
+            }
+            indexes.push(format!(
+                "COMMENT ON INDEX {name} IS {};",
+                lit(PRIMARY_KEY_INDEX)
+            ));
+        }
+    }
     let mut sql = format!("CREATE TABLE {} ({});\n", ident(&table), defs.join(", "));
+    for index in &indexes {
+        sql.push_str(index);
+        sql.push('\n');
+    }
     if !checks.is_empty() {
         let function = ident(&format!("tsql_check_{t}"));
         sql.push_str(&format!(
@@ -850,7 +956,24 @@ pub fn create_table(
         ));
     }
     sql.push_str(&meta.join("\n"));
+    if !key_columns.is_empty() {
+        // SQL Server makes primary key columns NOT NULL whatever they declare.
+        sql.push_str(&format!(
+            "\nUPDATE tsql_columns SET nullable = false WHERE table_name = {} AND pg_column IN ({});",
+            lit(&t),
+            key_columns.join(", ")
+        ));
+    }
     Ok(sql)
+}
+
+/// A key column of an index: text columns with the default collation's operator class.
+fn key_column(column: &str, text: bool) -> String {
+    if text {
+        format!("{} {TEXT_OPS}", ident(column))
+    } else {
+        ident(column)
+    }
 }
 
 fn default_text(tok: &Tok) -> String {
@@ -888,7 +1011,7 @@ fn expect_word(toks: &[Tok], i: &mut usize, word: &str) -> Result<(), SqlError> 
 /// `CREATE [UNIQUE] [CLUSTERED|NONCLUSTERED] INDEX name ON t (cols) [INCLUDE (cols)]`
 /// (tokens after `CREATE`). Index names are per table in SQL Server and per schema in
 /// PostgreSQL, so the PostgreSQL name is `table$name`.
-pub fn create_index(toks: &[Tok]) -> Result<String, SqlError> {
+pub fn create_index(toks: &[Tok], text_columns: &[String]) -> Result<String, SqlError> {
     let mut i = 0;
     let unique = toks.first().is_some_and(|t| t.is_word("UNIQUE"));
     if unique {
@@ -910,7 +1033,10 @@ pub fn create_index(toks: &[Tok]) -> Result<String, SqlError> {
         if unique { "UNIQUE " } else { "" },
         ident_keep(&format!("{}${name}", table.to_lowercase())),
         ident(&table),
-        cols.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ")
+        cols.iter()
+            .map(|c| key_column(c, text_columns.contains(&c.to_lowercase())))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     if toks.get(i).is_some_and(|t| t.is_word("INCLUDE")) {
         i += 1;
@@ -928,6 +1054,13 @@ pub fn create_index(toks: &[Tok]) -> Result<String, SqlError> {
         return Err(syntax_error(&extra.text()));
     }
     Ok(sql)
+}
+
+/// The table a `CREATE INDEX` (tokens after `CREATE`) is on, lower case.
+pub fn index_table(toks: &[Tok]) -> Option<String> {
+    let on = toks.iter().position(|t| t.is_word("ON"))?;
+    let mut i = on + 1;
+    name_at(toks, &mut i).ok().map(|n| n.to_lowercase())
 }
 
 /// `DROP TABLE [IF EXISTS] t` (tokens after `DROP TABLE`).

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use super::catalog::{ColumnMeta, ident, lit};
 use super::exec::SqlError;
 use super::lexer::{Tok, syntax_error, tokens};
-use super::request::Value;
+use super::request::{Param, Value};
 use super::types::SqlType;
 
 /// One statement of a batch.
@@ -470,7 +470,7 @@ pub struct Translated {
 
 /// What a translation may use of the session's state.
 pub struct Translator<'a> {
-    pub params: &'a [(String, Value)],
+    pub params: &'a [Param],
     pub scope_identity: Option<i128>,
     pub trancount: u32,
     pub spid: i32,
@@ -575,7 +575,7 @@ const HINTS: [&str; 16] = [
 impl<'a> Translator<'a> {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        params: &'a [(String, Value)],
+        params: &'a [Param],
         scope_identity: Option<i128>,
         trancount: u32,
         spid: i32,
@@ -696,10 +696,12 @@ impl<'a> Translator<'a> {
             ));
         }
         let items = split_commas(list);
-        let types = if items
-            .iter()
-            .any(|it| it.iter().any(|t| t.is_op("*") && it.len() <= 3))
-        {
+        let star = |it: &[Tok]| match it {
+            [t] => t.is_op("*"),
+            [_, dot, t] => dot.is_op(".") && t.is_op("*"),
+            _ => false,
+        };
+        let types = if items.iter().any(|it| star(it)) {
             Vec::new()
         } else {
             items.iter().map(|it| self.item_type(it, None)).collect()
@@ -1040,7 +1042,7 @@ impl<'a> Translator<'a> {
         let index = self
             .params
             .iter()
-            .position(|(n, _)| n.eq_ignore_ascii_case(name))
+            .position(|p| p.name.eq_ignore_ascii_case(name))
             .ok_or_else(|| {
                 SqlError::new(
                     137,
@@ -1048,7 +1050,7 @@ impl<'a> Translator<'a> {
                     format!("Must declare the scalar variable \"{name}\"."),
                 )
             })?;
-        let cast = match &self.params[index].1 {
+        let cast = match &self.params[index].value {
             Value::Null => return Ok("NULL".into()),
             Value::Int { width: 1 | 2, .. } | Value::Bit(_) => "int2",
             Value::Int { width: 4, .. } => "int4",
@@ -1067,7 +1069,7 @@ impl<'a> Translator<'a> {
                 self.binds.len()
             }
         };
-        Ok(if matches!(self.params[index].1, Value::Decimal(_)) {
+        Ok(if matches!(self.params[index].value, Value::Decimal(_)) {
             format!("(${n}::text)::numeric")
         } else {
             format!("${n}::{cast}")
@@ -1276,7 +1278,15 @@ impl<'a> Translator<'a> {
                     self.expr(args)?
                 ))
             }
-            "DATALENGTH" => Ok(format!("CAST(octet_length({}) AS int4)", self.expr(args)?)),
+            // nvarchar is UTF-16 in SQL Server: two bytes a character (the stand-in counts a
+            // character outside the BMP as one, SQL Server as two).
+            "DATALENGTH" => match self.expr_type(args, None) {
+                Some(SqlType::NVarChar(_)) => Ok(format!(
+                    "CAST(char_length({}) * 2 AS int4)",
+                    self.expr(args)?
+                )),
+                _ => Ok(format!("CAST(octet_length({}) AS int4)", self.expr(args)?)),
+            },
             "UPPER" | "LOWER" | "LTRIM" | "RTRIM" | "ABS" | "FLOOR" | "LEFT" | "RIGHT" => {
                 simple(&name.to_lowercase(), self, &[1, 2, 3])
             }
@@ -1373,6 +1383,68 @@ impl<'a> Translator<'a> {
                 item = &item[..item.len() - 1];
             }
         }
+        self.expr_type(item, target)
+    }
+
+    /// The SQL Server type of an expression, where it can be told from the text: what
+    /// [`Self::operand_type`] knows, and `+ - * / %` over those with SQL Server's result types
+    /// (data type precedence; decimal precision and scale as
+    /// <https://learn.microsoft.com/en-us/sql/t-sql/data-types/precision-scale-and-length-transact-sql>
+    /// gives them).
+    fn expr_type(&self, item: &[Tok], target: Option<&str>) -> Option<SqlType> {
+        if item.is_empty() {
+            return None;
+        }
+        // Anything but arithmetic (CASE, comparisons, subqueries...) is left to PostgreSQL.
+        let mut depth = 0;
+        for t in item {
+            if t.is_op("(") {
+                depth += 1;
+            } else if t.is_op(")") {
+                depth -= 1;
+            } else if depth == 0
+                && (t.word().is_some_and(|w| is_keyword(&w))
+                    || matches!(t, Tok::Op(o) if !matches!(*o, "+" | "-" | "*" | "/" | "%" | ".")))
+            {
+                return None;
+            }
+        }
+        for ops in [&["+", "-"][..], &["*", "/", "%"][..]] {
+            if let Some(at) = last_binary(item, ops) {
+                let left = self.expr_type(&item[..at], target)?;
+                let right = self.expr_type(&item[at + 1..], target)?;
+                let op = match &item[at] {
+                    Tok::Op(o) => *o,
+                    _ => return None,
+                };
+                let literal = |side: &[Tok]| match side {
+                    [Tok::Num(n)] => Some(n.trim_start_matches('0').len().max(1) as u8),
+                    _ => None,
+                };
+                return arithmetic_type(
+                    op,
+                    (left, literal(&item[..at])),
+                    (right, literal(&item[at + 1..])),
+                );
+            }
+        }
+        match item {
+            [sign, rest @ ..] if sign.is_op("-") || sign.is_op("+") => self.expr_type(rest, target),
+            [open, inner @ .., close]
+                if open.is_op("(")
+                    && close.is_op(")")
+                    && matching(item, 0) == Some(item.len() - 1)
+                    && !inner.first().is_some_and(|t| t.is_word("SELECT")) =>
+            {
+                self.expr_type(inner, target)
+            }
+            _ => self.operand_type(item, target),
+        }
+    }
+
+    /// The SQL Server type of one operand: a column, a parameter (its declared type), a
+    /// literal, CAST/CONVERT, COUNT, MAX/MIN/SUM of a typed expression, some functions.
+    fn operand_type(&self, item: &[Tok], target: Option<&str>) -> Option<SqlType> {
         let call = |item: &[Tok]| -> Option<(String, std::ops::Range<usize>)> {
             let name = item.first()?.word()?;
             if item.get(1)?.is_op("(") && matching(item, 1) == Some(item.len() - 1) {
@@ -1393,8 +1465,8 @@ impl<'a> Translator<'a> {
                     Some(SqlType::Int)
                 }
                 "COUNT_BIG" => Some(SqlType::BigInt),
-                "MAX" | "MIN" => self.item_type(args, target),
-                "SUM" => match self.item_type(args, target)? {
+                "MAX" | "MIN" => self.expr_type(args, target),
+                "SUM" => match self.expr_type(args, target)? {
                     SqlType::TinyInt | SqlType::SmallInt | SqlType::Int => Some(SqlType::Int),
                     SqlType::BigInt => Some(SqlType::BigInt),
                     SqlType::Decimal { scale, .. } => Some(SqlType::Decimal {
@@ -1403,7 +1475,7 @@ impl<'a> Translator<'a> {
                     }),
                     other => Some(other),
                 },
-                "ISNULL" => self.item_type(split_commas(args).first()?, target),
+                "ISNULL" => self.expr_type(split_commas(args).first()?, target),
                 "SCOPE_IDENTITY" => Some(SqlType::Decimal {
                     precision: 38,
                     scale: 0,
@@ -1428,8 +1500,28 @@ impl<'a> Translator<'a> {
             },
             [Tok::Num(n)] if !n.contains(['.', 'e', 'E']) => match n.parse::<i64>() {
                 Ok(v) if i32::try_from(v).is_ok() => Some(SqlType::Int),
-                _ => None,
+                // A larger integer constant is decimal(p, 0) in SQL Server.
+                _ => Some(SqlType::Decimal {
+                    precision: n.trim_start_matches('0').len().clamp(1, 38) as u8,
+                    scale: 0,
+                }),
             },
+            // 2.50 is decimal(3, 2): every digit written counts, leading zeros do not.
+            [Tok::Num(n)] if !n.contains(['e', 'E']) => {
+                let (int, frac) = n.split_once('.').unwrap_or((n, ""));
+                let int = int.trim_start_matches('0').len();
+                let scale = frac.len().min(38);
+                Some(SqlType::Decimal {
+                    precision: (int + scale).clamp(1, 38).max(scale) as u8,
+                    scale: scale as u8,
+                })
+            }
+            [Tok::Num(_)] => Some(SqlType::Float),
+            [Tok::Var(v)] => self
+                .params
+                .iter()
+                .find(|p| p.name.eq_ignore_ascii_case(v))
+                .and_then(|p| p.declared),
             [Tok::Str { text, national }] => {
                 let n = text.chars().count().max(1) as u16;
                 Some(if *national {
@@ -1475,6 +1567,138 @@ impl<'a> Translator<'a> {
                 .map(ColumnMeta::sql_type)
         })
     }
+}
+
+/// Position of the last top-level binary operator among `ops` (a `-` or `+` after an operator
+/// or at the start is a sign).
+fn last_binary(toks: &[Tok], ops: &[&str]) -> Option<usize> {
+    let mut depth = 0;
+    let mut found = None;
+    for (i, t) in toks.iter().enumerate() {
+        if t.is_op("(") {
+            depth += 1;
+        } else if t.is_op(")") {
+            depth -= 1;
+        } else if depth == 0 && i > 0 && ops.iter().any(|o| t.is_op(o)) {
+            let prev = &toks[i - 1];
+            let operand_end = prev.is_op(")") || !matches!(prev, Tok::Op(_));
+            if operand_end {
+                found = Some(i);
+            }
+        }
+    }
+    found
+}
+
+/// A numeric type as decimal (precision, scale), as SQL Server converts it for decimal
+/// arithmetic; an integer constant of n digits is decimal(n, 0).
+fn as_decimal(ty: SqlType, literal_digits: Option<u8>) -> Option<(u32, u32)> {
+    Some(match (ty, literal_digits) {
+        (SqlType::Decimal { precision, scale }, _) => (u32::from(precision), u32::from(scale)),
+        (SqlType::TinyInt | SqlType::SmallInt | SqlType::Int | SqlType::BigInt, Some(n)) => {
+            (u32::from(n), 0)
+        }
+        (SqlType::TinyInt, None) => (3, 0),
+        (SqlType::SmallInt, None) => (5, 0),
+        (SqlType::Int, None) => (10, 0),
+        (SqlType::BigInt, None) => (19, 0),
+        (SqlType::Bit, _) => (1, 0),
+        _ => return None,
+    })
+}
+
+/// The result type of `left op right` in SQL Server; each side with its digit count when it
+/// is an integer constant.
+fn arithmetic_type(
+    op: &str,
+    (left, left_literal): (SqlType, Option<u8>),
+    (right, right_literal): (SqlType, Option<u8>),
+) -> Option<SqlType> {
+    use SqlType::*;
+    let text = |t: SqlType| match t {
+        NVarChar(n) => Some((true, n)),
+        VarChar(n) => Some((false, n)),
+        _ => None,
+    };
+    if let (Some((wide_l, len_l)), Some((wide_r, len_r))) = (text(left), text(right)) {
+        if op != "+" {
+            return None;
+        }
+        let wide = wide_l || wide_r;
+        let limit = if wide { 4000 } else { 8000 };
+        let len = match (len_l, len_r) {
+            (Some(a), Some(b)) if u32::from(a) + u32::from(b) <= limit => Some(a + b),
+            _ => None,
+        };
+        return Some(if wide { NVarChar(len) } else { VarChar(len) });
+    }
+    let rank = |t: SqlType| match t {
+        Bit => Some(0),
+        TinyInt => Some(1),
+        SmallInt => Some(2),
+        Int => Some(3),
+        BigInt => Some(4),
+        Decimal { .. } => Some(5),
+        Real => Some(6),
+        Float => Some(7),
+        _ => None,
+    };
+    let (l, r) = (rank(left)?, rank(right)?);
+    let top = l.max(r);
+    if top >= 6 {
+        return Some(if top == 7 { Float } else { Real });
+    }
+    if top < 5 {
+        // Integer arithmetic keeps the wider type; bit behaves as int.
+        return Some(match if l >= r { left } else { right } {
+            Bit => Int,
+            t => t,
+        });
+    }
+    let (p1, s1) = as_decimal(left, left_literal)?;
+    let (p2, s2) = as_decimal(right, right_literal)?;
+    let (precision, scale) = match op {
+        "+" | "-" => {
+            let scale = s1.max(s2);
+            let integral = (p1 - s1).max(p2 - s2);
+            let precision = scale + integral + 1;
+            if precision > 38 {
+                (38, scale.min(38u32.saturating_sub(integral + 1)))
+            } else {
+                (precision, scale)
+            }
+        }
+        "*" | "/" => {
+            let (precision, scale) = if op == "*" {
+                (p1 + p2 + 1, s1 + s2)
+            } else {
+                let scale = 6.max(s1 + p2 + 1);
+                (p1 - s1 + s2 + scale, scale)
+            };
+            if precision > 38 {
+                let integral = precision - scale;
+                let scale = if integral < 32 {
+                    scale.min(38 - integral)
+                } else if scale < 6 {
+                    scale
+                } else {
+                    6
+                };
+                (38, scale)
+            } else {
+                (precision, scale)
+            }
+        }
+        "%" => {
+            let scale = s1.max(s2);
+            ((p1 - s1).min(p2 - s2) + scale, scale)
+        }
+        _ => return None,
+    };
+    Some(Decimal {
+        precision: precision.clamp(1, 38) as u8,
+        scale: scale.min(precision.clamp(1, 38)) as u8,
+    })
 }
 
 fn space(out: &mut String) {
@@ -1619,7 +1843,7 @@ fn cast(value: &str, ty: &[Tok]) -> Result<String, SqlError> {
 mod tests {
     use super::*;
 
-    fn translate(sql: &str, params: &[(String, Value)]) -> Translated {
+    fn translate(sql: &str, params: &[Param]) -> Translated {
         let meta = HashMap::new();
         let mut t = Translator::new(params, None, 0, 51, 0, 0, "mamut", None, &meta);
         match parse_batch(sql).expect("parses").pop() {
@@ -1654,7 +1878,7 @@ mod tests {
 
     #[test]
     fn t_sql_constructs_become_postgresql() {
-        let params = vec![("@P1".to_owned(), Value::Int { value: 5, width: 4 })];
+        let params = vec![Param::new("@P1", Value::Int { value: 5, width: 4 })];
         let t = translate(
             "SELECT TOP (1) a FROM dbo.t WITH (UPDLOCK, HOLDLOCK) WHERE b = @P1 ORDER BY a",
             &params,
@@ -1676,8 +1900,38 @@ mod tests {
     }
 
     #[test]
+    fn arithmetic_has_sql_server_result_types() {
+        let dec = |precision, scale| Some(SqlType::Decimal { precision, scale });
+        let t = translate(
+            "SELECT 2147483647 / 2, 2147483649 / 2, 1.0 / 3, 2.50, 1 + 1, 'a' + 'bc', N'x' + 'y', 1e3 * 2",
+            &[],
+        );
+        assert_eq!(
+            t.types,
+            vec![
+                Some(SqlType::Int),
+                // The example of SQL Server's int documentation: 1073741824.500000.
+                dec(16, 6),
+                dec(7, 6),
+                dec(3, 2),
+                Some(SqlType::Int),
+                Some(SqlType::VarChar(Some(3))),
+                Some(SqlType::NVarChar(Some(2))),
+                Some(SqlType::Float),
+            ]
+        );
+        let params = vec![Param {
+            name: "@P1".into(),
+            value: Value::Decimal("1.50".into()),
+            declared: dec(5, 2),
+        }];
+        let t = translate("SELECT @P1, @P1 * @P1, -@P1 + 1", &params);
+        assert_eq!(t.types, vec![dec(5, 2), dec(11, 4), dec(6, 2)]);
+    }
+
+    #[test]
     fn output_inserted_becomes_returning() {
-        let params = vec![("@P1".to_owned(), Value::Text("A".into()))];
+        let params = vec![Param::new("@P1", Value::Text("A".into()))];
         let t = translate(
             "UPDATE s SET next_no = next_no + 1 OUTPUT INSERTED.next_no WHERE series = @P1",
             &params,

@@ -16,7 +16,7 @@ use super::SimConfig;
 use super::catalog::{self, COLUMNS_SQL, ColumnMeta, ident};
 use super::dialect::{self, Ddl, Kind, LockMode, SetOption, Statement, Translated, Translator};
 use super::lexer::Tok;
-use super::request::{Request, Value};
+use super::request::{Param, Request, Value};
 use super::types::{PgValue, SqlType};
 use super::wire::{self, DONE_COUNT, DONE_ERROR, DONE_INXACT, DONE_MORE};
 
@@ -302,10 +302,12 @@ impl Session {
         })?;
         client
             .batch_execute(&format!(
-                "SET search_path = {}; SET application_name = 'mamut-sim'; SET TIME ZONE 'UTC'",
+                "SET search_path = {}, pg_catalog; SET application_name = 'mamut-sim'; SET TIME ZONE 'UTC'",
                 ident(&config.pg_schema)
             ))
             .map_err(|e| pg_text(&e))?;
+        // The schema before pg_catalog: its text comparison operators (SQL Server's default
+        // collation, see `catalog::comparison_sql`) take precedence over PostgreSQL's.
         Ok(Self {
             client: Pg(Some(client)),
             database: config.database.clone(),
@@ -380,7 +382,7 @@ impl Session {
     }
 
     /// Runs a batch; `true` when it was cancelled.
-    fn batch(&mut self, sql: &str, params: &[(String, Value)], out: &mut Out) -> bool {
+    fn batch(&mut self, sql: &str, params: &[Param], out: &mut Out) -> bool {
         self.scope_identity = None;
         let statements = match dialect::parse_batch(sql).and_then(|s| {
             self.compile(&s, params)?;
@@ -437,11 +439,7 @@ impl Session {
 
     /// A batch is compiled before it runs: a statement outside the subset, or one PostgreSQL
     /// cannot parse, means no statement runs (SQL Server's compile errors).
-    fn compile(
-        &mut self,
-        statements: &[Statement],
-        params: &[(String, Value)],
-    ) -> Result<(), SqlError> {
+    fn compile(&mut self, statements: &[Statement], params: &[Param]) -> Result<(), SqlError> {
         if statements.len() < 2 {
             return Ok(());
         }
@@ -456,7 +454,7 @@ impl Session {
             match statement {
                 Statement::Query(toks) => parsed.push(tr.query(toks)?),
                 Statement::Ddl(kind, toks) => {
-                    ddl_sql(*kind, toks, &mut tr, "x", &self.database)?;
+                    ddl_sql(*kind, toks, &mut tr, "x", &self.database, &[])?;
                 }
                 _ => {}
             }
@@ -492,7 +490,7 @@ impl Session {
 
     fn translator<'a>(
         &'a self,
-        params: &'a [(String, Value)],
+        params: &'a [Param],
         min_active: Option<[u8; 8]>,
         meta: &'a HashMap<String, Vec<ColumnMeta>>,
     ) -> Translator<'a> {
@@ -532,7 +530,7 @@ impl Session {
     fn statement(
         &mut self,
         statement: &Statement,
-        params: &[(String, Value)],
+        params: &[Param],
         out: &mut Out,
     ) -> Result<Option<u64>, Flow> {
         match statement {
@@ -647,9 +645,20 @@ impl Session {
             Statement::Ddl(kind, toks) => {
                 let empty = HashMap::new();
                 let schema = self.schema()?;
+                let text_columns = match (kind, catalog::index_table(toks)) {
+                    (Ddl::CreateIndex, Some(table)) => self
+                        .load_meta(std::slice::from_ref(&table))?
+                        .remove(&table)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|c| matches!(c.data_type.as_str(), "nvarchar" | "varchar"))
+                        .map(|c| c.pg_name)
+                        .collect(),
+                    _ => Vec::new(),
+                };
                 let sql = {
                     let mut tr = self.translator(params, None, &empty);
-                    ddl_sql(*kind, toks, &mut tr, &schema, &self.database)?
+                    ddl_sql(*kind, toks, &mut tr, &schema, &self.database, &text_columns)?
                 };
                 let own = self
                     .begin_statement(&[])
@@ -761,10 +770,10 @@ impl Session {
         Ok(meta)
     }
 
-    fn param_types(&self, t: &Translated, params: &[(String, Value)]) -> Vec<Type> {
+    fn param_types(&self, t: &Translated, params: &[Param]) -> Vec<Type> {
         t.binds
             .iter()
-            .map(|&i| match &params[i].1 {
+            .map(|&i| match &params[i].value {
                 Value::Int { width: 1 | 2, .. } | Value::Bit(_) => Type::INT2,
                 Value::Int { width: 4, .. } => Type::INT4,
                 Value::Int { .. } => Type::INT8,
@@ -780,7 +789,7 @@ impl Session {
     fn query(
         &mut self,
         toks: &[Tok],
-        params: &[(String, Value)],
+        params: &[Param],
         out: &mut Out,
     ) -> Result<Option<u64>, Flow> {
         let tables = dialect::referenced_tables(toks);
@@ -924,14 +933,14 @@ impl Session {
     fn pg_query(
         &mut self,
         t: &Translated,
-        params: &[(String, Value)],
+        params: &[Param],
     ) -> Result<(Vec<PgColumn>, Vec<Vec<PgValue>>, u64), postgres::Error> {
         let types = self.param_types(t, params);
         let values: Vec<Box<dyn ToSql + Sync>> = t
             .binds
             .iter()
             .map(|&i| -> Box<dyn ToSql + Sync> {
-                match &params[i].1 {
+                match &params[i].value {
                     Value::Int {
                         value,
                         width: 1 | 2,
@@ -1200,10 +1209,11 @@ fn ddl_sql(
     tr: &mut Translator<'_>,
     schema: &str,
     database: &str,
+    text_columns: &[String],
 ) -> Result<String, SqlError> {
     match kind {
         Ddl::CreateTable => catalog::create_table(toks, tr, schema, database),
-        Ddl::CreateIndex => catalog::create_index(toks),
+        Ddl::CreateIndex => catalog::create_index(toks, text_columns),
         Ddl::DropTable => catalog::drop_table(toks),
         Ddl::Truncate => match toks {
             [Tok::Word(t) | Tok::Quoted(t)] => Ok(format!("TRUNCATE TABLE {}", ident(t))),

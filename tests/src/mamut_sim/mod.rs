@@ -1,6 +1,8 @@
 //! A stand-in for Mamut's Microsoft SQL Server, for tests: a TDS 7.x server that the real
-//! `tiberius` client connects to (with or without TLS), executing a written-down T-SQL subset on
-//! PostgreSQL (translated by [`dialect`]). **It is not SQL Server** and makes no claim to behave like it beyond that subset.
+//! `tiberius` client connects to (with or without TLS), executing a written-down T-SQL subset
+//! on PostgreSQL (translated by [`dialect`]). **It is not SQL Server**: where it follows SQL
+//! Server, `deploy/mamut/README.md` says so with the test that shows it, and clients we did not
+//! write (FreeTDS, python-tds, pymssql; `tests/clients`) check it.
 //!
 //! Supported: prelogin with TLS inside it as TDS 7.x does it (none, login-only or the whole
 //! connection, per the client's and the server's setting), named instances with SQL Browser,

@@ -3,6 +3,8 @@
 
 use chrono::{NaiveDate, NaiveDateTime};
 
+use super::types::SqlType;
+
 /// An RPC parameter's value, as its declared SQL Server type says.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -22,14 +24,48 @@ pub enum Value {
     Date(NaiveDate),
 }
 
+/// An RPC parameter: its name (with the `@`), its value, and the SQL Server type its TYPE_INFO
+/// declares (none for an untyped NULL). In SQL Server the declared type is the type of the
+/// parameter in an expression: `SELECT @P1` answers in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Param {
+    pub name: String,
+    pub value: Value,
+    pub declared: Option<SqlType>,
+}
+
+impl Param {
+    /// A parameter whose declared type follows from its value (scripts and tests).
+    pub fn new(name: &str, value: Value) -> Self {
+        let declared = match &value {
+            Value::Null => None,
+            Value::Int { width: 1, .. } => Some(SqlType::TinyInt),
+            Value::Int { width: 2, .. } => Some(SqlType::SmallInt),
+            Value::Int { width: 4, .. } => Some(SqlType::Int),
+            Value::Int { .. } => Some(SqlType::BigInt),
+            Value::Bit(_) => Some(SqlType::Bit),
+            Value::Float(_) => Some(SqlType::Float),
+            Value::Decimal(_) => None,
+            Value::Text(_) => Some(SqlType::NVarChar(None)),
+            Value::Blob(_) => Some(SqlType::VarBinary(None)),
+            Value::DateTime(_) => Some(SqlType::DateTime2(7)),
+            Value::Date(_) => Some(SqlType::Date),
+        };
+        Self {
+            name: name.to_owned(),
+            value,
+            declared,
+        }
+    }
+}
+
 /// `sp_executesql`'s procedure id.
 const SP_EXECUTESQL: u16 = 10;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
     pub sql: String,
-    /// `(name, value)`, names with their `@`.
-    pub params: Vec<(String, Value)>,
+    pub params: Vec<Param>,
     /// An RPC call (answered with DONEINPROC/RETURNSTATUS/DONEPROC) or a batch.
     pub rpc: bool,
 }
@@ -120,26 +156,30 @@ pub fn rpc(data: &[u8]) -> Result<Request, String> {
         let name_chars = usize::from(r.u8()?);
         let name = r.utf16(name_chars)?;
         let _status = r.u8()?;
-        values.push((name, param_value(&mut r)?));
+        let (value, declared) = param_value(&mut r)?;
+        values.push(Param {
+            name,
+            value,
+            declared,
+        });
     }
     let mut values = values.into_iter();
     let sql = match values.next() {
-        Some((_, Value::Text(sql))) => sql,
+        Some(Param {
+            value: Value::Text(sql),
+            ..
+        }) => sql,
         _ => return Err("sp_executesql needs the statement as its first parameter".into()),
     };
     let _declarations = values.next();
     // Parameters after the declarations are @P1, @P2...; tiberius sends their names too.
     let params = values
         .enumerate()
-        .map(|(i, (name, value))| {
-            (
-                if name.is_empty() {
-                    format!("@P{}", i + 1)
-                } else {
-                    name
-                },
-                value,
-            )
+        .map(|(i, mut param)| {
+            if param.name.is_empty() {
+                param.name = format!("@P{}", i + 1);
+            }
+            param
         })
         .collect();
     Ok(Request {
@@ -149,12 +189,19 @@ pub fn rpc(data: &[u8]) -> Result<Request, String> {
     })
 }
 
-/// One parameter: TYPE_INFO then the value.
-fn param_value(r: &mut Reader<'_>) -> Result<Value, String> {
+/// One parameter: TYPE_INFO then the value; the type TYPE_INFO declares.
+fn param_value(r: &mut Reader<'_>) -> Result<(Value, Option<SqlType>), String> {
     let type_id = r.u8()?;
+    let int_type = |width: u8| match width {
+        1 => SqlType::TinyInt,
+        2 => SqlType::SmallInt,
+        4 => SqlType::Int,
+        _ => SqlType::BigInt,
+    };
+    let length = |max: u16, unit: u16| (max != 0xFFFF).then_some(max / unit);
     match type_id {
         // NULLTYPE: an untyped NULL, nothing follows.
-        0x1F => Ok(Value::Null),
+        0x1F => Ok((Value::Null, None)),
         // Fixed-length INT1, INT2, INT4, INT8, BIT, FLT4, FLT8: no length, never NULL.
         0x30 | 0x34 | 0x38 | 0x7F | 0x32 | 0x3B | 0x3E => {
             let len = match type_id {
@@ -165,9 +212,15 @@ fn param_value(r: &mut Reader<'_>) -> Result<Value, String> {
             };
             let b = r.take(len)?;
             Ok(match type_id {
-                0x32 => Value::Bit(b[0] != 0),
-                0x3B => Value::Float(f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
-                0x3E => Value::Float(f64::from_le_bytes(b.try_into().map_err(|_| "bad float")?)),
+                0x32 => (Value::Bit(b[0] != 0), Some(SqlType::Bit)),
+                0x3B => (
+                    Value::Float(f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
+                    Some(SqlType::Real),
+                ),
+                0x3E => (
+                    Value::Float(f64::from_le_bytes(b.try_into().map_err(|_| "bad float")?)),
+                    Some(SqlType::Float),
+                ),
                 _ => {
                     let mut raw = [0u8; 8];
                     raw[..len].copy_from_slice(b);
@@ -177,41 +230,52 @@ fn param_value(r: &mut Reader<'_>) -> Result<Value, String> {
                         4 => i64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]])),
                         _ => i64::from_le_bytes(raw),
                     };
-                    Value::Int {
-                        value,
-                        width: len as u8,
-                    }
+                    let width = len as u8;
+                    (Value::Int { value, width }, Some(int_type(width)))
                 }
             })
         }
         // INTN, BITN: length byte in TYPE_INFO, then a length byte per value (0 = NULL).
         0x26 | 0x68 => {
-            let _max = r.u8()?;
+            let max = r.u8()?;
+            let declared = if type_id == 0x68 {
+                SqlType::Bit
+            } else {
+                int_type(max)
+            };
             let len = usize::from(r.u8()?);
             let bytes = r.take(len)?;
             let value = match len {
-                0 => return Ok(Value::Null),
+                0 => return Ok((Value::Null, Some(declared))),
                 1 => i64::from(bytes[0]),
                 2 => i64::from(i16::from_le_bytes([bytes[0], bytes[1]])),
                 4 => i64::from(i32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])),
                 8 => i64::from_le_bytes(bytes.try_into().map_err(|_| "bad integer")?),
                 _ => return Err(format!("integer of {len} bytes")),
             };
-            Ok(if type_id == 0x68 {
-                Value::Bit(value != 0)
-            } else {
-                Value::Int {
-                    value,
-                    width: len as u8,
-                }
-            })
+            Ok((
+                if type_id == 0x68 {
+                    Value::Bit(value != 0)
+                } else {
+                    Value::Int {
+                        value,
+                        width: len as u8,
+                    }
+                },
+                Some(declared),
+            ))
         }
         // FLTN
         0x6D => {
-            let _max = r.u8()?;
+            let max = r.u8()?;
+            let declared = if max == 4 {
+                SqlType::Real
+            } else {
+                SqlType::Float
+            };
             let len = usize::from(r.u8()?);
             let bytes = r.take(len)?;
-            Ok(match len {
+            let value = match len {
                 0 => Value::Null,
                 4 => Value::Float(f64::from(f32::from_le_bytes(
                     bytes.try_into().map_err(|_| "bad float")?,
@@ -220,16 +284,21 @@ fn param_value(r: &mut Reader<'_>) -> Result<Value, String> {
                     bytes.try_into().map_err(|_| "bad float")?,
                 )),
                 _ => return Err(format!("float of {len} bytes")),
-            })
+            };
+            Ok((value, Some(declared)))
         }
         // DECIMALN, NUMERICN: stored as exact text.
         0x6A | 0x6C => {
             let _max = r.u8()?;
-            let _precision = r.u8()?;
+            let precision = r.u8()?;
             let scale = r.u8()?;
+            let declared = SqlType::Decimal {
+                precision: precision.clamp(1, 38),
+                scale: scale.min(precision.clamp(1, 38)),
+            };
             let len = usize::from(r.u8()?);
             if len == 0 {
-                return Ok(Value::Null);
+                return Ok((Value::Null, Some(declared)));
             }
             let bytes = r.take(len)?;
             let mut magnitude = [0u8; 16];
@@ -240,47 +309,64 @@ fn param_value(r: &mut Reader<'_>) -> Result<Value, String> {
             magnitude[..digits.len()].copy_from_slice(digits);
             let value = i128::from_le_bytes(magnitude);
             let signed = if bytes[0] == 1 { value } else { -value };
-            Ok(Value::Decimal(super::types::numeric_text(
-                signed,
-                u32::from(scale),
-            )))
+            Ok((
+                Value::Decimal(super::types::numeric_text(signed, u32::from(scale))),
+                Some(declared),
+            ))
         }
         // NVARCHAR, NCHAR (UTF-16) and BIGVARCHAR, BIGCHAR (single byte).
         0xE7 | 0xEF | 0xA7 | 0xAF => {
             let max = r.u16()?;
             r.take(5)?; // collation
             let wide = matches!(type_id, 0xE7 | 0xEF);
-            match var_bytes(r, max == 0xFFFF)? {
-                None => Ok(Value::Null),
-                Some(bytes) if wide => Ok(Value::Text(utf16(&bytes)?)),
-                Some(bytes) => Ok(Value::Text(bytes.iter().map(|&b| char::from(b)).collect())),
-            }
+            let declared = if wide {
+                SqlType::NVarChar(length(max, 2))
+            } else {
+                SqlType::VarChar(length(max, 1))
+            };
+            let value = match var_bytes(r, max == 0xFFFF)? {
+                None => Value::Null,
+                Some(bytes) if wide => Value::Text(utf16(&bytes)?),
+                Some(bytes) => Value::Text(bytes.iter().map(|&b| char::from(b)).collect()),
+            };
+            Ok((value, Some(declared)))
         }
         // BIGVARBIN, BIGBINARY
         0xA5 | 0xAD => {
             let max = r.u16()?;
-            Ok(var_bytes(r, max == 0xFFFF)?.map_or(Value::Null, Value::Blob))
+            let declared = if type_id == 0xAD {
+                SqlType::Binary(max)
+            } else {
+                SqlType::VarBinary(length(max, 1))
+            };
+            let value = var_bytes(r, max == 0xFFFF)?.map_or(Value::Null, Value::Blob);
+            Ok((value, Some(declared)))
         }
         // DATETIME2N
         0x2A => {
             let scale = r.u8()?;
+            let declared = SqlType::DateTime2(scale.min(7));
             let len = usize::from(r.u8()?);
             if len == 0 {
-                return Ok(Value::Null);
+                return Ok((Value::Null, Some(declared)));
             }
             let bytes = r.take(len)?;
-            Ok(Value::DateTime(super::types::datetime2_value(
-                bytes, scale,
-            )?))
+            Ok((
+                Value::DateTime(super::types::datetime2_value(bytes, scale)?),
+                Some(declared),
+            ))
         }
         // DATEN
         0x28 => {
             let len = usize::from(r.u8()?);
             if len == 0 {
-                return Ok(Value::Null);
+                return Ok((Value::Null, Some(SqlType::Date)));
             }
             let bytes = r.take(len)?;
-            Ok(Value::Date(super::types::date_value(bytes)?))
+            Ok((
+                Value::Date(super::types::date_value(bytes)?),
+                Some(SqlType::Date),
+            ))
         }
         other => Err(format!(
             "parameter type 0x{other:02X} is not supported by the stand-in"

@@ -8,6 +8,7 @@ mod delivery;
 mod isolation;
 mod mamut_changes;
 mod mamut_orders;
+mod mamut_server;
 mod mamut_sim;
 mod mamut_wire;
 mod proxy;

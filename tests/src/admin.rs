@@ -197,4 +197,15 @@ impl Admin {
         )
         .await;
     }
+
+    /// Puts a dead event back in the queue (`POST /tenants/{tenant}/events/{id}/replay`).
+    pub async fn replay_event(&self, tenant: &str, id: i64) {
+        self.expect(
+            reqwest::Method::POST,
+            &format!("/tenants/{tenant}/events/{id}/replay"),
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    }
 }

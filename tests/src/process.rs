@@ -254,6 +254,8 @@ pub struct AgentOptions {
 /// The agent's `[mamut.sqlserver]` settings for a test.
 #[derive(Debug, Clone)]
 pub struct SqlServerOptions {
+    /// `host` of `[mamut.sqlserver]`; `HOST\\INSTANCE` names a named instance.
+    pub host: String,
     pub port: u16,
     pub unknown_article: &'static str,
     pub after_commit_delay_ms: u64,
@@ -268,6 +270,7 @@ pub struct SqlServerOptions {
 impl SqlServerOptions {
     pub fn new(port: u16) -> Self {
         Self {
+            host: "127.0.0.1".to_owned(),
             port,
             unknown_article: "reject",
             after_commit_delay_ms: 0,
@@ -350,9 +353,10 @@ impl AgentProcess {
                 options.apply_delay_ms
             ),
             Some(sql) => format!(
-                "backend = \"sqlserver\"\n\n[mamut.sqlserver]\nhost = \"127.0.0.1\"\nport = {}\ndatabase = \"mamut\"\n\
+                "backend = \"sqlserver\"\n\n[mamut.sqlserver]\nhost = {:?}\nport = {}\ndatabase = \"mamut\"\n\
                  user = \"mamut\"\npassword = \"s3cret-pass\"\nencryption = {:?}\n\
                  unknown_article = {:?}\nshipping_article = \"FRAKT\"\nafter_commit_delay_ms = {}\n{}{}",
+                sql.host,
                 sql.port,
                 sql.encryption,
                 sql.unknown_article,

@@ -169,8 +169,8 @@ pub enum TooLong {
     Truncate,
 }
 
-/// A number series row: `UPDATE table SET next_column = next_column + 1
-/// OUTPUT INSERTED.next_column WHERE key_column = key`; the value returned is the number used.
+/// A number series row: `UPDATE table SET next_column = next_column + 1 WHERE key_column = key`,
+/// then the column read back in the same transaction (the row stays locked until the commit).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Series {
@@ -178,6 +178,18 @@ pub struct Series {
     pub key_column: String,
     pub key: String,
     pub next_column: String,
+    /// What the column holds: the last number used (the number is the value after the
+    /// increment) or the next number to hand out (the value before it).
+    #[serde(default)]
+    pub holds: SeriesHolds,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SeriesHolds {
+    #[default]
+    Last,
+    Next,
 }
 
 /// How a new document (customer, order) gets its number.
@@ -219,6 +231,19 @@ pub const TEXT_FIELDS: &[&str] = &[
     "products.parent_article_no",
     "products.dimension1",
     "products.dimension2",
+];
+
+/// Text fields the agent finds rows by (the idempotency key, article and customer matching):
+/// never truncated, since a cut value would not be found again (an order written twice, a
+/// line on another article, a customer created on every order).
+pub const KEY_FIELDS: &[&str] = &[
+    "customers.email",
+    "customers.org_no",
+    "orders.external_no",
+    "orders.shop_id",
+    "order_lines.article_no",
+    "products.article_no",
+    "products.parent_article_no",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -280,8 +305,12 @@ impl SqlServerConfig {
         }
     }
 
-    /// What to do with a too long text in `field` (`table.field`).
+    /// What to do with a too long text in `field` (`table.field`); a key field is always
+    /// refused ([`KEY_FIELDS`]).
     pub fn too_long(&self, field: &str) -> TooLong {
+        if KEY_FIELDS.contains(&field) {
+            return TooLong::Refuse;
+        }
         self.on_too_long_fields
             .get(field)
             .copied()
@@ -340,7 +369,17 @@ impl SqlServerConfig {
                 "must be between 100 and 3600000",
             ));
         }
-        for field in self.on_too_long_fields.keys() {
+        for (field, choice) in &self.on_too_long_fields {
+            if *choice == TooLong::Truncate && KEY_FIELDS.contains(&field.as_str()) {
+                return Err(error(
+                    "mamut.sqlserver.on_too_long_fields",
+                    format!(
+                        "{field:?} cannot be truncated: the agent finds rows by it, and a cut \
+                         value would not be found again; widen the column in Mamut or shorten \
+                         the value in the shop"
+                    ),
+                ));
+            }
             if !TEXT_FIELDS.contains(&field.as_str()) {
                 return Err(error(
                     "mamut.sqlserver.on_too_long_fields",
@@ -407,11 +446,9 @@ impl Default for SqlServerConfig {
             customer_numbering: Numbering::MaxPlusOne,
             order_numbering: Numbering::MaxPlusOne,
             mapping: None,
-            customer_match: vec![
-                CustomerMatch::CustomerNo,
-                CustomerMatch::Email,
-                CustomerMatch::OrgNo,
-            ],
+            // Not the customer number: the shop's customer id is the shop's, and a numeric
+            // one would attach the order to whichever Mamut customer has that number.
+            customer_match: vec![CustomerMatch::Email, CustomerMatch::OrgNo],
             unknown_article: UnknownArticle::Reject,
             shipping_article: None,
             order_number_start: 10_000,
@@ -619,7 +656,7 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("agent.example.toml");
         let config = AgentConfig::load(Some(&path), &env_of(&[])).expect("the example loads");
         assert_eq!(config.mamut.backend, MamutBackend::Sqlserver);
-        assert_eq!(config.mamut.sqlserver.customer_match.len(), 3);
+        assert_eq!(config.mamut.sqlserver.customer_match.len(), 2);
         assert_eq!(config.watch.interval_ms, 250);
         let sql = &config.mamut.sqlserver;
         assert_eq!(sql.too_long("order_lines.description"), TooLong::Truncate);
@@ -652,6 +689,17 @@ mod tests {
     }
 
     #[test]
+    fn the_keys_rows_are_found_by_are_never_truncated() {
+        let (_dir, path) = write(&format!("{SQLSERVER}on_too_long = \"truncate\"\n"));
+        let config = AgentConfig::load(Some(&path), &env_of(&[])).expect("loads");
+        let sql = &config.mamut.sqlserver;
+        for key in KEY_FIELDS {
+            assert_eq!(sql.too_long(key), TooLong::Refuse, "{key}");
+        }
+        assert_eq!(sql.too_long("customers.name"), TooLong::Truncate);
+    }
+
+    #[test]
     fn bad_sqlserver_settings_are_named() {
         for (extra, key) in [
             (
@@ -666,6 +714,10 @@ mod tests {
             (
                 "order_numbering = { mode = \"series\", table = \"x;y\", key_column = \"k\", key = \"o\", next_column = \"n\" }\n",
                 "mamut.sqlserver.order_numbering",
+            ),
+            (
+                "[mamut.sqlserver.on_too_long_fields]\n\"orders.external_no\" = \"truncate\"\n",
+                "mamut.sqlserver.on_too_long_fields",
             ),
         ] {
             let (_dir, path) = write(&format!("{SQLSERVER}{extra}"));

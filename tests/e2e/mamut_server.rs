@@ -1,7 +1,8 @@
 //! The agent against Mamut's SQL Server as it really behaves (the PostgreSQL-backed stand-in),
 //! with the real relay and agent: data Mamut refuses is dead-lettered with a merchant's reason
-//! and replayable after a fix; a Mamut user's lock delays an order without holding back stock
-//! changes; out-of-order commits lose no change; a cancelled apply leaves no transaction open;
+//! and replayable after a fix; a Mamut user's lock or open write delays an order without
+//! holding back stock changes; out-of-order commits lose no change and do not wait for each
+//! other; a cancelled apply leaves no transaction open;
 //! TLS with a CA or without checks; named instances through SQL Browser; `agent check` on a
 //! database that does not fit; and the numbering modes.
 
@@ -90,9 +91,7 @@ fn batch(session: &mut MamutSession, sql: &str) -> Vec<Vec<PgValue>> {
 
 /// A Mamut user holding an update lock on the whole orders table in an open transaction, as
 /// a user editing orders does: it blocks the agent's `WITH (UPDLOCK, HOLDLOCK)` lookup of the
-/// shop's order id, but writes nothing, so it uses no rowversion. (A user's open transaction
-/// that has written holds back every watched change until it commits: MIN_ACTIVE_ROWVERSION()
-/// is the lowest rowversion of any open transaction in the database.)
+/// shop's order id.
 fn lock_orders(mamut: &MamutDb) -> MamutSession {
     let mut user = mamut.session();
     batch(
@@ -101,6 +100,35 @@ fn lock_orders(mamut: &MamutDb) -> MamutSession {
     );
     assert_eq!(user.trancount(), 1, "the user's transaction is open");
     user
+}
+
+/// The rowversion (`binary(8)`, big-endian) that `sql` selects, as a number.
+fn rowversion(session: &mut MamutSession, sql: &str) -> i64 {
+    let rows = batch(session, sql);
+    match rows.first().and_then(|r| r.first()) {
+        Some(PgValue::Bytes(bytes)) => i64::from_be_bytes(
+            bytes
+                .as_slice()
+                .try_into()
+                .unwrap_or_else(|_| panic!("a rowversion has 8 bytes: {bytes:?}")),
+        ),
+        other => panic!("not a rowversion from {sql}: {other:?}"),
+    }
+}
+
+/// The agent's saved cursor of `kind`, if it saved one.
+fn saved_cursor(world: &World, kind: &str) -> Option<i64> {
+    let text = std::fs::read_to_string(world.agent.state_file()).ok()?;
+    serde_json::from_str::<Value>(&text).ok()?[kind].as_i64()
+}
+
+/// The log of the agent's current run.
+fn current_log(world: &World) -> String {
+    let logs = world.agent.logs();
+    logs.rsplit("--- restart ---")
+        .next()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// A direct PostgreSQL connection to the stand-in's engine, for what only the engine can
@@ -211,15 +239,41 @@ async fn a_company_name_too_long_for_mamut_is_dead_lettered_by_name_and_replayed
 #[tokio::test]
 async fn a_mamut_user_holding_the_orders_table_delays_the_order_but_not_stock_changes() {
     let mamut = MamutDb::start();
+    // An order a Mamut user entered by hand (no shop): the user is editing it.
+    mamut.execute(
+        "INSERT INTO customers (customer_no, name) VALUES (900, N'Butikskund');
+         INSERT INTO orders (order_no, doc_type, customer_no, external_no, shop_id, status, order_date, currency, total)
+             VALUES (900, 'order', 900, 'M-900', '', 'open', '2024-05-02', 'SEK', 0)",
+    );
     let world = world_with(SqlServerOptions {
         extra: "lock_timeout_ms = 500\n".into(),
         ..SqlServerOptions::new(mamut.port())
     })
     .await;
     let mut user = lock_orders(&mamut);
+    // The user's transaction has written, so it holds a rowversion, and MIN_ACTIVE_ROWVERSION()
+    // stays at it until the user commits.
+    batch(
+        &mut user,
+        "UPDATE orders SET status = status WHERE order_no = 900",
+    );
     let id = send_order(&world, "locked-1").await;
     mamut.execute(
         "INSERT INTO stock (article_no, warehouse, quantity) VALUES ('MUG-01', 'MAIN', 4)",
+    );
+    let user_rv = rowversion(&mut user, "SELECT rv FROM orders WHERE order_no = 900");
+    let mut other = mamut.session();
+    let stock_rv = rowversion(
+        &mut other,
+        "SELECT rv FROM stock WHERE article_no = 'MUG-01'",
+    );
+    let min_active = rowversion(&mut other, "SELECT MIN_ACTIVE_ROWVERSION()");
+    // So a watcher that reads only below MIN_ACTIVE_ROWVERSION() would hold the stock change
+    // back for as long as the user's transaction is open.
+    assert!(
+        min_active <= user_rv && user_rv < stock_rv,
+        "the user's open write must be below the stock change: MIN_ACTIVE_ROWVERSION() \
+         {min_active}, user {user_rv}, stock {stock_rv}"
     );
 
     eventually(
@@ -249,12 +303,19 @@ async fn a_mamut_user_holding_the_orders_table_delays_the_order_but_not_stock_ch
         reason.contains("past the lock timeout"),
         "the reason does not name the lock: {reason}"
     );
-    assert!(mamut.orders().is_empty(), "written through the user's lock");
+    assert!(
+        written(&mamut, "locked-1") == 0,
+        "written through the user's lock"
+    );
     assert_eq!(user.trancount(), 1, "the user's lock was held all along");
 
     batch(&mut user, "COMMIT");
     let summary = delivered(&world, id).await;
-    let orders = mamut.orders();
+    let orders: Vec<_> = mamut
+        .orders()
+        .into_iter()
+        .filter(|o| o.external_no == "locked-1")
+        .collect();
     assert_eq!(orders.len(), 1, "written once: {orders:?}");
     assert_eq!(summary["mamut_ref"], orders[0].order_no.to_string());
     assert_eq!(
@@ -264,73 +325,103 @@ async fn a_mamut_user_holding_the_orders_table_delays_the_order_but_not_stock_ch
 }
 
 #[tokio::test]
-async fn a_change_committed_after_a_later_one_is_still_pushed() {
+async fn a_change_committed_after_a_later_one_is_pushed_and_the_later_one_does_not_wait_for_it() {
     let mamut = MamutDb::start();
     mamut.execute(
         "INSERT INTO stock (article_no, warehouse, quantity) VALUES ('MUG-01', 'MAIN', 10);
          INSERT INTO stock (article_no, warehouse, quantity) VALUES ('TSHIRT-RED-M', 'MAIN', 10)",
     );
-    let world = world_with(SqlServerOptions::new(mamut.port())).await;
+    let mut world = world_with(SqlServerOptions::new(mamut.port())).await;
     eventually("the first stock levels are pushed", WAIT, || async {
         let pushes = world.admin.pushes(TENANT).await;
         stock_pushes(&pushes, "MUG-01", 10) == 1 && stock_pushes(&pushes, "TSHIRT-RED-M", 10) == 1
     })
     .await;
 
-    // A writes first (the lower rowversion) and commits last; B writes and commits between.
+    // A writes first (the lower rowversion) and stays open; B writes and commits after it.
     let mut a = mamut.session();
     batch(
         &mut a,
         "BEGIN TRAN; UPDATE stock SET quantity = 1 WHERE article_no = 'MUG-01'",
     );
-    let a_rv = batch(&mut a, "SELECT rv FROM stock WHERE article_no = 'MUG-01'");
+    let a_rv = rowversion(&mut a, "SELECT rv FROM stock WHERE article_no = 'MUG-01'");
     let mut b = mamut.session();
     batch(
         &mut b,
         "UPDATE stock SET quantity = 2 WHERE article_no = 'TSHIRT-RED-M'",
     );
-    let b_rv = batch(
+    let b_rv = rowversion(
         &mut b,
         "SELECT rv FROM stock WHERE article_no = 'TSHIRT-RED-M'",
     );
-    let (Some(PgValue::Bytes(a_rv)), Some(PgValue::Bytes(b_rv))) = (
-        a_rv.first().and_then(|r| r.first()),
-        b_rv.first().and_then(|r| r.first()),
-    ) else {
-        panic!("rowversions are binary(8): A {a_rv:?}, B {b_rv:?}");
-    };
     assert!(
         a_rv < b_rv,
-        "A must hold the lower rowversion: A {a_rv:?}, B {b_rv:?}"
+        "A must hold the lower rowversion: A {a_rv}, B {b_rv}"
     );
 
-    // The watcher polls past B's commit while A is open. A watcher bounded only by its
-    // cursor pushes B now and moves the cursor past A's rowversion, so A's change is never
-    // read; one bounded by MIN_ACTIVE_ROWVERSION() holds B back until A commits.
+    // B is pushed while A is open: an open transaction holds back only its own change. (A
+    // watcher that reads only below MIN_ACTIVE_ROWVERSION() pushes nothing until A ends.)
+    eventually("B's change is pushed while A is open", WAIT, || async {
+        stock_pushes(&world.admin.pushes(TENANT).await, "TSHIRT-RED-M", 2) == 1
+    })
+    .await;
     let before = scans(&mamut, "stock").await;
     let polled = until(Duration::from_secs(15), || async {
-        stock_pushes(&world.admin.pushes(TENANT).await, "TSHIRT-RED-M", 2) == 1
-            || scans(&mamut, "stock").await >= before + 15
+        scans(&mamut, "stock").await >= before + 10
     })
     .await;
     assert!(polled, "the watcher stopped polling stock while A was open");
-    let b_pushed_early = stock_pushes(&world.admin.pushes(TENANT).await, "TSHIRT-RED-M", 2) == 1;
     assert_eq!(a.trancount(), 1, "A is still open");
-    batch(&mut a, "COMMIT");
+    let pushes = world.admin.pushes(TENANT).await;
+    assert_eq!(
+        stock_pushes(&pushes, "MUG-01", 1),
+        0,
+        "A's uncommitted change was pushed"
+    );
+    // The saved cursor stays below A's rowversion. A watcher that moved it to the largest
+    // rowversion it read (B's) would never read A's row again once A commits.
+    let cursor = saved_cursor(&world, "stock");
+    assert!(
+        cursor.is_some_and(|c| c < a_rv),
+        "the saved stock cursor {cursor:?} passed A's open rowversion {a_rv}"
+    );
 
+    // A restart while A is open: nothing above the cursor is remembered, so B is pushed
+    // again, under the same push id, which the relay stores once.
+    world.agent.restart().await;
+    eventually("the restarted agent pushes B again", WAIT, || async {
+        current_log(&world).contains("changes pushed and acknowledged")
+    })
+    .await;
+    let again = world.admin.pushes(TENANT).await;
+    assert_eq!(
+        again.len(),
+        pushes.len(),
+        "the restarted agent stored a push again under a new id: {again:?}"
+    );
+    assert_eq!(stock_pushes(&again, "TSHIRT-RED-M", 2), 1);
+
+    batch(&mut a, "COMMIT");
     eventually(
-        "both changes are pushed (a lost one: A's, committed after B's)",
+        "A's change is pushed once A commits (lost: a cursor that passed A's rowversion)",
         WAIT,
-        || async {
-            let pushes = world.admin.pushes(TENANT).await;
-            stock_pushes(&pushes, "MUG-01", 1) == 1 && stock_pushes(&pushes, "TSHIRT-RED-M", 2) == 1
-        },
+        || async { stock_pushes(&world.admin.pushes(TENANT).await, "MUG-01", 1) == 1 },
     )
     .await;
-    assert!(
-        !b_pushed_early,
-        "B was pushed while A, with a lower rowversion, was open: the watcher passed A's rowversion"
+    eventually("the cursor passes both once A committed", WAIT, || async {
+        saved_cursor(&world, "stock").is_some_and(|c| c >= b_rv)
+    })
+    .await;
+    let after = world.admin.pushes(TENANT).await;
+    assert_eq!(stock_pushes(&after, "TSHIRT-RED-M", 2), 1);
+    assert_eq!(
+        after.len(),
+        pushes.len() + 1,
+        "only A's change is new: {after:?}"
     );
+    let ids: std::collections::BTreeSet<&str> =
+        after.iter().filter_map(|p| p["push_id"].as_str()).collect();
+    assert_eq!(ids.len(), after.len(), "a push was stored twice");
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use std::pin::Pin;
 use shared::domain::Product;
 use shared::protocol::{Deliver, SyncOutcome};
 
-use crate::watch::{ChangeRow, Cursors};
+use crate::watch::{Cursors, KindPoll};
 
 /// The outcome of applying one delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,8 +36,9 @@ pub enum ApplyError {
 
 pub type ApplyFuture<'a> = Pin<Box<dyn Future<Output = Result<Applied, ApplyError>> + Send + 'a>>;
 
+/// What a poll read, one entry per kind that could be read.
 pub type ChangesFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<Vec<ChangeRow>, String>> + Send + 'a>>;
+    Pin<Box<dyn Future<Output = Result<Vec<KindPoll>, String>> + Send + 'a>>;
 
 /// A future of a Mamut read or write for the initial product sync.
 pub type SyncFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'a>>;
@@ -49,9 +50,11 @@ const NO_SYNC: &str = "this Mamut backend cannot sync products; use the sqlserve
 pub trait Mamut: Send + Sync {
     fn apply_order<'a>(&'a self, delivery: &'a Deliver) -> ApplyFuture<'a>;
 
-    /// Changes past `cursors`, at most `batch` per kind, oldest first. A backend that cannot
-    /// watch (the recorder) finds none.
-    fn poll_changes<'a>(&'a self, _cursors: &'a Cursors, _batch: u32) -> ChangesFuture<'a> {
+    /// Per kind, the safe mark (`MIN_ACTIVE_ROWVERSION()`, read first) and the visible changes
+    /// with a rowversion past the kind's position in `from`, at most `batch`, oldest first. A
+    /// kind that cannot be read is left out. A backend that cannot watch (the recorder) finds
+    /// none.
+    fn poll_changes<'a>(&'a self, _from: &'a Cursors, _batch: u32) -> ChangesFuture<'a> {
         Box::pin(async { Ok(Vec::new()) })
     }
 

@@ -1,4 +1,5 @@
-//! Reading changes from Mamut past rowversion cursors, for the watcher.
+//! Reading changes from Mamut past rowversion cursors, for the watcher: per kind, the safe
+//! mark (`MIN_ACTIVE_ROWVERSION()`) first, then every visible row past the kind's position.
 
 use std::collections::BTreeMap;
 
@@ -8,7 +9,7 @@ use shared::{ArticleNumber, ShopId};
 use tiberius::Row;
 
 use super::{Conn, SqlServer, classify, sql, value};
-use crate::watch::{ChangeRow, Cursors};
+use crate::watch::{ChangeRow, Cursors, KindPoll};
 
 /// The kinds of change the watcher reads, each on its own connection so a lock on one table
 /// (a Mamut user editing an order) does not hold back the others (stock).
@@ -46,12 +47,12 @@ impl SqlServer {
         &self,
         conn: &mut Conn,
         sql: &str,
-        cursor: i64,
+        from: i64,
         batch: u32,
     ) -> Result<Vec<Row>, String> {
         let batch = i64::from(batch);
-        let cursor = value::rowversion_param(cursor);
-        conn.query(sql, &[&cursor.as_slice(), &batch])
+        let from = value::rowversion_param(from);
+        conn.query(sql, &[&from.as_slice(), &batch])
             .await
             .map_err(|e| classify(e).to_string())?
             .into_first_result()
@@ -59,23 +60,37 @@ impl SqlServer {
             .map_err(|e| classify(e).to_string())
     }
 
-    /// Changes of every kind past its cursor. A kind that cannot be read (a lock timeout, a
-    /// statement timeout) is skipped with a warning and read again next poll; the others are
-    /// returned. `Err` only when no kind could be read.
+    /// `MIN_ACTIVE_ROWVERSION()`: every rowversion below it belongs to a transaction that has
+    /// ended. Read in a statement of its own before the rows, so the row query sees all of them.
+    async fn safe_mark(&self, conn: &mut Conn) -> Result<i64, String> {
+        let row = conn
+            .query(sql::min_active_rowversion(), &[])
+            .await
+            .map_err(|e| classify(e).to_string())?
+            .into_row()
+            .await
+            .map_err(|e| classify(e).to_string())?
+            .ok_or("MIN_ACTIVE_ROWVERSION() returned no row")?;
+        value::rowversion(&row, 0).map_err(|e| format!("MIN_ACTIVE_ROWVERSION(): {e}"))
+    }
+
+    /// Changes of every kind past its position in `from`. A kind that cannot be read (a lock
+    /// timeout, a statement timeout) is skipped with a warning and read again next poll; the
+    /// others are returned. `Err` only when no kind could be read.
     pub(super) async fn changes(
         &self,
-        cursors: &Cursors,
+        from: &Cursors,
         batch: u32,
-    ) -> Result<Vec<ChangeRow>, String> {
+    ) -> Result<Vec<KindPoll>, String> {
         let results = futures_util::future::join_all(
-            KINDS.map(|kind| self.changes_of(kind, cursors.get(kind), batch)),
+            KINDS.map(|kind| self.changes_of(kind, from.get(kind), batch)),
         )
         .await;
         let mut out = Vec::new();
         let mut failures = Vec::new();
         for (kind, result) in KINDS.iter().zip(results) {
             match result {
-                Ok(rows) => out.extend(rows),
+                Ok(poll) => out.push(poll),
                 Err(e) => {
                     tracing::warn!(kind, error = %e, "cannot read changes of this kind from Mamut; read again next poll");
                     failures.push(format!("{kind}: {e}"));
@@ -91,44 +106,54 @@ impl SqlServer {
     async fn changes_of(
         &self,
         kind: &'static str,
-        cursor: i64,
+        from: i64,
         batch: u32,
-    ) -> Result<Vec<ChangeRow>, String> {
-        let t = &self.mapping.tables;
-        let table = match kind {
-            "stock" => &t.stock,
-            "price_list" => &t.price_list_prices,
-            "order_status" => &t.orders,
-            _ => &t.products,
+    ) -> Result<KindPoll, String> {
+        let m = &self.mapping;
+        let (table, sql) = match kind {
+            "stock" => (&m.tables.stock, sql::changed_stock(m)),
+            "price" => (&m.tables.products, sql::changed_prices(m)),
+            "price_list" => (&m.tables.price_list_prices, sql::changed_price_lists(m)),
+            "product" => (&m.tables.products, sql::changed_products(m)),
+            _ => (&m.tables.orders, sql::changed_orders(m)),
         };
         self.with_conn(table, async move |conn| {
-            let mut out = Vec::new();
-            match kind {
-                "stock" => self.stock(conn, cursor, batch, &mut out).await?,
-                "price" => self.prices(conn, cursor, batch, &mut out).await?,
-                "price_list" => self.price_lists(conn, cursor, batch, &mut out).await?,
-                "product" => self.products(conn, cursor, batch, &mut out).await?,
-                _ => self.order_statuses(conn, cursor, batch, &mut out).await?,
+            let safe = self.safe_mark(conn).await?;
+            let rows = self.rows(conn, &sql, from, batch).await?;
+            let mut last_read = None;
+            for row in &rows {
+                // The rowversion is the last column of every watcher statement.
+                let rv = value::rowversion(row, row.len().saturating_sub(1))?;
+                last_read = last_read.max(Some(rv));
             }
-            Ok(out)
+            let full = batch > 0 && rows.len() >= batch as usize;
+            let rows = match kind {
+                "stock" => self.stock(&rows)?,
+                "price" => self.prices(&rows)?,
+                "price_list" => self.price_lists(&rows)?,
+                "product" => self.products(conn, &rows, safe).await?,
+                _ => self.order_statuses(&rows)?,
+            };
+            Ok(KindPoll {
+                kind,
+                from,
+                safe,
+                last_read,
+                full,
+                rows,
+            })
         })
         .await
     }
 
-    async fn stock(
-        &self,
-        conn: &mut Conn,
-        cursor: i64,
-        batch: u32,
-        out: &mut Vec<ChangeRow>,
-    ) -> Result<(), String> {
-        let sql = sql::changed_stock(&self.mapping);
-        for row in self.rows(conn, &sql, cursor, batch).await? {
-            let rv = value::rowversion(&row, 3)?;
-            let Some(article_number) = article(text(&row, 0)?) else {
+    fn stock(&self, rows: &[Row]) -> Result<Vec<ChangeRow>, String> {
+        let mut out = Vec::new();
+        for row in rows {
+            let rv = value::rowversion(row, 3)?;
+            let Some(article_number) = article(text(row, 0)?) else {
                 continue;
             };
-            let warehouse = text(&row, 1)?;
+            let warehouse = text(row, 1)?;
             let key = format!(
                 "{article_number}@{}",
                 warehouse.as_deref().unwrap_or_default()
@@ -136,7 +161,7 @@ impl SqlServer {
             let change = Change::Stock(StockLevel {
                 article_number,
                 warehouse,
-                quantity: decimal(&row, 2)?,
+                quantity: decimal(row, 2)?,
             });
             out.push(ChangeRow {
                 kind: "stock",
@@ -145,27 +170,21 @@ impl SqlServer {
                 change,
             });
         }
-        Ok(())
+        Ok(out)
     }
 
-    async fn prices(
-        &self,
-        conn: &mut Conn,
-        cursor: i64,
-        batch: u32,
-        out: &mut Vec<ChangeRow>,
-    ) -> Result<(), String> {
-        let sql = sql::changed_prices(&self.mapping);
-        for row in self.rows(conn, &sql, cursor, batch).await? {
-            let rv = value::rowversion(&row, 2)?;
-            let Some(article_number) = article(text(&row, 0)?) else {
+    fn prices(&self, rows: &[Row]) -> Result<Vec<ChangeRow>, String> {
+        let mut out = Vec::new();
+        for row in rows {
+            let rv = value::rowversion(row, 2)?;
+            let Some(article_number) = article(text(row, 0)?) else {
                 continue;
             };
             let key = article_number.to_string();
             let change = Change::Price(Price {
                 article_number,
                 currency: self.price_currency.clone(),
-                price: decimal(&row, 1)?,
+                price: decimal(row, 1)?,
                 includes_vat: false,
             });
             out.push(ChangeRow {
@@ -175,29 +194,23 @@ impl SqlServer {
                 change,
             });
         }
-        Ok(())
+        Ok(out)
     }
 
-    async fn price_lists(
-        &self,
-        conn: &mut Conn,
-        cursor: i64,
-        batch: u32,
-        out: &mut Vec<ChangeRow>,
-    ) -> Result<(), String> {
-        let sql = sql::changed_price_lists(&self.mapping);
-        for row in self.rows(conn, &sql, cursor, batch).await? {
-            let rv = value::rowversion(&row, 4)?;
-            let Some(article_number) = article(text(&row, 1)?) else {
+    fn price_lists(&self, rows: &[Row]) -> Result<Vec<ChangeRow>, String> {
+        let mut out = Vec::new();
+        for row in rows {
+            let rv = value::rowversion(row, 4)?;
+            let Some(article_number) = article(text(row, 1)?) else {
                 continue;
             };
-            let price_list = text(&row, 0)?.unwrap_or_default();
+            let price_list = text(row, 0)?.unwrap_or_default();
             let key = format!("{price_list}@{article_number}");
             let change = Change::PriceList(PriceListPrice {
                 price_list,
                 article_number,
-                currency: text(&row, 2)?.unwrap_or_else(|| self.price_currency.clone()),
-                price: decimal(&row, 3)?,
+                currency: text(row, 2)?.unwrap_or_else(|| self.price_currency.clone()),
+                price: decimal(row, 3)?,
             });
             out.push(ChangeRow {
                 kind: "price_list",
@@ -206,65 +219,68 @@ impl SqlServer {
                 change,
             });
         }
-        Ok(())
+        Ok(out)
     }
 
-    /// A changed product or variant pushes its main product with all its variants.
+    /// A changed product or variant pushes its main product with all its variants, as it is
+    /// now, under the largest rowversion read for it.
+    ///
+    /// Only rows below the safe mark count. The push stands for several rows, so one above the
+    /// mark could share its id with the push that a variant committed later, with a lower
+    /// rowversion, would need: that change would be dropped as a repeat. Below the mark no row
+    /// can appear under one already read, so each push's rowversion is new.
     async fn products(
         &self,
         conn: &mut Conn,
-        cursor: i64,
-        batch: u32,
-        out: &mut Vec<ChangeRow>,
-    ) -> Result<(), String> {
-        let sql = sql::changed_products(&self.mapping);
+        rows: &[Row],
+        safe: i64,
+    ) -> Result<Vec<ChangeRow>, String> {
         let mut touched: BTreeMap<String, i64> = BTreeMap::new();
-        for row in self.rows(conn, &sql, cursor, batch).await? {
-            let rv = value::rowversion(&row, 2)?;
-            let Some(main) = text(&row, 1)?.or(text(&row, 0)?) else {
+        for row in rows {
+            let rv = value::rowversion(row, 2)?;
+            if rv >= safe {
+                continue;
+            }
+            let Some(main) = text(row, 1)?.or(text(row, 0)?) else {
                 continue;
             };
             let entry = touched.entry(main).or_insert(rv);
             *entry = (*entry).max(rv);
         }
+        let mut out = Vec::new();
         for (main, rv) in touched {
             let Some(product) = self.read_product(conn, &main).await? else {
                 continue;
             };
-            let change = Change::Product(product);
             out.push(ChangeRow {
                 kind: "product",
                 rv,
                 key: main,
-                change,
+                change: Change::Product(product),
             });
         }
-        Ok(())
+        // Oldest first, as every kind's rows.
+        out.sort_by_key(|row| row.rv);
+        Ok(out)
     }
 
-    async fn order_statuses(
-        &self,
-        conn: &mut Conn,
-        cursor: i64,
-        batch: u32,
-        out: &mut Vec<ChangeRow>,
-    ) -> Result<(), String> {
-        let sql = sql::changed_orders(&self.mapping);
-        for row in self.rows(conn, &sql, cursor, batch).await? {
-            let rv = value::rowversion(&row, 5)?;
-            let order_no = value::required_int(&row, 0)?;
-            let Some(Ok(shop_id)) = text(&row, 1)?.map(ShopId::new) else {
+    fn order_statuses(&self, rows: &[Row]) -> Result<Vec<ChangeRow>, String> {
+        let mut out = Vec::new();
+        for row in rows {
+            let rv = value::rowversion(row, 5)?;
+            let order_no = value::required_int(row, 0)?;
+            let Some(Ok(shop_id)) = text(row, 1)?.map(ShopId::new) else {
                 continue;
             };
-            let Some(shop_order_id) = text(&row, 2)? else {
+            let Some(shop_order_id) = text(row, 2)? else {
                 continue;
             };
             let change = Change::OrderStatus(OrderStatusChange {
                 shop_id,
                 shop_order_id,
                 mamut_ref: order_no.to_string(),
-                mamut_status: text(&row, 3)?.unwrap_or_default(),
-                tracking_number: text(&row, 4)?,
+                mamut_status: text(row, 3)?.unwrap_or_default(),
+                tracking_number: text(row, 4)?,
             });
             out.push(ChangeRow {
                 kind: "order_status",
@@ -273,6 +289,6 @@ impl SqlServer {
                 change,
             });
         }
-        Ok(())
+        Ok(out)
     }
 }

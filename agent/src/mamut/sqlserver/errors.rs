@@ -6,8 +6,13 @@ use tiberius::error::Error as TdsError;
 
 use crate::mamut::ApplyError;
 
-/// The SQL itself is wrong for this database (a mapping naming a missing table or column).
-const MAPPING: [u32; 4] = [102, 137, 207, 208];
+/// The SQL itself is wrong for this database (a mapping naming a missing table or column, or
+/// a reserved word such as `Order` as a name).
+const MAPPING: [u32; 5] = [102, 137, 156, 207, 208];
+/// An `OUTPUT` clause on a table with triggers.
+const OUTPUT_WITH_TRIGGERS: u32 = 334;
+/// The SQL login may not read or write the table.
+const PERMISSION: [u32; 2] = [229, 230];
 /// Text or binary longer than its column.
 const TRUNCATION: [u32; 2] = [2628, 8152];
 /// A number too large for its column.
@@ -77,7 +82,18 @@ pub fn server_error(code: u32, message: &str, at: At<'_>) -> ApplyError {
             "a value on the order does not fit the type of Mamut's column{table} (check the mapping with agent check)"
         ));
     }
+    if PERMISSION.contains(&code) {
+        tracing::warn!(code, message, "Mamut's SQL login lacks a permission");
+        return ApplyError::Retryable(format!(
+            "Mamut's SQL login may not do this{table}: grant it the rights deploy/mamut/README.md \
+             lists; retried ({message})"
+        ));
+    }
     match code {
+        OUTPUT_WITH_TRIGGERS => permanent(format!(
+            "Mamut's table{table} has triggers, which refuse an OUTPUT clause: use \
+             numbering mode \"identity\" (SCOPE_IDENTITY) or \"series\""
+        )),
         NULL => permanent(format!(
             "Mamut requires a value the order does not have{table}"
         )),
@@ -102,7 +118,9 @@ pub fn server_error(code: u32, message: &str, at: At<'_>) -> ApplyError {
                 ))
             } else {
                 permanent(format!(
-                    "Mamut already has a row with this unique value{table}"
+                    "Mamut already has a row with this unique value{table}; if it is the new \
+                     order or customer number, the number series is behind the numbers in use \
+                     (move it past the highest), then replay the order"
                 ))
             }
         }

@@ -29,7 +29,8 @@ use self::pool::{BoxFuture, Connector, Pool, PoolError, Pooled, Session, in_tran
 use super::mapping::Mapping;
 use super::{Applied, ApplyError, ApplyFuture, ChangesFuture, Mamut, SyncFuture};
 use crate::config::{
-    Authentication, CustomerMatch, Encryption, Numbering, SqlServerConfig, UnknownArticle,
+    Authentication, CustomerMatch, Encryption, Numbering, SeriesHolds, SqlServerConfig,
+    UnknownArticle,
 };
 use crate::watch::Cursors;
 
@@ -551,10 +552,7 @@ impl SqlServer {
             &payment_ref,
             &total,
         ]);
-        let own_keys = [
-            number.map(|n| n.to_string()).unwrap_or_default(),
-            order.id.clone(),
-        ];
+        let own_keys = [self.racy_number(&self.config.order_numbering, number)];
         let at = At {
             table: Some(&t.orders),
             own_keys: &own_keys,
@@ -629,14 +627,18 @@ impl SqlServer {
             }
             Numbering::Series(series) => {
                 let sql = sql::series_next(series);
-                first_int(
+                let advanced = first_int(
                     conn,
                     &sql,
                     &[&series.key.as_str()],
                     At::table(&series.table),
                 )
                 .await?
-                .ok_or_else(|| {
+                .map(|value| match series.holds {
+                    SeriesHolds::Last => value,
+                    SeriesHolds::Next => value - 1,
+                });
+                advanced.ok_or_else(|| {
                     ApplyError::Permanent(format!(
                         "the number series {} has no row {} = {:?} for {table}: create it, or fix \
                              the numbering in [mamut.sqlserver]",
@@ -646,6 +648,17 @@ impl SqlServer {
             }
         };
         to_i32(next).map(Some)
+    }
+
+    /// The number this apply chose, when a duplicate of it can only mean that another writer
+    /// took the same number at the same moment (max+1 read by a Mamut user without our lock),
+    /// so a retry reads a new one. With a series or an IDENTITY column a duplicate means the
+    /// series is behind the table's numbers, which a retry would hit again: not racy.
+    fn racy_number(&self, numbering: &Numbering, number: Option<i32>) -> String {
+        match (numbering, number) {
+            (Numbering::MaxPlusOne, Some(n)) => n.to_string(),
+            _ => String::new(),
+        }
     }
 
     /// Finds the customer by the configured keys, in order, or creates one.
@@ -658,23 +671,26 @@ impl SqlServer {
         let m = &self.mapping;
         let (table, c) = (&m.tables.customers, &m.columns.customers);
         for key in &self.config.customer_match {
-            let (column, value) = match key {
+            let number;
+            let (column, value): (&String, &dyn ToSql) = match key {
                 CustomerMatch::CustomerNo => match customer.id.as_deref().map(str::parse::<i32>) {
-                    Some(Ok(number)) => (&c.customer_no, number.to_string()),
+                    Some(Ok(n)) => {
+                        number = n;
+                        (&c.customer_no, &number)
+                    }
                     _ => continue,
                 },
                 CustomerMatch::Email => match &customer.email {
-                    Some(email) if !email.is_empty() => (&c.email, email.clone()),
+                    Some(email) if !email.is_empty() => (&c.email, email),
                     _ => continue,
                 },
                 CustomerMatch::OrgNo => match &customer.org_no {
-                    Some(org_no) if !org_no.is_empty() => (&c.org_no, org_no.clone()),
+                    Some(org_no) if !org_no.is_empty() => (&c.org_no, org_no),
                     _ => continue,
                 },
             };
             let sql = sql::find_customer(m, column);
-            if let Some(found) = first_int(conn, &sql, &[&value.as_str()], At::table(table)).await?
-            {
+            if let Some(found) = first_int(conn, &sql, &[value], At::table(table)).await? {
                 return to_i32(found);
             }
         }
@@ -755,7 +771,7 @@ impl SqlServer {
             &city,
             &country,
         ]);
-        let own_keys = [number.map(|n| n.to_string()).unwrap_or_default()];
+        let own_keys = [self.racy_number(&self.config.customer_numbering, number)];
         let at = At {
             table: Some(table),
             own_keys: &own_keys,
@@ -787,11 +803,9 @@ impl SqlServer {
         let (t, c) = (&m.tables, &m.columns.order_lines);
         let insert = sql::insert(&t.order_lines, &sql::line_columns(m), false);
         let exists = sql::article_exists(m);
-        let own_keys = [order_no.to_string()];
-        let at = At {
-            table: Some(&t.order_lines),
-            own_keys: &own_keys,
-        };
+        // A duplicate line key is never another writer's race: the order's number is this
+        // transaction's, so it is refused (permanently) like any other data error.
+        let at = At::table(&t.order_lines);
         let table = t.order_lines.as_str();
         let decimal = |reference, column, label, value: Decimal| {
             check.decimal(field(reference, table, column, label), Some(value))

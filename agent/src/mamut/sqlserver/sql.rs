@@ -32,11 +32,12 @@ pub fn max_plus_one(table: &str, column: &str) -> String {
     format!("SELECT ISNULL(MAX({column}), @P1 - 1) + 1 FROM {table} WITH (UPDLOCK, HOLDLOCK)")
 }
 
-/// The next number of a number series row (`@P1` is the series key); the value returned is
-/// the number used.
+/// Advances a number series row (`@P1` is the series key) and reads it back in the same call;
+/// the row stays locked until the transaction ends. No `OUTPUT` clause: SQL Server refuses one
+/// without `INTO` on a table with triggers (error 334), which Mamut's tables may have.
 pub fn series_next(series: &Series) -> String {
     format!(
-        "UPDATE {t} SET {n} = {n} + 1 OUTPUT INSERTED.{n} WHERE {k} = @P1",
+        "UPDATE {t} SET {n} = {n} + 1 WHERE {k} = @P1; SELECT {n} FROM {t} WHERE {k} = @P1",
         t = series.table,
         n = series.next_column,
         k = series.key_column
@@ -64,10 +65,12 @@ pub fn find_order(m: &Mapping) -> String {
     )
 }
 
-/// A customer by one matching column (`@P1` the value).
+/// A customer by one matching column (`@P1` the value, typed as the column), locked so that two
+/// orders of one new customer do not both create it. The column itself is compared, so an
+/// index on it is used.
 pub fn find_customer(m: &Mapping, column: &str) -> String {
     format!(
-        "SELECT TOP (1) {no} FROM {t} WHERE CAST({column} AS NVARCHAR(200)) = @P1 ORDER BY {no}",
+        "SELECT TOP (1) {no} FROM {t} WITH (UPDLOCK, HOLDLOCK) WHERE {column} = @P1 ORDER BY {no}",
         no = m.columns.customers.customer_no,
         t = m.tables.customers
     )
@@ -143,11 +146,18 @@ pub fn article_exists(m: &Mapping) -> String {
     )
 }
 
-/// Rows of one watched table changed past the cursor (`@P1`, binary(8)) and below every
-/// rowversion still in use by an open transaction, at most `@P2`, oldest first.
+/// The watcher's safe mark, read before each kind's rows: every rowversion below it belongs
+/// to a transaction that committed or rolled back.
+pub fn min_active_rowversion() -> &'static str {
+    "SELECT MIN_ACTIVE_ROWVERSION()"
+}
+
+/// Rows of one watched table changed past the cursor (`@P1`, binary(8)), at most `@P2`, oldest
+/// first, the rowversion last. No upper bound: rows of transactions still open are not
+/// visible yet, and the watcher keeps its saved cursor below the safe mark.
 fn changed(table: &str, columns: &[&str], rv: &str) -> String {
     format!(
-        "SELECT TOP (@P2) {}, {rv} FROM {table} WHERE {rv} > @P1 AND {rv} < MIN_ACTIVE_ROWVERSION() ORDER BY {rv}",
+        "SELECT TOP (@P2) {}, {rv} FROM {table} WHERE {rv} > @P1 ORDER BY {rv}",
         columns.join(", ")
     )
 }
@@ -335,6 +345,7 @@ fn example_series(document: &str) -> Series {
         key_column: "series".into(),
         key: document.into(),
         next_column: "next_no".into(),
+        holds: Default::default(),
     }
 }
 
@@ -404,6 +415,7 @@ pub fn statements(m: &Mapping, config: &SqlServerConfig) -> Vec<Statement> {
         ));
     }
     out.extend([
+        statement("watch.safe_mark", min_active_rowversion()),
         statement("watch.stock", changed_stock(m)),
         statement("watch.price", changed_prices(m)),
         statement("watch.price_list", changed_price_lists(m)),
@@ -439,14 +451,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_watcher_compares_the_rowversion_itself_below_the_oldest_open_transaction() {
+    fn the_watcher_compares_the_rowversion_itself_and_reads_the_safe_mark_on_its_own() {
         let sql = changed_stock(&Mapping::default());
         assert_eq!(
             sql,
             "SELECT TOP (@P2) article_no, warehouse, quantity, rv FROM stock \
-             WHERE rv > @P1 AND rv < MIN_ACTIVE_ROWVERSION() ORDER BY rv"
+             WHERE rv > @P1 ORDER BY rv"
         );
         assert!(!sql.contains("CAST"));
+        assert!(
+            !sql.contains("MIN_ACTIVE_ROWVERSION"),
+            "an open transaction would hold back every change"
+        );
+        assert_eq!(min_active_rowversion(), "SELECT MIN_ACTIVE_ROWVERSION()");
     }
 
     #[test]
@@ -457,7 +474,8 @@ mod tests {
         assert!(sql.ends_with("VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7, @P8, @P9, @P10); SELECT SCOPE_IDENTITY()"), "{sql}");
         assert_eq!(
             series_next(&example_series("order")),
-            "UPDATE number_series SET next_no = next_no + 1 OUTPUT INSERTED.next_no WHERE series = @P1"
+            "UPDATE number_series SET next_no = next_no + 1 WHERE series = @P1; \
+             SELECT next_no FROM number_series WHERE series = @P1"
         );
     }
 

@@ -268,10 +268,13 @@ pub struct SqlServerConfig {
     /// A CA certificate (PEM or DER) that signed the server's certificate, trusted besides the
     /// system's roots.
     pub ca_file: Option<PathBuf>,
-    /// Connections to Mamut kept open at once (watcher, orders and sync share them).
+    /// Connections to Mamut kept open at once for orders and the sync (the watcher has its own).
     pub pool_size: u32,
     /// `SET LOCK_TIMEOUT`: longest wait for a row another Mamut user holds (milliseconds).
     pub lock_timeout_ms: u32,
+    /// `SET LOCK_TIMEOUT` of the watcher's own connections: 0, no wait; a changed row that an
+    /// open transaction holds is read on a later poll.
+    pub watch_lock_timeout_ms: u32,
     /// Longest one order's transaction or one watcher query may take (milliseconds); the
     /// connection is then closed (SQL Server rolls back) and the work retried.
     pub statement_timeout_ms: u64,
@@ -357,6 +360,12 @@ impl SqlServerConfig {
                 "must be between 1 and 64",
             ));
         }
+        if self.watch_lock_timeout_ms > i32::MAX as u32 {
+            return Err(error(
+                "mamut.sqlserver.watch_lock_timeout_ms",
+                "must be at most 2147483647",
+            ));
+        }
         if self.lock_timeout_ms > i32::MAX as u32 {
             return Err(error(
                 "mamut.sqlserver.lock_timeout_ms",
@@ -440,6 +449,7 @@ impl Default for SqlServerConfig {
             ca_file: None,
             pool_size: 8,
             lock_timeout_ms: 5_000,
+            watch_lock_timeout_ms: 0,
             statement_timeout_ms: 30_000,
             on_too_long: TooLong::Refuse,
             on_too_long_fields: std::collections::BTreeMap::new(),

@@ -8,12 +8,12 @@ use shared::domain::{Change, OrderStatusChange, Price, PriceListPrice, StockLeve
 use shared::{ArticleNumber, ShopId};
 use tiberius::Row;
 
-use super::{Conn, SqlServer, classify, sql, value};
+use super::{Conn, SqlServer, classify, errors, sql, value};
 use crate::watch::{ChangeRow, Cursors, KindPoll};
 
 /// The kinds of change the watcher reads, each on its own connection so a lock on one table
 /// (a Mamut user editing an order) does not hold back the others (stock).
-const KINDS: [&str; 5] = ["stock", "price", "price_list", "product", "order_status"];
+pub(super) const KINDS: [&str; 5] = ["stock", "price", "price_list", "product", "order_status"];
 
 pub(super) fn text(row: &Row, index: usize) -> Result<Option<String>, String> {
     row.try_get::<&str, _>(index)
@@ -91,6 +91,12 @@ impl SqlServer {
         for (kind, result) in KINDS.iter().zip(results) {
             match result {
                 Ok(poll) => out.push(poll),
+                Err(e) if e.contains(errors::LOCK_WAIT) => {
+                    // A row locked by an open Mamut transaction (a database without
+                    // READ_COMMITTED_SNAPSHOT): it is read once that transaction ends.
+                    tracing::debug!(kind, error = %e, "a changed row is locked; read again next poll");
+                    failures.push(format!("{kind}: {e}"));
+                }
                 Err(e) => {
                     tracing::warn!(kind, error = %e, "cannot read changes of this kind from Mamut; read again next poll");
                     failures.push(format!("{kind}: {e}"));
@@ -117,7 +123,7 @@ impl SqlServer {
             "product" => (&m.tables.products, sql::changed_products(m)),
             _ => (&m.tables.orders, sql::changed_orders(m)),
         };
-        self.with_conn(table, async move |conn| {
+        self.with_watch_conn(table, async move |conn| {
             let safe = self.safe_mark(conn).await?;
             let rows = self.rows(conn, &sql, from, batch).await?;
             let mut last_read = None;

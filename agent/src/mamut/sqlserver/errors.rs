@@ -24,6 +24,8 @@ const IDENTITY: u32 = 544;
 const FOREIGN_KEY: u32 = 547;
 const DUPLICATE: [u32; 2] = [2627, 2601];
 const LOCK_TIMEOUT: u32 = 1222;
+/// Words in the reason of a lock timeout, for callers that treat it quietly.
+pub const LOCK_WAIT: &str = "past the lock timeout";
 const DEADLOCK: u32 = 1205;
 
 /// Where an error happened, to say so in the reason.
@@ -125,7 +127,7 @@ pub fn server_error(code: u32, message: &str, at: At<'_>) -> ApplyError {
             }
         }
         LOCK_TIMEOUT => ApplyError::Retryable(format!(
-            "Mamut kept a lock{table} past the lock timeout: a Mamut user may be editing it; \
+            "Mamut kept a lock{table} {LOCK_WAIT}: a Mamut user may be editing it; \
              retried ({message})"
         )),
         DEADLOCK => ApplyError::Retryable(format!(

@@ -47,6 +47,8 @@ pub mod value;
 /// Opens tiberius connections with the session settings every connection needs.
 pub struct TdsConnector {
     config: SqlServerConfig,
+    /// `SET LOCK_TIMEOUT` of this pool's connections.
+    lock_timeout_ms: u32,
 }
 
 impl Connector for TdsConnector {
@@ -56,12 +58,9 @@ impl Connector for TdsConnector {
             let mut conn = SqlServer::connect(&self.config)
                 .await
                 .map_err(|e| format!("cannot reach Mamut: {e}"))?;
-            batch(
-                &mut conn,
-                &sql::set_lock_timeout(self.config.lock_timeout_ms),
-            )
-            .await
-            .map_err(|e| format!("Mamut refused SET LOCK_TIMEOUT: {e}"))?;
+            batch(&mut conn, &sql::set_lock_timeout(self.lock_timeout_ms))
+                .await
+                .map_err(|e| format!("Mamut refused SET LOCK_TIMEOUT: {e}"))?;
             Ok(conn)
         })
     }
@@ -92,6 +91,10 @@ pub struct SqlServer {
     /// Currency of Mamut's base prices, for price pushes.
     price_currency: String,
     pool: Pool<TdsConnector>,
+    /// The watcher's own connections, one per kind of change, that do not wait for locks
+    /// (`watch_lock_timeout_ms`): a change locked by an open transaction is read on a later
+    /// poll, and orders never take the watcher's connections.
+    watch_pool: Pool<TdsConnector>,
     catalog: tokio::sync::Mutex<Option<CachedCatalog>>,
 }
 
@@ -112,8 +115,16 @@ impl SqlServer {
             pool: Pool::new(
                 TdsConnector {
                     config: config.clone(),
+                    lock_timeout_ms: config.lock_timeout_ms,
                 },
                 size,
+            ),
+            watch_pool: Pool::new(
+                TdsConnector {
+                    config: config.clone(),
+                    lock_timeout_ms: config.watch_lock_timeout_ms,
+                },
+                changes::KINDS.len(),
             ),
             config,
             mapping,
@@ -903,6 +914,19 @@ impl SqlServer {
             .await?;
         }
         Ok(())
+    }
+
+    /// Runs `work` on one of the watcher's connections within the statement timeout.
+    async fn with_watch_conn<T>(
+        &self,
+        what: &str,
+        work: impl AsyncFnOnce(&mut Tds<'_>) -> Result<T, String>,
+    ) -> Result<T, String> {
+        self.watch_pool
+            .run(self.statement_timeout(), work, |e| {
+                self.pool_failure(what, e)
+            })
+            .await
     }
 
     /// Runs `work` on a pooled connection within the statement timeout.

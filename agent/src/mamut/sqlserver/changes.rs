@@ -30,6 +30,26 @@ pub(super) fn decimal(row: &Row, index: usize) -> Result<Decimal, String> {
         .ok_or_else(|| format!("column {index} is NULL"))
 }
 
+/// The changes of `rows`, oldest first. A row that cannot be read (a NULL where a value must
+/// be, a value of another type) is skipped with a warning naming its kind and position; its
+/// rowversion still moves the cursor, so one bad row never stops a kind.
+fn each(
+    kind: &str,
+    rows: &[Row],
+    change: impl Fn(&Row) -> Result<Option<ChangeRow>, String>,
+) -> Vec<ChangeRow> {
+    rows.iter()
+        .enumerate()
+        .filter_map(|(index, row)| match change(row) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(kind, row = index, error = %e, "a changed Mamut row cannot be read; skipped");
+                None
+            }
+        })
+        .collect()
+}
+
 /// An article number from Mamut; one the protocol cannot carry is skipped with a warning.
 pub(super) fn article(value: Option<String>) -> Option<ArticleNumber> {
     let value = value?;
@@ -134,11 +154,11 @@ impl SqlServer {
             }
             let full = batch > 0 && rows.len() >= batch as usize;
             let rows = match kind {
-                "stock" => self.stock(&rows)?,
-                "price" => self.prices(&rows)?,
-                "price_list" => self.price_lists(&rows)?,
+                "stock" => self.stock(&rows),
+                "price" => self.prices(&rows),
+                "price_list" => self.price_lists(&rows),
                 "product" => self.products(conn, &rows, safe).await?,
-                _ => self.order_statuses(&rows)?,
+                _ => self.order_statuses(&rows),
             };
             Ok(KindPoll {
                 kind,
@@ -152,12 +172,11 @@ impl SqlServer {
         .await
     }
 
-    fn stock(&self, rows: &[Row]) -> Result<Vec<ChangeRow>, String> {
-        let mut out = Vec::new();
-        for row in rows {
+    fn stock(&self, rows: &[Row]) -> Vec<ChangeRow> {
+        each("stock", rows, |row| {
             let rv = value::rowversion(row, 3)?;
             let Some(article_number) = article(text(row, 0)?) else {
-                continue;
+                return Ok(None);
             };
             let warehouse = text(row, 1)?;
             let key = format!(
@@ -169,22 +188,20 @@ impl SqlServer {
                 warehouse,
                 quantity: decimal(row, 2)?,
             });
-            out.push(ChangeRow {
+            Ok(Some(ChangeRow {
                 kind: "stock",
                 rv,
                 key,
                 change,
-            });
-        }
-        Ok(out)
+            }))
+        })
     }
 
-    fn prices(&self, rows: &[Row]) -> Result<Vec<ChangeRow>, String> {
-        let mut out = Vec::new();
-        for row in rows {
+    fn prices(&self, rows: &[Row]) -> Vec<ChangeRow> {
+        each("price", rows, |row| {
             let rv = value::rowversion(row, 2)?;
             let Some(article_number) = article(text(row, 0)?) else {
-                continue;
+                return Ok(None);
             };
             let key = article_number.to_string();
             let change = Change::Price(Price {
@@ -193,22 +210,20 @@ impl SqlServer {
                 price: decimal(row, 1)?,
                 includes_vat: false,
             });
-            out.push(ChangeRow {
+            Ok(Some(ChangeRow {
                 kind: "price",
                 rv,
                 key,
                 change,
-            });
-        }
-        Ok(out)
+            }))
+        })
     }
 
-    fn price_lists(&self, rows: &[Row]) -> Result<Vec<ChangeRow>, String> {
-        let mut out = Vec::new();
-        for row in rows {
+    fn price_lists(&self, rows: &[Row]) -> Vec<ChangeRow> {
+        each("price_list", rows, |row| {
             let rv = value::rowversion(row, 4)?;
             let Some(article_number) = article(text(row, 1)?) else {
-                continue;
+                return Ok(None);
             };
             let price_list = text(row, 0)?.unwrap_or_default();
             let key = format!("{price_list}@{article_number}");
@@ -218,14 +233,13 @@ impl SqlServer {
                 currency: text(row, 2)?.unwrap_or_else(|| self.price_currency.clone()),
                 price: decimal(row, 3)?,
             });
-            out.push(ChangeRow {
+            Ok(Some(ChangeRow {
                 kind: "price_list",
                 rv,
                 key,
                 change,
-            });
-        }
-        Ok(out)
+            }))
+        })
     }
 
     /// A changed product or variant pushes its main product with all its variants, as it is
@@ -270,16 +284,15 @@ impl SqlServer {
         Ok(out)
     }
 
-    fn order_statuses(&self, rows: &[Row]) -> Result<Vec<ChangeRow>, String> {
-        let mut out = Vec::new();
-        for row in rows {
+    fn order_statuses(&self, rows: &[Row]) -> Vec<ChangeRow> {
+        each("order_status", rows, |row| {
             let rv = value::rowversion(row, 5)?;
             let order_no = value::required_int(row, 0)?;
             let Some(Ok(shop_id)) = text(row, 1)?.map(ShopId::new) else {
-                continue;
+                return Ok(None);
             };
             let Some(shop_order_id) = text(row, 2)? else {
-                continue;
+                return Ok(None);
             };
             let change = Change::OrderStatus(OrderStatusChange {
                 shop_id,
@@ -288,13 +301,12 @@ impl SqlServer {
                 mamut_status: text(row, 3)?.unwrap_or_default(),
                 tracking_number: text(row, 4)?,
             });
-            out.push(ChangeRow {
+            Ok(Some(ChangeRow {
                 kind: "order_status",
                 rv,
                 key: order_no.to_string(),
                 change,
-            });
-        }
-        Ok(out)
+            }))
+        })
     }
 }

@@ -200,6 +200,15 @@ impl Checker<'_> {
         let Some(number) = value else {
             return self.null(field, column).map(|()| None);
         };
+        if column.is_integer() && !number.fract().is_zero() {
+            // SQL Server would cut the fraction off without a word.
+            return Err(ApplyError::Permanent(format!(
+                "{} {number} is not a whole number, and Mamut's column is an integer ({}); map \
+                 the field onto a decimal column",
+                capitalized(field.label),
+                field.reference
+            )));
+        }
         let (Some(precision), Some(scale)) = (column.precision, column.scale) else {
             return Ok(Some(number));
         };
@@ -410,6 +419,36 @@ mod tests {
             .decimal(total, Some(Decimal::new(1_234_567_890_123_456, 0)))
             .expect_err("16 digits");
         assert!(error.to_string().contains("Mamut allows 15"), "{error}");
+    }
+
+    #[test]
+    fn a_fraction_for_an_integer_column_is_refused_not_cut() {
+        let mut catalog = catalog();
+        catalog.tables.insert(
+            "order_lines".into(),
+            TableInfo {
+                columns: vec![column("vat_rate", "int", None, false)],
+            },
+        );
+        let config = SqlServerConfig::default();
+        let checker = Checker {
+            catalog: Some(&catalog),
+            config: &config,
+        };
+        let vat = Field {
+            reference: "order_lines.vat_rate",
+            table: "order_lines",
+            column: "vat_rate",
+            label: "VAT rate",
+        };
+        assert_eq!(
+            checker.decimal(vat, Some(Decimal::new(2500, 2))),
+            Ok(Some(Decimal::new(2500, 2)))
+        );
+        let error = checker
+            .decimal(vat, Some(Decimal::new(125, 1)))
+            .expect_err("12.5 into an int column");
+        assert!(error.to_string().contains("not a whole number"), "{error}");
     }
 
     #[test]

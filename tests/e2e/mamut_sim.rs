@@ -734,6 +734,60 @@ async fn a_held_lock_makes_updlock_wait_and_lock_timeout_fail_with_1222() {
 }
 
 #[tokio::test]
+async fn min_active_rowversion_and_writes_take_no_lock_that_lock_timeout_could_refuse() {
+    let sim = start();
+    let mut setup = client(&sim).await;
+    run(
+        &mut setup,
+        "CREATE TABLE stock (article_no NVARCHAR(20) PRIMARY KEY, quantity INT NOT NULL, rv ROWVERSION)",
+    )
+    .await;
+    // Five readers as the agent's watcher polls (no lock wait at all) and writers beside them.
+    let mut tasks = tokio::task::JoinSet::new();
+    for reader in 0..5 {
+        let mut c = client(&sim).await;
+        tasks.spawn(async move {
+            run(&mut c, "SET LOCK_TIMEOUT 0").await;
+            for _ in 0..60 {
+                let result = match c.simple_query("SELECT MIN_ACTIVE_ROWVERSION()").await {
+                    Ok(stream) => stream.into_first_result().await.map(drop),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = result {
+                    return Err(format!("reader {reader}: {e}"));
+                }
+            }
+            Ok(())
+        });
+    }
+    for writer in 0..2 {
+        let mut c = client(&sim).await;
+        tasks.spawn(async move {
+            run(&mut c, "SET LOCK_TIMEOUT 0").await;
+            for i in 0..60 {
+                let sql = format!(
+                    "INSERT INTO stock (article_no, quantity) VALUES (N'W{writer}-{i}', {i})"
+                );
+                let result = match c.simple_query(sql).await {
+                    Ok(stream) => stream.into_results().await.map(drop),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = result {
+                    return Err(format!("writer {writer}: {e}"));
+                }
+            }
+            Ok(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        if let Err(e) = done.expect("task") {
+            panic!("SQL Server takes no lock here, so no 1222 may come: {e}");
+        }
+    }
+    assert_eq!(count(&mut setup, "SELECT COUNT(*) FROM stock").await, 120);
+}
+
+#[tokio::test]
 async fn a_cancelled_request_stops_waiting() {
     let sim = start();
     let mut setup = sim.session();

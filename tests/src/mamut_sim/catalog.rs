@@ -86,8 +86,10 @@ CREATE OR REPLACE FUNCTION tsql_schema_key() RETURNS int LANGUAGE sql IMMUTABLE 
 -- A rowversion is assigned at write time. A transaction's first one is also the key of a
 -- transaction-level advisory lock, so MIN_ACTIVE_ROWVERSION() can see which transactions
 -- that wrote have not committed yet. Assigning + locking (shared) and computing the minimum
--- (exclusive) are serialised by a short session-level advisory lock on key 0.
-CREATE OR REPLACE FUNCTION tsql_next_rowversion() RETURNS bytea LANGUAGE plpgsql AS $f$
+-- (exclusive) are serialised by a short session-level advisory lock on key 0. SQL Server takes
+-- no lock for either, so neither obeys the session's SET LOCK_TIMEOUT (`SET lock_timeout = 0`
+-- for the function's duration: these waits are microseconds, never a 1222).
+CREATE OR REPLACE FUNCTION tsql_next_rowversion() RETURNS bytea LANGUAGE plpgsql SET lock_timeout = 0 AS $f$
 DECLARE v bigint;
 BEGIN
   IF coalesce(current_setting('tsql.first_rowversion', true), '') = '' THEN
@@ -101,7 +103,7 @@ BEGIN
   END IF;
   RETURN int8send(v);
 END $f$;
-CREATE OR REPLACE FUNCTION tsql_min_active_rowversion() RETURNS bytea LANGUAGE plpgsql AS $f$
+CREATE OR REPLACE FUNCTION tsql_min_active_rowversion() RETURNS bytea LANGUAGE plpgsql SET lock_timeout = 0 AS $f$
 DECLARE m bigint; last bigint; called boolean;
 BEGIN
   PERFORM pg_advisory_lock({key}, 0);

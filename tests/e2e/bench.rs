@@ -14,7 +14,7 @@ async fn every_benchmark_runs_with_tiny_sizes() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}\n{stderr}");
-    for id in ["B1", "B2", "B3", "B4", "B5", "B6"] {
+    for id in ["B1", "B2", "B3", "B4", "B5", "B6", "B7"] {
         assert!(
             stdout.contains(&format!("| {id} |")),
             "no {id} row in:\n{stdout}"

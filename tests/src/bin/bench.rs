@@ -1,10 +1,11 @@
-//! `bench`: the product's benchmarks (B1–B6) against the real release binaries. Build in
+//! `bench`: the product's benchmarks (B1–B7) against the real release binaries. Build in
 //! release mode and run from the repository root:
 //!
 //! ```sh
 //! cargo build --release --workspace --bins
 //! target/release/bench --record docs/benchmarks.md     # the full run, appended to the record
 //! target/release/bench --quick                         # a smoke run with tiny sizes
+//! target/release/bench --only b3,b7                   # only some rows
 //! ```
 //!
 //! Traffic stays on loopback; every loop is bounded in count and time.
@@ -18,12 +19,12 @@ use tests::bench::{self, Row, Scale};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[derive(Debug, Parser)]
-#[command(name = "bench", about = "Benchmarks of the relay and agent (B1–B6)")]
+#[command(name = "bench", about = "Benchmarks of the relay and agent (B1–B7)")]
 struct Args {
     /// Tiny sizes: checks that every benchmark runs, measures nothing worth recording.
     #[arg(long)]
     quick: bool,
-    /// Only these benchmarks (b1,b2,b3,b4,b6; B5 comes with B2).
+    /// Only these benchmarks (b1,b2,b3,b4,b6,b7; B5 comes with B2), e.g. `--only b3,b7`.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Append the results, with the machine and commit, to this file.
@@ -73,6 +74,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if wanted("b6") {
         rows.extend(bench::b6(scale).await);
+    }
+    if wanted("b7") {
+        rows.extend(bench::b7(scale).await);
     }
     let table = table(&rows);
     println!("{table}");

@@ -12,6 +12,15 @@ use super::lexer::{Tok, syntax_error, tokens};
 use super::request::{Param, Value};
 use super::types::SqlType;
 
+/// A translated DML statement: its SQL, kind, target table, result column types, and whether
+/// the identity column was appended to `RETURNING` (hidden from the client) for
+/// SCOPE_IDENTITY().
+type Dml = (String, Kind, Option<String>, Vec<Option<SqlType>>, bool);
+
+/// A `RETURNING` clause, its column types, and whether the identity column was appended to it
+/// (hidden from the client) for SCOPE_IDENTITY().
+type Returning = (String, Vec<Option<SqlType>>, bool);
+
 /// One statement of a batch.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Statement {
@@ -836,11 +845,7 @@ impl<'a> Translator<'a> {
     }
 
     /// INSERT [INTO] t [(cols)] [OUTPUT INSERTED.x, …] VALUES … | SELECT … | DEFAULT VALUES
-    #[allow(clippy::type_complexity)]
-    fn insert(
-        &mut self,
-        toks: &[Tok],
-    ) -> Result<(String, Kind, Option<String>, Vec<Option<SqlType>>, bool), SqlError> {
+    fn insert(&mut self, toks: &[Tok]) -> Result<Dml, SqlError> {
         let mut i = 1;
         if toks.get(i).is_some_and(|t| t.is_word("INTO")) {
             i += 1;
@@ -887,11 +892,7 @@ impl<'a> Translator<'a> {
     }
 
     /// UPDATE t [WITH (…)] SET … [OUTPUT INSERTED.x, …] [FROM …] [WHERE …]
-    #[allow(clippy::type_complexity)]
-    fn update(
-        &mut self,
-        toks: &[Tok],
-    ) -> Result<(String, Kind, Option<String>, Vec<Option<SqlType>>, bool), SqlError> {
+    fn update(&mut self, toks: &[Tok]) -> Result<Dml, SqlError> {
         if toks.get(1).is_some_and(|t| t.is_word("TOP")) {
             return Err(not_supported("UPDATE TOP"));
         }
@@ -945,11 +946,7 @@ impl<'a> Translator<'a> {
     }
 
     /// DELETE [FROM] t [OUTPUT DELETED.x, …] [WHERE …]
-    #[allow(clippy::type_complexity)]
-    fn delete(
-        &mut self,
-        toks: &[Tok],
-    ) -> Result<(String, Kind, Option<String>, Vec<Option<SqlType>>, bool), SqlError> {
+    fn delete(&mut self, toks: &[Tok]) -> Result<Dml, SqlError> {
         let mut i = 1;
         if toks.get(i).is_some_and(|t| t.is_word("TOP")) {
             return Err(not_supported("DELETE TOP"));
@@ -982,13 +979,12 @@ impl<'a> Translator<'a> {
 
     /// The RETURNING clause for an OUTPUT list (`INSERTED.x` on INSERT/UPDATE, `DELETED.x` on
     /// DELETE), plus the IDENTITY column of an INSERT for SCOPE_IDENTITY().
-    #[allow(clippy::type_complexity)]
     fn returning(
         &mut self,
         output: Option<&[Tok]>,
         target: &str,
         kind: Kind,
-    ) -> Result<(String, Vec<Option<SqlType>>, bool), SqlError> {
+    ) -> Result<Returning, SqlError> {
         let insert = kind == Kind::Insert;
         let mut items = Vec::new();
         let mut types = Vec::new();

@@ -3,7 +3,8 @@
 //! fits what the agent writes there; no unmapped NOT NULL column without a default in a table
 //! the agent inserts into; numbering that fits IDENTITY columns; an index on each watched
 //! table's rowversion), and that the relay accepts the agent's token, and prints one line per
-//! finding, each failure with what to do.
+//! finding, each failure with what to do. Notes (the database's `READ_COMMITTED_SNAPSHOT`
+//! setting) advise without failing the check.
 
 use futures_util::SinkExt;
 use shared::protocol::SessionRole;
@@ -17,7 +18,10 @@ use crate::transport;
 /// One line of the report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
+    /// False fails the check.
     pub ok: bool,
+    /// Advice that does not fail the check (`ok` is true).
+    pub note: bool,
     pub text: String,
 }
 
@@ -26,7 +30,11 @@ impl std::fmt::Display for Finding {
         write!(
             f,
             "[{}] {}",
-            if self.ok { " ok " } else { "FAIL" },
+            match (self.ok, self.note) {
+                (true, true) => "note",
+                (true, false) => " ok ",
+                (false, _) => "FAIL",
+            },
             self.text
         )
     }
@@ -35,6 +43,15 @@ impl std::fmt::Display for Finding {
 fn ok(text: impl Into<String>) -> Finding {
     Finding {
         ok: true,
+        note: false,
+        text: text.into(),
+    }
+}
+
+fn note(text: impl Into<String>) -> Finding {
+    Finding {
+        ok: true,
+        note: true,
         text: text.into(),
     }
 }
@@ -42,6 +59,7 @@ fn ok(text: impl Into<String>) -> Finding {
 fn fail(text: impl Into<String>) -> Finding {
     Finding {
         ok: false,
+        note: false,
         text: text.into(),
     }
 }
@@ -76,8 +94,8 @@ async fn mamut(config: &AgentConfig) -> Vec<Finding> {
                 (host, None) => format!("SQL Server {host}:{} database {}", sql.port, sql.database),
             };
             let server = SqlServer::new(sql.clone(), mapping, config.watch.currency.clone());
-            match server.check_mapping().await {
-                Err(e) => vec![fail(format!("cannot connect to {target}: {e}"))],
+            let mut findings = match server.check_mapping().await {
+                Err(e) => return vec![fail(format!("cannot connect to {target}: {e}"))],
                 Ok(problems) if problems.is_empty() => {
                     vec![
                         ok(format!("connected to {target}")),
@@ -90,8 +108,38 @@ async fn mamut(config: &AgentConfig) -> Vec<Finding> {
                 Ok(problems) => std::iter::once(ok(format!("connected to {target}")))
                     .chain(problems.into_iter().map(|p| fail(format!("mapping: {p}"))))
                     .collect(),
-            }
+            };
+            findings.push(snapshot(
+                &sql.database,
+                server.read_committed_snapshot().await,
+            ));
+            findings
         }
+    }
+}
+
+/// The database's `READ_COMMITTED_SNAPSHOT` setting: off (SQL Server's default) is advice, not
+/// a failure; the agent works either way.
+fn snapshot(database: &str, setting: Result<bool, String>) -> Finding {
+    match setting {
+        Ok(true) => ok(
+            "read committed snapshot is on: an open Mamut transaction holds back only its own rows",
+        ),
+        Ok(false) => note(format!(
+            "read committed snapshot is off in database {database} (SQL Server's default): a row \
+             an open Mamut transaction has written cannot be read until that transaction ends, so \
+             while a Mamut user keeps one open, the pushes of each table it wrote wait (the other \
+             tables' pushes go on). With it on, only that transaction's own rows wait. Turning it on is a DBA's \
+             decision (it changes how every reader of the database sees rows being written): \
+             ALTER DATABASE [{}] SET READ_COMMITTED_SNAPSHOT ON WITH ROLLBACK IMMEDIATE, run when \
+             no one is working in Mamut (it rolls back other connections' open transactions)",
+            database.replace(']', "]]")
+        )),
+        Err(e) => note(format!(
+            "could not read the read committed snapshot setting of database {database} from \
+             sys.databases ({e}); if it is off, an open Mamut transaction holds back the pushes \
+             of the tables it wrote until it ends"
+        )),
     }
 }
 
@@ -114,4 +162,45 @@ async fn hello(
     let welcome = transport::greet(&mut socket, SessionRole::Agent, 1).await?;
     let _ = socket.send(WsMessage::Close(None)).await;
     Ok(welcome.tenant_id.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_committed_snapshot_off_is_a_note_with_the_fix_not_a_failure() {
+        let on = snapshot("Mamut", Ok(true));
+        assert!(on.ok && !on.note, "{on}");
+        assert!(
+            on.to_string()
+                .starts_with("[ ok ] read committed snapshot is on")
+        );
+
+        let off = snapshot("Mamut]x", Ok(false));
+        assert!(
+            off.ok && off.note,
+            "an advisory does not fail the check: {off}"
+        );
+        let text = off.to_string();
+        assert!(
+            text.starts_with("[note] read committed snapshot is off"),
+            "{text}"
+        );
+        assert!(
+            text.contains("the pushes of each table it wrote wait"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "ALTER DATABASE [Mamut]]x] SET READ_COMMITTED_SNAPSHOT ON WITH ROLLBACK IMMEDIATE"
+            ),
+            "{text}"
+        );
+
+        let unread = snapshot("Mamut", Err("permission denied".into()));
+        assert!(unread.ok && unread.note, "{unread}");
+        assert!(unread.text.contains("could not read"), "{unread}");
+        assert!(unread.text.contains("(permission denied)"), "{unread}");
+    }
 }

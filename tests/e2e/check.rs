@@ -17,6 +17,13 @@ async fn agent_check_reports_mamut_mapping_and_relay() {
         report.contains("every mapped table and column exists"),
         "{report}"
     );
+    // Read from the stand-in's sys.databases, which reports it as a bit.
+    assert!(
+        report.contains(
+            "[ ok ] read committed snapshot is on: an open Mamut transaction holds back only its own rows"
+        ),
+        "{report}"
+    );
     assert!(
         report.contains("accepted the token (tenant acme)"),
         "{report}"

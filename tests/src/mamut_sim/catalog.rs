@@ -1,7 +1,8 @@
 //! What the stand-in keeps in its PostgreSQL schema besides the tables: the SQL Server type of
 //! every column (recorded at `CREATE TABLE`), the rowversion sequence and its advisory locks,
 //! helper functions and aggregates, and the catalog views the agent queries
-//! (`INFORMATION_SCHEMA.COLUMNS`, `sys.indexes`, `sys.index_columns`, `sys.columns`).
+//! (`INFORMATION_SCHEMA.COLUMNS`, `sys.indexes`, `sys.index_columns`, `sys.columns`,
+//! `sys.databases`).
 //! `CREATE TABLE` and `CREATE INDEX` of the T-SQL subset are translated here.
 
 use super::dialect::{self, Translator};
@@ -182,13 +183,19 @@ CREATE OR REPLACE VIEW tsql_sys_index_columns AS SELECT i.indrelid::int AS objec
   FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
   CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
   WHERE c.relnamespace = {nsp}::regnamespace AND k.ord <= i.indnkeyatts;
+-- The system databases and the stand-in's one. Its readers never wait for writers, as under
+-- READ_COMMITTED_SNAPSHOT ON, so that is what it reports.
+CREATE OR REPLACE VIEW tsql_sys_databases AS SELECT d.name COLLATE tsql_ci AS name, d.database_id,
+    d.is_read_committed_snapshot_on
+  FROM (VALUES ('master'::text, 1, 0::int2), ('tempdb', 2, 0::int2), ('model', 3, 0::int2),
+               ('msdb', 4, 0::int2), ({db}, 5, 1::int2)) AS d(name, database_id, is_read_committed_snapshot_on);
 "#,
         schema_raw = schema.to_lowercase().replace('\'', "''"),
         comparisons = comparison_sql(&s, &nsp),
         PRIMARY_KEY_INDEX = PRIMARY_KEY_INDEX,
     );
     // The catalog views' columns, typed as SQL Server types them.
-    let views: [CatalogView; 5] = [
+    let views: [CatalogView; 6] = [
         (
             "tsql_information_schema_columns",
             &[
@@ -236,6 +243,14 @@ CREATE OR REPLACE VIEW tsql_sys_index_columns AS SELECT i.indrelid::int AS objec
                 ("key_ordinal", "tinyint", None),
                 ("column_id", "int", None),
                 ("index_column_id", "int", None),
+            ],
+        ),
+        (
+            "tsql_sys_databases",
+            &[
+                ("name", "nvarchar", Some(128)),
+                ("database_id", "int", None),
+                ("is_read_committed_snapshot_on", "bit", None),
             ],
         ),
     ];

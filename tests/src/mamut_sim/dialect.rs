@@ -405,7 +405,9 @@ pub fn referenced_tables(toks: &[Tok]) -> Vec<String> {
                 }
                 out.push(match name.as_str() {
                     "columns" => "tsql_information_schema_columns".to_owned(),
-                    "indexes" | "index_columns" | "tables" => format!("tsql_sys_{name}"),
+                    "indexes" | "index_columns" | "tables" | "databases" => {
+                        format!("tsql_sys_{name}")
+                    }
                     _ => name,
                 });
             }
@@ -760,7 +762,7 @@ impl<'a> Translator<'a> {
             Some("sys")
                 if matches!(
                     name.as_str(),
-                    "indexes" | "index_columns" | "columns" | "tables"
+                    "indexes" | "index_columns" | "columns" | "tables" | "databases"
                 ) =>
             {
                 format!("tsql_sys_{name}")

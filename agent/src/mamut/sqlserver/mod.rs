@@ -283,6 +283,28 @@ impl SqlServer {
         Ok(problems)
     }
 
+    /// Whether the database has `READ_COMMITTED_SNAPSHOT` on (`sys.databases`), for `agent
+    /// check`: without it a row an open Mamut transaction wrote cannot be read until that
+    /// transaction ends. `Err` when it cannot be read.
+    pub async fn read_committed_snapshot(&self) -> Result<bool, String> {
+        let mut conn = Self::connect(&self.config)
+            .await
+            .map_err(|e| e.to_string())?;
+        let row = conn
+            .simple_query(sql::read_committed_snapshot())
+            .await
+            .map_err(|e| e.to_string())?
+            .into_row()
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("sys.databases has no row for this database")?;
+        match row.try_get::<bool, _>(0) {
+            Ok(Some(on)) => Ok(on),
+            Ok(None) => Err("sys.databases answered NULL".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     async fn check_catalog(
         &self,
         conn: &mut Conn,

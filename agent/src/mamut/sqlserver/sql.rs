@@ -319,6 +319,13 @@ pub fn catalog_index() -> &'static str {
     "SELECT COUNT(*) FROM sys.indexes i JOIN sys.index_columns ic ON ic.object_id = i.object_id AND ic.index_id = i.index_id JOIN sys.columns c ON c.object_id = ic.object_id AND c.column_id = ic.column_id WHERE i.object_id = OBJECT_ID(@P1) AND ic.key_ordinal = 1 AND c.name = @P2"
 }
 
+/// `agent check`: whether the current database reads with row versions
+/// (`READ_COMMITTED_SNAPSHOT ON`); a `bit`. The connected database's row is visible to every
+/// login.
+pub fn read_committed_snapshot() -> &'static str {
+    "SELECT is_read_committed_snapshot_on FROM sys.databases WHERE name = DB_NAME()"
+}
+
 /// `agent check`: selects the given columns of a table without reading a row.
 pub fn probe(table: &str, columns: &[&str]) -> String {
     format!("SELECT TOP (0) {} FROM {table}", columns.join(", "))
@@ -430,6 +437,7 @@ pub fn statements(m: &Mapping, config: &SqlServerConfig) -> Vec<Statement> {
         statement("sync.product_update", product_update(m)),
         statement("catalog.columns", catalog_columns()),
         statement("catalog.index", catalog_index()),
+        statement("check.read_committed_snapshot", read_committed_snapshot()),
     ]);
     for (table, columns) in m.tables_and_columns() {
         out.push(statement(
@@ -495,6 +503,7 @@ mod tests {
             "watch.order_status",
             "catalog.columns",
             "catalog.index",
+            "check.read_committed_snapshot",
             "sync.product_update",
         ] {
             assert!(names.contains(&wanted), "{wanted} missing");

@@ -747,4 +747,19 @@ mod tests {
             "{bad}"
         );
     }
+
+    /// The Windows build (scripts/windows-check.sh, run under wine) accepts integrated
+    /// authentication, without a SQL login.
+    #[cfg(windows)]
+    #[test]
+    fn windows_authentication_is_accepted_on_windows() {
+        let config = "[relay]\nurl = \"wss://r/agent/v1/connect\"\ntoken = \"t\"\n\
+                      [mamut]\nbackend = \"sqlserver\"\n[mamut.sqlserver]\nauthentication = \"windows\"\n";
+        let (_dir, path) = write(config);
+        let config = AgentConfig::load(Some(&path), &env_of(&[])).expect("valid on Windows");
+        assert_eq!(
+            config.mamut.sqlserver.authentication,
+            Authentication::Windows
+        );
+    }
 }

@@ -799,44 +799,44 @@ async fn a_cancelled_request_stops_waiting() {
         .expect("the user's lookup");
     let mut waiter = sim.session();
     let handle = waiter.cancel_handle();
-    let thread = std::thread::spawn(move || {
-        waiter.run(&Request {
+    let pid = waiter.backend_pid().expect("the waiter's backend");
+    let (answered, answer) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = answered.send(waiter.run(&Request {
             sql: "BEGIN TRAN; SELECT MAX(order_no) FROM orders WITH (UPDLOCK, HOLDLOCK)".into(),
             params: Vec::new(),
             rpc: false,
-        })
+        }));
     });
-    // Cancel once the waiter is waiting for the lock.
+    // Cancel once this waiter (not another test's) is waiting for the lock.
     let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let waiting =
-            setup.script("SELECT COUNT(*) FROM sys.tables").is_ok() && pg_waiting(&sim.config) > 0;
-        if waiting {
-            break;
-        }
+    while pg_waiting(&sim.config, pid) == 0 {
         assert!(Instant::now() < deadline, "the waiter never waited");
         std::thread::yield_now();
     }
     handle.cancel();
-    let answer = thread.join().expect("the waiter returns");
+    let answer = answer
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the cancelled waiter returns while the lock is still held");
     assert!(
         !answer.contains(&0xD1),
         "no rows came back from the cancelled statement"
     );
 }
 
-fn pg_waiting(config: &SimConfig) -> i64 {
-    tests::mamut_sim::exec::off_runtime(|| pg_waiting_now(config))
+/// Whether the PostgreSQL backend `pid` waits for a lock (1) or not (0).
+fn pg_waiting(config: &SimConfig, pid: i32) -> i64 {
+    tests::mamut_sim::exec::off_runtime(|| pg_waiting_now(config, pid))
 }
 
-fn pg_waiting_now(config: &SimConfig) -> i64 {
+fn pg_waiting_now(config: &SimConfig, pid: i32) -> i64 {
     let Ok(mut client) = postgres::Client::connect(&config.postgres_url, postgres::NoTls) else {
         return 0;
     };
     client
         .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND application_name = 'mamut-sim'",
-            &[],
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid = $1",
+            &[&pid],
         )
         .ok()
         .and_then(|r| r.try_get::<_, i64>(0).ok())

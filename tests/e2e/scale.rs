@@ -32,15 +32,27 @@ struct Cluster {
 
 /// `n` relay instances on one fresh PostgreSQL database, with tenant `acme` and shop `demo-se`.
 async fn cluster(n: usize, tls: bool) -> Option<Cluster> {
+    cluster_with(
+        n,
+        RelayOptions {
+            tls,
+            ..RelayOptions::default()
+        },
+    )
+    .await
+}
+
+/// `n` instances on one fresh PostgreSQL database, each started with `base` (its store and a
+/// short lease set here).
+async fn cluster_with(n: usize, base: RelayOptions) -> Option<Cluster> {
     let db = TestDb::create().await?;
     let pki = Arc::new(Pki::new());
     let mut relays = Vec::new();
     for _ in 0..n {
         let options = RelayOptions {
-            tls,
             database_url: Some(db.url.clone()),
             lease_secs: Some(2),
-            ..RelayOptions::default()
+            ..base.clone()
         };
         relays.push(RelayProcess::start(pki.clone(), options).await);
     }
@@ -264,7 +276,14 @@ async fn the_dispatch_of_a_killed_instance_moves_to_a_survivor() {
 
 #[tokio::test]
 async fn an_agent_connected_to_two_instances_keeps_only_its_newest_session() {
-    let Some(cluster) = cluster(2, false).await else {
+    // The raw agents send no heartbeats: a relay heartbeat longer than the wait keeps a loaded
+    // machine from closing the first session for silence before the newer one replaces it.
+    let options = RelayOptions {
+        tls: false,
+        heartbeat_secs: Some(60),
+        ..RelayOptions::default()
+    };
+    let Some(cluster) = cluster_with(2, options).await else {
         return;
     };
     let (_, token) = cluster.relays[0].admin().create_agent(TENANT).await;

@@ -32,7 +32,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 const QUEUE: usize = 64;
 
 /// Cancels the request the session is running.
-type Canceller = Box<dyn Fn() + Send>;
+type Canceller = exec::CancelHandle;
 
 enum Event {
     Received(Vec<u8>),
@@ -260,6 +260,8 @@ impl Connection {
         let (config, events) = (self.config.clone(), self.events.clone());
         std::thread::Builder::new()
             .name("mamut-sim-session".into())
+            // The translator recurses over a statement (bounded in `dialect::parse_batch`).
+            .stack_size(8 * 1024 * 1024)
             .spawn(move || work(config, queue, events))
             .map_err(|e| format!("cannot start the session thread: {e}"))?;
         self.jobs = Some(jobs);
@@ -332,6 +334,9 @@ impl Connection {
         }
         if self.pending == 0 {
             self.attention = false;
+            if let Some(cancel) = &self.cancel {
+                cancel.clear();
+            }
             self.send(&attention_ack())?;
         }
         Ok(())
@@ -339,7 +344,7 @@ impl Connection {
 
     fn cancel(&self) {
         if let Some(cancel) = &self.cancel {
-            cancel();
+            cancel.cancel();
         }
     }
 
@@ -384,8 +389,7 @@ fn work(config: SimConfig, jobs: Receiver<Job>, events: SyncSender<Event>) {
 }
 
 fn canceller(session: &exec::Session) -> Canceller {
-    let handle = session.cancel_handle();
-    Box::new(move || handle.cancel())
+    session.cancel_handle()
 }
 
 fn execute(session: &mut exec::Session, job: Job) -> Vec<u8> {

@@ -155,6 +155,21 @@ fn top_level_start(toks: &[Tok]) -> Option<usize> {
     None
 }
 
+/// The deepest parenthesis nesting and the most tokens one statement may have. The translator
+/// recurses over both, so a statement beyond them is refused (SQL Server's error 191) instead of
+/// overflowing the session thread's stack; the agent's statements are far smaller.
+const MAX_NESTING: i32 = 64;
+const MAX_STATEMENT_TOKENS: usize = 4_000;
+
+fn nested_too_deeply() -> SqlError {
+    SqlError::new(
+        191,
+        15,
+        "Some part of your SQL statement is nested too deeply. Rewrite the query or break it up \
+         into smaller queries.",
+    )
+}
+
 /// Splits a batch into statements and parses each; any error means nothing runs.
 pub fn parse_batch(batch: &str) -> Result<Vec<Statement>, SqlError> {
     let toks = tokens(batch)?;
@@ -173,6 +188,9 @@ pub fn parse_batch(batch: &str) -> Result<Vec<Statement>, SqlError> {
         }
         if tok.is_op("(") {
             depth += 1;
+            if depth > MAX_NESTING {
+                return Err(nested_too_deeply());
+            }
         } else if tok.is_op(")") {
             depth -= 1;
             if depth < 0 {
@@ -180,6 +198,9 @@ pub fn parse_batch(batch: &str) -> Result<Vec<Statement>, SqlError> {
             }
         }
         cur.push(tok);
+        if cur.len() > MAX_STATEMENT_TOKENS {
+            return Err(nested_too_deeply());
+        }
     }
     if depth != 0 {
         return Err(syntax_error(&cur.last().map(Tok::text).unwrap_or_default()));
@@ -1840,6 +1861,19 @@ fn cast(value: &str, ty: &[Tok]) -> Result<String, SqlError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deeply_nested_or_huge_statements_are_refused_not_recursed_into() {
+        let nested = format!("SELECT {}1{}", "(".repeat(800), ")".repeat(800));
+        let long = format!("SELECT 1{}", "+1".repeat(5_000));
+        for sql in [nested, long] {
+            match parse_batch(&sql) {
+                Err(e) => assert_eq!(e.number, 191, "{}", e.message),
+                Ok(_) => panic!("a statement of {} bytes was accepted", sql.len()),
+            }
+        }
+        assert!(parse_batch(&format!("SELECT {}1{}", "(".repeat(60), ")".repeat(60))).is_ok());
+    }
 
     fn translate(sql: &str, params: &[Param]) -> Translated {
         let meta = HashMap::new();

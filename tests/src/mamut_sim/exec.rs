@@ -96,11 +96,39 @@ pub struct CancelHandle {
 }
 
 impl CancelHandle {
+    /// Cancels the request running now, or the next one to start if none runs yet (an
+    /// attention can overtake its request on the way to the session thread). The request stays
+    /// cancelled until it has noticed ([`Session::run`]) or [`CancelHandle::clear`] is called.
+    /// PostgreSQL's cancel is sent again every 50 ms while the request is cancelled, since one
+    /// that arrives just before PostgreSQL starts the query has no effect.
     pub fn cancel(&self) {
-        self.requested.store(true, Ordering::SeqCst);
-        off_runtime(|| {
-            let _ = self.token.cancel_query(NoTls);
-        });
+        if self.requested.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let (token, requested) = (self.token.clone(), self.requested.clone());
+        let repeat = move || {
+            for _ in 0..200 {
+                if !requested.load(Ordering::SeqCst) {
+                    return;
+                }
+                let _ = token.cancel_query(NoTls);
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        };
+        if std::thread::Builder::new()
+            .name("mamut-sim-cancel".into())
+            .spawn(repeat)
+            .is_err()
+        {
+            off_runtime(|| {
+                let _ = self.token.cancel_query(NoTls);
+            });
+        }
+    }
+
+    /// The attention was acknowledged: later requests run normally.
+    pub fn clear(&self) {
+        self.requested.store(false, Ordering::SeqCst);
     }
 }
 
@@ -341,6 +369,16 @@ impl Session {
         self.trancount
     }
 
+    /// The PostgreSQL backend serving this session (for tests that watch it wait).
+    pub fn backend_pid(&mut self) -> Result<i32, String> {
+        off_runtime(|| {
+            self.client
+                .query_one("SELECT pg_backend_pid()", &[])
+                .and_then(|row| row.try_get::<_, i32>(0))
+                .map_err(|e| pg_text(&e))
+        })
+    }
+
     /// Runs a request and returns the response tokens. A cancelled request returns what it
     /// had; the caller ends the answer with DONE + DONE_ATTN.
     pub fn run(&mut self, request: &Request) -> Vec<u8> {
@@ -348,9 +386,10 @@ impl Session {
     }
 
     fn run_now(&mut self, request: &Request) -> Vec<u8> {
-        self.cancel.store(false, Ordering::SeqCst);
         let mut out = Out::new(request.rpc);
         if self.batch(&request.sql, &request.params, &mut out) {
+            // This request took the cancellation; the next one runs.
+            self.cancel.store(false, Ordering::SeqCst);
             return out.buf.to_vec();
         }
         let inxact = self.inxact();

@@ -34,6 +34,7 @@ pub mod tm;
 pub mod types;
 pub mod wire;
 
+use std::collections::HashMap;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -68,11 +69,14 @@ pub struct WireConfig {
     pub server_name: String,
 }
 
+/// The open client connections by id, so that `stop` can close them.
+type Connections = Arc<Mutex<HashMap<u64, TcpStream>>>;
+
 /// A running stand-in. Dropping it stops it.
 pub struct MamutSim {
     addr: SocketAddr,
     stopped: Arc<AtomicBool>,
-    connections: Arc<Mutex<Vec<TcpStream>>>,
+    connections: Connections,
     browser: Option<browser::Browser>,
 }
 
@@ -103,23 +107,39 @@ impl MamutSim {
         };
         let wire = Arc::new(wire);
         let stopped = Arc::new(AtomicBool::new(false));
-        let connections = Arc::new(Mutex::new(Vec::new()));
+        let connections: Connections = Arc::new(Mutex::new(HashMap::new()));
         let (flag, tracked) = (stopped.clone(), connections.clone());
         std::thread::Builder::new()
             .name("mamut-sim-accept".into())
             .spawn(move || {
+                let mut next_id = 0u64;
                 for stream in listener.incoming() {
                     if flag.load(Ordering::SeqCst) {
                         return;
                     }
-                    let Ok(stream) = stream else { continue };
+                    let stream = match stream {
+                        Ok(stream) => stream,
+                        Err(_) => {
+                            // Out of file descriptors, say: wait instead of spinning.
+                            std::thread::sleep(Duration::from_millis(50));
+                            continue;
+                        }
+                    };
+                    next_id += 1;
+                    let id = next_id;
                     if let (Ok(clone), Ok(mut list)) = (stream.try_clone(), tracked.lock()) {
-                        list.push(clone);
+                        list.insert(id, clone);
                     }
-                    let (config, wire) = (config.clone(), wire.clone());
+                    let (config, wire, tracked) = (config.clone(), wire.clone(), tracked.clone());
                     let _ = std::thread::Builder::new()
                         .name("mamut-sim-conn".into())
-                        .spawn(move || connection::serve(stream, config, wire));
+                        .spawn(move || {
+                            connection::serve(stream, config, wire);
+                            // The connection is over: `stop` need not close it any more.
+                            if let Ok(mut list) = tracked.lock() {
+                                list.remove(&id);
+                            }
+                        });
                 }
             })?;
         Ok(Self {
@@ -149,7 +169,7 @@ impl MamutSim {
             browser.stop();
         }
         if let Ok(mut list) = self.connections.lock() {
-            for stream in list.drain(..) {
+            for (_, stream) in list.drain() {
                 let _ = stream.shutdown(Shutdown::Both);
             }
         }

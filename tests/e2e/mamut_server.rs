@@ -740,24 +740,26 @@ async fn orders_are_numbered_by_identity_or_by_a_number_series() {
     }
     drop(world);
 
-    // A number series row: the value UPDATE ... OUTPUT INSERTED returns is the number used.
+    // Number series rows, incremented and read back in the order's transaction: the orders'
+    // row holds the last number used (the incremented value is the number), the customers'
+    // row the next number to hand out (the value before the increment is the number).
     let series = MamutDb::start();
     series.execute(
         "CREATE TABLE number_series (series NVARCHAR(20) NOT NULL PRIMARY KEY, next_no INT NOT NULL);
          INSERT INTO number_series (series, next_no) VALUES ('orders', 30000);
          INSERT INTO number_series (series, next_no) VALUES ('customers', 700)",
     );
-    let series_of = |key: &str| {
+    let series_of = |key: &str, holds: &str| {
         format!(
             "{{ mode = \"series\", table = \"number_series\", key_column = \"series\", \
-             key = \"{key}\", next_column = \"next_no\" }}"
+             key = \"{key}\", next_column = \"next_no\", holds = \"{holds}\" }}"
         )
     };
     let world = world_with(SqlServerOptions {
         extra: format!(
             "order_numbering = {}\ncustomer_numbering = {}\n",
-            series_of("orders"),
-            series_of("customers")
+            series_of("orders", "last"),
+            series_of("customers", "next")
         ),
         ..SqlServerOptions::new(series.port())
     })
@@ -769,17 +771,23 @@ async fn orders_are_numbered_by_identity_or_by_a_number_series() {
     let numbers: Vec<i64> = series.orders().iter().map(|o| o.order_no).collect();
     assert_eq!(numbers, [30001, 30002]);
     let customers: Vec<i64> = series.customers().iter().map(|c| c.0).collect();
-    assert_eq!(customers, [701], "one customer, numbered by its series");
+    assert_eq!(
+        customers,
+        [700],
+        "one customer, numbered by its series' next number"
+    );
     let mut session = series.session();
-    let next = batch(
-        &mut session,
-        "SELECT next_no FROM number_series WHERE series = 'orders'",
-    );
-    assert!(
-        matches!(
-            next.first().and_then(|r| r.first()),
-            Some(PgValue::Int(30002))
-        ),
-        "the series row after two orders: {next:?}"
-    );
+    for (key, after) in [("orders", 30002), ("customers", 701)] {
+        let next = batch(
+            &mut session,
+            &format!("SELECT next_no FROM number_series WHERE series = '{key}'"),
+        );
+        assert!(
+            matches!(
+                next.first().and_then(|r| r.first()),
+                Some(PgValue::Int(n)) if *n == after
+            ),
+            "the {key} series row afterwards: {next:?}"
+        );
+    }
 }

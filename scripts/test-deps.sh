@@ -15,32 +15,11 @@ fail() {
 }
 
 # --- FreeTDS tsql -------------------------------------------------------------------------
-apt_install() {
-    command -v apt-get >/dev/null 2>&1 || fail "apt-get not found: install $* by hand (Debian/Ubuntu package names)"
-    local sudo=""
-    if [ "$(id -u)" != 0 ]; then
-        command -v sudo >/dev/null 2>&1 || fail "not root and no sudo: install $* as root"
-        sudo="sudo"
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    # The package lists are refreshed only when a package has no install candidate yet.
-    local pkg policy
-    for pkg in "$@"; do
-        policy=$(apt-cache policy "$pkg" 2>/dev/null || true)
-        if ! grep -q 'Candidate: [^(]' <<<"$policy"; then
-            echo "test-deps: apt-get update (no candidate for $pkg)"
-            $sudo apt-get update -q >/tmp/test-deps-apt-update.log 2>&1 ||
-                fail "apt-get update failed; see /tmp/test-deps-apt-update.log"
-            break
-        fi
-    done
-    echo "test-deps: apt-get install $*"
-    $sudo apt-get install -y -q --no-install-recommends "$@" >/tmp/test-deps-apt.log 2>&1 ||
-        fail "apt-get install $* failed; see /tmp/test-deps-apt.log"
-}
+# shellcheck source=lib/apt.sh
+source scripts/lib/apt.sh
 
 if ! command -v tsql >/dev/null 2>&1; then
-    apt_install freetds-bin
+    apt_install test-deps freetds-bin
     command -v tsql >/dev/null 2>&1 || fail "freetds-bin installed but tsql is not on PATH"
 fi
 
@@ -61,7 +40,7 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -m pip --version >/dev/nu
     echo "test-deps: creating $venv from $(command -v "$python")"
     if ! "$python" -m venv "$venv" >/tmp/test-deps-venv.log 2>&1; then
         # Debian's python3 makes environments only with python3-venv installed.
-        apt_install python3-venv
+        apt_install test-deps python3-venv
         rm -rf "$venv"
         "$python" -m venv "$venv" >/tmp/test-deps-venv.log 2>&1 ||
             fail "$python -m venv $venv failed; see /tmp/test-deps-venv.log"

@@ -31,29 +31,8 @@ step() {
 }
 
 # --- Debian packages ------------------------------------------------------------------------
-apt_install() {
-    command -v apt-get >/dev/null 2>&1 || fail "apt-get not found: install $* by hand (Debian package names)"
-    local sudo=""
-    if [ "$(id -u)" != 0 ]; then
-        command -v sudo >/dev/null 2>&1 || fail "not root and no sudo: install $* as root"
-        sudo="sudo"
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    # The package lists are refreshed only when a package has no install candidate yet.
-    local pkg policy
-    for pkg in "$@"; do
-        policy=$(apt-cache policy "$pkg" 2>/dev/null || true)
-        if ! grep -q 'Candidate: [^(]' <<<"$policy"; then
-            echo "windows-check: apt-get update (no candidate for $pkg)"
-            $sudo apt-get update -q >/tmp/windows-check-apt-update.log 2>&1 ||
-                fail "apt-get update failed; see /tmp/windows-check-apt-update.log"
-            break
-        fi
-    done
-    echo "windows-check: apt-get install $*"
-    $sudo apt-get install -y -q --no-install-recommends "$@" >/tmp/windows-check-apt.log 2>&1 ||
-        fail "apt-get install $* failed; see /tmp/windows-check-apt.log"
-}
+# shellcheck source=lib/apt.sh
+source scripts/lib/apt.sh
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
@@ -61,7 +40,7 @@ for pkg in "${PACKAGES[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
     step "installing ${missing[*]}"
-    apt_install "${missing[@]}"
+    apt_install windows-check "${missing[@]}"
 fi
 
 # --- toolchain environment --------------------------------------------------------------------

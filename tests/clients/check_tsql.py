@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 
-from common import CheckFailed, Runner, error_table_ddl, expect, options, table_name
+from common import CheckFailed, Runner, error_table_ddl, expect, options, table_name, wait_until
 
 MSG = re.compile(r'^Msg (\d+) \(severity (\d+), state (\d+)\) from [^\n]*:\n\t"(.*?)"$', re.M | re.S)
 TIMEOUT = 20  # seconds for one tsql process
@@ -237,11 +237,12 @@ class Checks:
                 "BEGIN TRAN\ngo\nUPDATE %s SET note = N'held' WHERE id = 1\ngo\nSELECT 'locked', 1\ngo\n" % self.table
             )
             holder.stdin.flush()
-            deadline = time.monotonic() + 10
-            while not any(line.startswith("locked") for line in lines):
-                if time.monotonic() > deadline or holder.poll() is not None:
-                    raise CheckFailed("the lock holder did not take its lock; stdout %r" % "".join(lines))
-                time.sleep(0.02)
+            def locked():
+                if holder.poll() is not None:
+                    raise CheckFailed("the lock holder ended; stdout %r" % "".join(lines))
+                return any(line.startswith("locked") for line in lines)
+
+            wait_until(locked, "the lock holder to take its lock", seconds=10)
             started = time.monotonic()
             a = self.t.run(
                 "SET LOCK_TIMEOUT 200",

@@ -538,19 +538,7 @@ fn column_type(toks: &[Tok], i: &mut usize, schema: &str) -> Result<ColumnType, 
 }
 
 fn name_at(toks: &[Tok], i: &mut usize) -> Result<String, SqlError> {
-    let mut parts = Vec::new();
-    loop {
-        match toks.get(*i) {
-            Some(Tok::Word(w) | Tok::Quoted(w)) => parts.push(w.clone()),
-            other => return Err(syntax_error(&other.map(Tok::text).unwrap_or_default())),
-        }
-        *i += 1;
-        if toks.get(*i).is_some_and(|t| t.is_op(".")) {
-            *i += 1;
-        } else {
-            break;
-        }
-    }
+    let mut parts = dialect::dotted_name(toks, i)?;
     let name = parts.pop().unwrap_or_default();
     if parts.len() > 2 || parts.last().is_some_and(|p| !p.eq_ignore_ascii_case("dbo")) {
         return Err(SqlError::new(

@@ -170,6 +170,24 @@ fn nested_too_deeply() -> SqlError {
     )
 }
 
+/// The parts of a dotted name (`dbo.orders`, `[sys].[tables]`) from `*i`, which moves past it.
+pub(crate) fn dotted_name(toks: &[Tok], i: &mut usize) -> Result<Vec<String>, SqlError> {
+    let mut parts = Vec::new();
+    loop {
+        match toks.get(*i) {
+            Some(Tok::Word(w) | Tok::Quoted(w)) => parts.push(w.clone()),
+            other => return Err(syntax_error(&other.map(Tok::text).unwrap_or_default())),
+        }
+        *i += 1;
+        if toks.get(*i).is_some_and(|t| t.is_op(".")) {
+            *i += 1;
+        } else {
+            break;
+        }
+    }
+    Ok(parts)
+}
+
 /// Splits a batch into statements and parses each; any error means nothing runs.
 pub fn parse_batch(batch: &str) -> Result<Vec<Statement>, SqlError> {
     let toks = tokens(batch)?;
@@ -747,19 +765,7 @@ impl<'a> Translator<'a> {
     }
 
     fn table_name(&mut self, toks: &[Tok], i: &mut usize) -> Result<String, SqlError> {
-        let mut parts = Vec::new();
-        loop {
-            match toks.get(*i) {
-                Some(Tok::Word(w) | Tok::Quoted(w)) => parts.push(w.clone()),
-                other => return Err(syntax_error(&other.map(Tok::text).unwrap_or_default())),
-            }
-            *i += 1;
-            if toks.get(*i).is_some_and(|t| t.is_op(".")) {
-                *i += 1;
-            } else {
-                break;
-            }
-        }
+        let mut parts = dotted_name(toks, i)?;
         let name = parts.pop().unwrap_or_default().to_lowercase();
         let schema = parts.pop().map(|s| s.to_lowercase());
         let db = parts.pop();

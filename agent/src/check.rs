@@ -2,7 +2,8 @@
 //! configuration, the Mamut connection and mapping (every mapped table and column exists and
 //! fits what the agent writes there; no unmapped NOT NULL column without a default in a table
 //! the agent inserts into; numbering that fits IDENTITY columns; an index on each watched
-//! table's rowversion), and that the relay accepts the agent's token, and prints one line per
+//! table's rowversion), which proxy (or none) the relay connection uses and where that setting
+//! came from, and that the relay accepts the agent's token, and prints one line per
 //! finding, each failure with what to do. Notes (the database's `READ_COMMITTED_SNAPSHOT`
 //! setting) advise without failing the check.
 
@@ -13,6 +14,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use crate::config::{AgentConfig, MamutBackend};
 use crate::mamut::mapping::Mapping;
 use crate::mamut::sqlserver::SqlServer;
+use crate::proxy::Decision;
 use crate::transport;
 
 /// One line of the report.
@@ -68,7 +70,7 @@ fn fail(text: impl Into<String>) -> Finding {
 pub async fn run(config: &AgentConfig, env: &dyn Fn(&str) -> Option<String>) -> Vec<Finding> {
     let mut findings = vec![ok("configuration is valid")];
     findings.extend(mamut(config).await);
-    findings.push(relay(config, env).await);
+    findings.extend(relay(config, env).await);
     findings
 }
 
@@ -143,22 +145,32 @@ fn snapshot(database: &str, setting: Result<bool, String>) -> Finding {
     }
 }
 
-async fn relay(config: &AgentConfig, env: &dyn Fn(&str) -> Option<String>) -> Finding {
-    match hello(config, env).await {
+/// The proxy the connection uses and where that came from, then whether the relay accepts the
+/// token.
+async fn relay(config: &AgentConfig, env: &dyn Fn(&str) -> Option<String>) -> Vec<Finding> {
+    let decision = match transport::decide_proxy(&config.relay, env).await {
+        Ok(decision) => decision,
+        Err(e) => {
+            return vec![fail(format!(
+                "relay {}: cannot decide on a proxy: {e:#}",
+                config.relay.url
+            ))];
+        }
+    };
+    let used = ok(format!("relay connection uses {decision}"));
+    let accepted = match hello(config, &decision).await {
         Ok(tenant) => ok(format!(
             "relay {} accepted the token (tenant {tenant})",
             config.relay.url
         )),
         Err(e) => fail(format!("relay {}: {e:#}", config.relay.url)),
-    }
+    };
+    vec![used, accepted]
 }
 
 /// Connects, says hello and waits for the welcome; returns the tenant.
-async fn hello(
-    config: &AgentConfig,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> anyhow::Result<String> {
-    let mut socket = transport::dial(&config.relay, env).await?;
+async fn hello(config: &AgentConfig, proxy: &Decision) -> anyhow::Result<String> {
+    let mut socket = transport::dial_via(&config.relay, proxy).await?;
     let welcome = transport::greet(&mut socket, SessionRole::Agent, 1).await?;
     let _ = socket.send(WsMessage::Close(None)).await;
     Ok(welcome.tenant_id.to_string())

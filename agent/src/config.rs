@@ -43,7 +43,8 @@ impl Default for WatchConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// `Debug` by hand: the proxy URL's password stays out of it.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RelayConfig {
     /// `wss://host[:port]/agent/v1/connect` (`AGENT_RELAY_URL`).
@@ -57,14 +58,32 @@ pub struct RelayConfig {
     pub ca_file: Option<PathBuf>,
     /// Allows plain `ws://`; for local development only (`AGENT_RELAY_INSECURE_DEV`).
     pub insecure_dev: bool,
-    /// HTTP CONNECT proxy, `http://[user:pass@]host:port` (`AGENT_RELAY_PROXY`); without it
-    /// `HTTPS_PROXY`/`https_proxy` are used, minding `NO_PROXY`.
+    /// HTTP CONNECT proxy (`AGENT_RELAY_PROXY`): `http://[user:password@]host:port` (user and
+    /// password percent-encoded, sent as Basic), `"none"`/`"direct"` (no proxy, nothing else
+    /// consulted), and on Windows `"auto"` (WPAD) or `"pac:<url>"`. Without it:
+    /// `HTTPS_PROXY`/`https_proxy` minding `NO_PROXY`, then on Windows the WinHTTP settings
+    /// (`netsh winhttp show proxy`); see [`crate::proxy`].
     pub proxy: Option<String>,
     /// Deliveries the agent accepts in flight at once.
     pub credit: u32,
     /// Send a heartbeat when idle this long; the connection counts as dead after three times
     /// this without a frame from the relay.
     pub heartbeat_secs: u32,
+}
+
+impl std::fmt::Debug for RelayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayConfig")
+            .field("url", &self.url)
+            .field("fallback_urls", &self.fallback_urls)
+            .field("token", &self.token)
+            .field("ca_file", &self.ca_file)
+            .field("insecure_dev", &self.insecure_dev)
+            .field("proxy", &self.proxy.as_deref().map(crate::proxy::redacted))
+            .field("credit", &self.credit)
+            .field("heartbeat_secs", &self.heartbeat_secs)
+            .finish()
+    }
 }
 
 impl RelayConfig {
@@ -503,7 +522,8 @@ impl AgentConfig {
         let mut config = match file {
             Some(path) => {
                 let key = path.display().to_string();
-                let text = std::fs::read_to_string(path).map_err(|e| error(&key, e.to_string()))?;
+                let bytes = std::fs::read(path).map_err(|e| error(&key, e.to_string()))?;
+                let text = decode_text(&bytes).map_err(|e| error(&key, e))?;
                 toml::from_str(&text).map_err(|e| error(&key, e.to_string()))?
             }
             None => AgentConfig::default(),
@@ -571,7 +591,9 @@ impl AgentConfig {
             ));
         }
         if let Some(proxy) = &self.relay.proxy {
-            crate::transport::Proxy::parse(proxy).map_err(|e| error("relay.proxy", e))?;
+            crate::proxy::Setting::parse(Some(proxy))
+                .and_then(|setting| setting.supported())
+                .map_err(|e| error("relay.proxy", e))?;
         }
         if !(1..=1024).contains(&self.relay.credit) {
             return Err(error("relay.credit", "must be between 1 and 1024"));
@@ -605,8 +627,59 @@ impl AgentConfig {
     }
 }
 
+/// A configuration file's text: UTF-8 (a byte order mark is skipped by the TOML parser), or
+/// UTF-16 with its byte order mark, as Windows PowerShell 5.1's `>` and `Out-File` and
+/// Notepad's "Unicode" write it.
+fn decode_text(bytes: &[u8]) -> Result<String, String> {
+    let utf16 = |rest: &[u8], unit: fn([u8; 2]) -> u16| {
+        if !rest.len().is_multiple_of(2) {
+            return Err("the file is UTF-16 with an odd number of bytes (cut off?)".to_owned());
+        }
+        let units: Vec<u16> = rest.chunks_exact(2).map(|c| unit([c[0], c[1]])).collect();
+        String::from_utf16(&units)
+            .map_err(|_| "the file is UTF-16 but not valid UTF-16: save it as UTF-8".to_owned())
+    };
+    match bytes {
+        [0xFF, 0xFE, rest @ ..] => utf16(rest, u16::from_le_bytes),
+        [0xFE, 0xFF, rest @ ..] => utf16(rest, u16::from_be_bytes),
+        _ => String::from_utf8(bytes.to_vec()).map_err(|e| {
+            format!(
+                "the file is not UTF-8 (invalid byte at offset {}): save it as UTF-8 \
+                 (Notepad: Save as, Encoding UTF-8)",
+                e.utf8_error().valid_up_to()
+            )
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_configuration_saved_as_utf16_or_with_a_bom_reads_as_utf8_would() {
+        let text = "[relay]\nurl = \"wss://r\u{e9}lay.example\"\n";
+        let mut le = vec![0xFF, 0xFE];
+        le.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+        let mut be = vec![0xFE, 0xFF];
+        be.extend(text.encode_utf16().flat_map(u16::to_be_bytes));
+        assert_eq!(decode_text(&le).as_deref(), Ok(text));
+        assert_eq!(decode_text(&be).as_deref(), Ok(text));
+        assert_eq!(decode_text(text.as_bytes()).as_deref(), Ok(text));
+        let with_bom = [b"\xEF\xBB\xBF".as_slice(), text.as_bytes()].concat();
+        let parsed: toml::Table = toml::from_str(&decode_text(&with_bom).unwrap()).unwrap();
+        assert_eq!(
+            parsed["relay"]["url"].as_str(),
+            Some("wss://r\u{e9}lay.example")
+        );
+        let latin1 = b"[relay]\nurl = \"wss://r\xE9lay\"\n";
+        let e = decode_text(latin1).unwrap_err();
+        assert!(e.contains("not UTF-8") && e.contains("offset 22"), "{e}");
+        assert!(
+            decode_text(&le[..le.len() - 1])
+                .unwrap_err()
+                .contains("odd number")
+        );
+    }
     use std::collections::HashMap;
 
     use super::*;
@@ -636,6 +709,37 @@ mod tests {
         assert_eq!(config.relay.token.expose(), "from-env");
         assert!(!format!("{config:?}").contains("from-env"));
         assert_eq!(config.relay.credit, 16);
+    }
+
+    #[test]
+    fn a_proxy_url_is_checked_and_its_password_stays_hidden() {
+        let (_dir, path) = write(
+            "[relay]\nurl = \"wss://r/agent/v1/connect\"\ntoken = \"t\"\n\
+             proxy = \"http://alice:p%40ss@proxy:3128\"\n",
+        );
+        let config = AgentConfig::load(Some(&path), &env_of(&[])).expect("valid");
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("p%40ss") && !shown.contains("alice"),
+            "{shown}"
+        );
+        assert!(shown.contains("http://<hidden>@proxy:3128"), "{shown}");
+
+        let bad = AgentConfig::load(
+            Some(&path),
+            &env_of(&[("AGENT_RELAY_PROXY", "http://alice:100%@proxy:3128")]),
+        )
+        .expect_err("invalid percent sequence");
+        assert_eq!(bad.key, "relay.proxy");
+        assert!(bad.message.contains("invalid percent sequence"), "{bad}");
+        assert!(!bad.to_string().contains("100%"), "{bad}");
+
+        for direct in ["none", "direct"] {
+            let loaded = AgentConfig::load(Some(&path), &env_of(&[("AGENT_RELAY_PROXY", direct)]));
+            assert!(loaded.is_ok(), "{direct}");
+        }
+        let auto = AgentConfig::load(Some(&path), &env_of(&[("AGENT_RELAY_PROXY", "auto")]));
+        assert_eq!(auto.is_ok(), cfg!(windows), "WPAD is asked of Windows only");
     }
 
     #[test]

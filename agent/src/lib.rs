@@ -11,13 +11,21 @@
 //! - [`watch`]: polling Mamut for changes and pushing them, with durable cursors.
 //! - [`sync`]: the initial product sync, Mamut → shop or shop → Mamut, through the relay.
 
-#![forbid(unsafe_code)]
+// Unsafe code is denied; only the Windows API calls in `windows` allow it, each with its SAFETY
+// comment.
+#![deny(unsafe_code)]
 
+pub mod app;
 pub mod check;
 pub mod config;
+pub mod logging;
 pub mod mamut;
+pub mod proxy;
+pub mod service;
 pub mod session;
 pub mod supervisor;
 pub mod sync;
 pub mod transport;
 pub mod watch;
+#[cfg(windows)]
+pub mod windows;

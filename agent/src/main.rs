@@ -3,16 +3,11 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
-use agent::config::{AgentConfig, MamutBackend};
-use agent::mamut::Mamut;
+use agent::config::AgentConfig;
+use agent::logging;
 use agent::mamut::mapping::Mapping;
-use agent::mamut::recorder::Recorder;
-use agent::mamut::sqlserver::SqlServer;
 use clap::{Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
 
 /// Exit code for a configuration error (EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
@@ -38,6 +33,10 @@ enum Command {
         /// Log JSON lines instead of text.
         #[arg(long)]
         log_json: bool,
+        /// Log to a daily file `agent.<date>.log` in this directory (the last 14 kept)
+        /// instead of stderr.
+        #[arg(long, value_name = "DIR")]
+        log_dir: Option<PathBuf>,
     },
     /// Check the configuration, the Mamut connection and mapping, and the relay connection.
     Check {
@@ -57,6 +56,9 @@ enum Command {
     /// One-off synchronisation at the start of a project.
     #[command(subcommand)]
     Sync(SyncCommand),
+    /// The agent as a Windows service: install, uninstall, start, stop, status.
+    #[command(subcommand)]
+    Service(agent::service::ServiceCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,13 +81,32 @@ enum SyncCommand {
     },
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     // TLS to SQL Server (tiberius) uses the process-wide rustls provider.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let command = Cli::parse().command;
+    // The service control manager's dispatcher runs the service on its own thread and
+    // runtime; everything else runs on this one.
+    if let Command::Service(command) = command {
+        return agent::service::main(command);
+    }
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(run_command(command)),
+        Err(e) => {
+            eprintln!("agent: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_command(command: Command) -> ExitCode {
     let env = |key: &str| std::env::var(key).ok();
-    let (config, log_json) = match Cli::parse().command {
-        Command::Run { config, log_json } => (config, log_json),
+    let (config, log_json, log_dir) = match command {
+        Command::Run {
+            config,
+            log_json,
+            log_dir,
+        } => (config, log_json, log_dir),
         Command::Check { config } => return check(config, &env).await,
         Command::Sql { config, mapping } => return print_sql(config, mapping),
         Command::Sync(SyncCommand::Products {
@@ -94,16 +115,34 @@ async fn main() -> ExitCode {
             shop,
             batch,
         }) => return sync_products(config, to, shop, batch, &env).await,
+        Command::Service(command) => return agent::service::main(command),
     };
-    init_logging(log_json);
+    let output = match log_dir {
+        Some(dir) => logging::Output::Dir(dir),
+        None => logging::Output::Stderr,
+    };
+    let _log = match logging::init(
+        &logging::Options {
+            output,
+            json: log_json,
+        },
+        None,
+    ) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("agent: --log-dir: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let config = match AgentConfig::load(config.as_deref(), &env) {
         Ok(config) => config,
         Err(e) => {
+            tracing::error!("configuration error: {e}");
             eprintln!("agent: configuration error: {e}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    match run(config, &env).await {
+    match agent::app::run_until_signal(config, &env).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("agent failed: {e:#}");
@@ -180,7 +219,7 @@ async fn sync_products(
     batch: u32,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> ExitCode {
-    init_logging(false);
+    init_stderr_logging();
     let config = match AgentConfig::load(path.as_deref(), env) {
         Ok(config) => config,
         Err(e) => {
@@ -202,7 +241,7 @@ async fn sync_products(
         progress: std::io::stderr().is_terminal(),
     };
     let result = async {
-        let mamut = mamut_backend(&config)?;
+        let mamut = agent::app::mamut_backend(&config)?;
         agent::sync::run(&config, mamut, &options, env).await
     }
     .await;
@@ -223,72 +262,11 @@ async fn sync_products(
     }
 }
 
-/// The Mamut backend the configuration names.
-fn mamut_backend(config: &AgentConfig) -> anyhow::Result<Arc<dyn Mamut>> {
-    Ok(match config.mamut.backend {
-        MamutBackend::Recorder => {
-            tracing::warn!(path = %config.mamut.path.display(), "using the recorder stand-in, not Mamut");
-            Arc::new(Recorder::open(
-                &config.mamut.path,
-                Duration::from_millis(config.mamut.apply_delay_ms),
-            )?)
-        }
-        MamutBackend::Sqlserver => {
-            let sql = &config.mamut.sqlserver;
-            let mapping = match &sql.mapping {
-                Some(path) => Mapping::load(path).map_err(anyhow::Error::msg)?,
-                None => Mapping::default(),
-            };
-            tracing::info!(host = %sql.host, port = sql.port, database = %sql.database, "Mamut on SQL Server");
-            Arc::new(SqlServer::new(
-                sql.clone(),
-                mapping,
-                config.watch.currency.clone(),
-            ))
-        }
-    })
-}
-
-async fn run(config: AgentConfig, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<()> {
-    let mamut = mamut_backend(&config)?;
-    tracing::info!(relay = %config.relay.url, "agent started");
-    let cancel = CancellationToken::new();
-    let on_signal = cancel.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("stopping: finishing in-flight orders");
-        on_signal.cancel();
-    });
-    agent::supervisor::run(&config, mamut, env, cancel).await?;
-    tracing::info!("agent stopped");
-    Ok(())
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
-}
-
-fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+fn init_stderr_logging() {
+    let options = logging::Options {
+        output: logging::Output::Stderr,
+        json: false,
+    };
+    // Stderr logging needs no guard; it fails only when set twice, which this process does not.
+    let _ = logging::init(&options, None);
 }

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{AgentConfig, RelayConfig};
 use crate::mamut::Mamut;
+use crate::proxy::Plan;
 use crate::session::{SessionSettings, run_session};
 use crate::transport::{self, ConnectError, Endpoint};
 use crate::watch::{self, WatchSettings};
@@ -45,10 +46,18 @@ pub async fn run(
     for url in config.relay.urls() {
         let endpoint =
             Endpoint::parse(url, config.relay.insecure_dev).map_err(anyhow::Error::msg)?;
-        let proxy = transport::select_proxy(config.relay.proxy.as_deref(), &endpoint.host, env)
-            .map_err(anyhow::Error::msg)?;
-        if let Some(proxy) = &proxy {
-            tracing::info!(relay = url, proxy = %format!("{}:{}", proxy.host, proxy.port), "connecting through an HTTP proxy");
+        let proxy =
+            transport::proxy_plan(&config.relay, &endpoint, env).map_err(anyhow::Error::msg)?;
+        match &proxy {
+            Plan::Fixed(decision) => {
+                tracing::info!(relay = url, proxy = %decision, "proxy for the relay connection")
+            }
+            // Read again at each connect attempt.
+            Plan::System { mode, .. } => tracing::info!(
+                relay = url,
+                ?mode,
+                "proxy from the system's settings, read at each connect attempt"
+            ),
         }
         let relay = RelayConfig {
             url: url.to_owned(),
@@ -124,11 +133,11 @@ pub async fn run(
 }
 
 async fn connect(
-    (relay, tls, proxy): &(RelayConfig, bool, Option<transport::Proxy>),
+    (relay, tls, proxy): &(RelayConfig, bool, Plan),
     client_tls: &Option<Arc<rustls::ClientConfig>>,
 ) -> Result<transport::Socket, ConnectError> {
     let client_tls = if *tls { client_tls.clone() } else { None };
-    transport::connect(relay, client_tls, proxy.as_ref(), CONNECT_TIMEOUT).await
+    transport::connect(relay, client_tls, proxy, CONNECT_TIMEOUT).await
 }
 
 #[cfg(test)]

@@ -1,12 +1,12 @@
-//! Opening the connection to the relay: TCP, directly or through an HTTP CONNECT proxy, then
-//! TLS (rustls: the system's roots plus an optional CA file), then the WebSocket handshake
-//! with the agent's bearer token. tokio-tungstenite has no proxy support, so the tunnel is
-//! opened here and TLS and the handshake run over it.
+//! Opening the connection to the relay: TCP, directly or through an HTTP CONNECT proxy (chosen
+//! and opened by [`crate::proxy`], at each attempt), then TLS (rustls: the system's roots plus an
+//! optional CA file), then the WebSocket handshake with the agent's bearer token.
+//! tokio-tungstenite has no proxy support, so the tunnel is opened first and TLS and the
+//! handshake run over it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
 use http::Uri;
 use rustls::ClientConfig;
@@ -15,7 +15,7 @@ use rustls_pki_types::{CertificateDer, ServerName};
 use shared::protocol::{
     Envelope, Hello, MAX_FRAME_BYTES, Message, PROTOCOL_VERSION, SessionRole, Welcome,
 };
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -23,9 +23,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::config::RelayConfig;
-
-/// Longest the proxy's answer to CONNECT may be.
-const MAX_PROXY_RESPONSE: usize = 8 * 1024;
+use crate::proxy::{self, Decision, Plan};
 
 /// Any byte stream the WebSocket can run over (plain TCP, TLS, through a proxy or not).
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -42,7 +40,8 @@ pub enum ConnectError {
         target: String,
         source: std::io::Error,
     },
-    #[error("proxy: {0}")]
+    /// Says which proxy, what it answered and what to do.
+    #[error("{0}")]
     Proxy(String),
     #[error("TLS: {0}")]
     Tls(String),
@@ -93,134 +92,250 @@ impl Endpoint {
     }
 }
 
-/// An HTTP CONNECT proxy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Proxy {
-    pub host: String,
-    pub port: u16,
-    /// `user:password`, sent as `Proxy-Authorization: Basic`.
-    pub credentials: Option<String>,
-}
-
-impl Proxy {
-    pub fn parse(url: &str) -> Result<Self, String> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or("proxy must be an http:// URL")?;
-        let authority = rest.split('/').next().unwrap_or_default();
-        let (credentials, host_port) = match authority.rsplit_once('@') {
-            Some((user, host)) => (Some(user.to_owned()), host),
-            None => (None, authority),
-        };
-        let uri: Uri = format!("http://{host_port}")
-            .parse()
-            .map_err(|_| "proxy URL has no valid host".to_string())?;
-        let host = uri
-            .host()
-            .filter(|h| !h.is_empty())
-            .ok_or("proxy URL has no host")?;
-        Ok(Self {
-            host: host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned(),
-            port: uri.port_u16().unwrap_or(3128),
-            credentials,
-        })
-    }
-}
-
-/// The proxy to use for `host`: the configured one, else `HTTPS_PROXY`/`https_proxy` unless
-/// `NO_PROXY`/`no_proxy` exempts the host.
-pub fn select_proxy(
-    configured: Option<&str>,
-    host: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Option<Proxy>, String> {
-    if let Some(url) = configured {
-        return Proxy::parse(url).map(Some);
-    }
-    let from_env = env("HTTPS_PROXY")
-        .or_else(|| env("https_proxy"))
-        .filter(|v| !v.is_empty());
-    let Some(url) = from_env else { return Ok(None) };
-    let no_proxy = env("NO_PROXY")
-        .or_else(|| env("no_proxy"))
-        .unwrap_or_default();
-    if exempt(host, &no_proxy) {
-        return Ok(None);
-    }
-    Proxy::parse(&url)
-        .map(Some)
-        .map_err(|e| format!("HTTPS_PROXY: {e}"))
-}
-
-fn exempt(host: &str, no_proxy: &str) -> bool {
-    no_proxy
-        .split(',')
-        .map(str::trim)
-        .filter(|e| !e.is_empty())
-        .any(|entry| {
-            let entry = entry.trim_start_matches('.');
-            entry == "*"
-                || host.eq_ignore_ascii_case(entry)
-                || host
-                    .to_ascii_lowercase()
-                    .ends_with(&format!(".{}", entry.to_ascii_lowercase()))
-        })
-}
-
-/// The TLS client configuration: system roots plus the optional CA file.
+/// The TLS client configuration for the relay: the system's trust plus `relay.ca_file`.
+///
+/// On Windows the relay's certificate is checked first by Windows' own chain engine
+/// (`rustls-platform-verifier`): the certificate store as the machine's group policy fills it,
+/// with roots Windows fetches on demand (automatic root update, which a root list read once from
+/// the store would miss), revocation checked where it can be (unknown revocation does not fail,
+/// as in browsers); when that does not trust it, `ca_file`'s certificates are tried (webpki).
+/// Elsewhere: the system's root certificates (`rustls-native-certs`) plus `ca_file`.
 pub fn tls_config(config: &RelayConfig) -> Result<Arc<ClientConfig>, ConnectError> {
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for error in &native.errors {
-        tracing::debug!(%error, "a system root certificate could not be loaded");
-    }
-    let (_, ignored) = roots.add_parsable_certificates(native.certs);
-    if ignored > 0 {
-        tracing::debug!(ignored, "system root certificates skipped");
-    }
-    if let Some(path) = &config.ca_file {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-            .and_then(|iter| iter.collect::<Result<_, _>>())
-            .map_err(|e| ConnectError::Tls(format!("relay.ca_file {}: {e}", path.display())))?;
-        if certs.is_empty() {
-            return Err(ConnectError::Tls(format!(
-                "relay.ca_file {}: no certificate found",
-                path.display()
-            )));
+    let extra = match &config.ca_file {
+        Some(path) => read_ca_file(path)?,
+        None => Vec::new(),
+    };
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConnectError::Tls(e.to_string()))?;
+    #[cfg(windows)]
+    let config = {
+        let verifier = windows_trust::SystemThenCaFile::new(extra, provider)?;
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth()
+    };
+    #[cfg(not(windows))]
+    let config = {
+        drop(provider);
+        let mut roots = rustls::RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        for error in &native.errors {
+            tracing::debug!(%error, "a system root certificate could not be loaded");
         }
-        for cert in certs {
+        let (_, ignored) = roots.add_parsable_certificates(native.certs);
+        if ignored > 0 {
+            tracing::debug!(ignored, "system root certificates skipped");
+        }
+        for cert in extra {
             roots
                 .add(cert)
-                .map_err(|e| ConnectError::Tls(format!("relay.ca_file {}: {e}", path.display())))?;
+                .map_err(|e| ConnectError::Tls(format!("relay.ca_file: {e}")))?;
         }
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ConnectError::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
     Ok(Arc::new(config))
 }
 
-/// Connects to the relay as configured (TLS, proxy from the configuration or `HTTPS_PROXY`),
-/// for one-off sessions (`agent check`, `agent sync`).
+/// Windows: the system's verdict first, then `relay.ca_file`.
+///
+/// Not `rustls_platform_verifier::Verifier::new_with_extra_roots`: that builds a chain engine
+/// with an exclusive root store, which wine's crypt32 refuses (E_INVALIDARG), so the agent's
+/// tests under wine could not run it; trying the ca_file with webpki after the system's refusal
+/// gives the same trust on Windows and runs under wine.
+#[cfg(windows)]
+mod windows_trust {
+    use std::sync::Arc;
+
+    use rustls::client::WebPkiServerVerifier;
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::crypto::CryptoProvider;
+    use rustls::{DigitallySignedStruct, SignatureScheme};
+    use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+    use super::ConnectError;
+
+    #[derive(Debug)]
+    pub struct SystemThenCaFile {
+        system: rustls_platform_verifier::Verifier,
+        ca_file: Option<Arc<WebPkiServerVerifier>>,
+        provider: Arc<CryptoProvider>,
+    }
+
+    impl SystemThenCaFile {
+        pub fn new(
+            extra: Vec<CertificateDer<'static>>,
+            provider: Arc<CryptoProvider>,
+        ) -> Result<Self, ConnectError> {
+            let system =
+                rustls_platform_verifier::Verifier::new(provider.clone()).map_err(|e| {
+                    ConnectError::Tls(format!(
+                        "cannot set up Windows' certificate verification: {e}"
+                    ))
+                })?;
+            let ca_file = if extra.is_empty() {
+                None
+            } else {
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in extra {
+                    roots
+                        .add(cert)
+                        .map_err(|e| ConnectError::Tls(format!("relay.ca_file: {e}")))?;
+                }
+                Some(
+                    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                        .build()
+                        .map_err(|e| ConnectError::Tls(format!("relay.ca_file: {e}")))?,
+                )
+            };
+            Ok(Self {
+                system,
+                ca_file,
+                provider,
+            })
+        }
+    }
+
+    impl ServerCertVerifier for SystemThenCaFile {
+        fn verify_server_cert(
+            &self,
+            end_entity: &CertificateDer<'_>,
+            intermediates: &[CertificateDer<'_>],
+            server_name: &ServerName<'_>,
+            ocsp_response: &[u8],
+            now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            let system = self.system.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                now,
+            );
+            match (system, &self.ca_file) {
+                (Ok(verified), _) => Ok(verified),
+                (Err(refused), Some(ca_file)) => ca_file
+                    .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+                    // Neither trusts it: the system's reason, which names what Windows saw.
+                    .map_err(|_| refused),
+                (Err(refused), None) => Err(refused),
+            }
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.provider.signature_verification_algorithms,
+            )
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.provider.signature_verification_algorithms,
+            )
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.provider
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    }
+}
+
+/// The certificates of `relay.ca_file`: PEM (one or more `BEGIN CERTIFICATE` blocks), or one
+/// DER certificate, as Windows' certificate export writes by default (".CER, DER encoded").
+fn read_ca_file(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, ConnectError> {
+    let failed =
+        |what: String| ConnectError::Tls(format!("relay.ca_file {}: {what}", path.display()));
+    let bytes = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
+    if bytes.first() == Some(&0x30) {
+        // A DER certificate is an ASN.1 SEQUENCE; PEM text never starts with that byte.
+        let cert = CertificateDer::from(bytes);
+        webpki_parse_check(&cert).map_err(failed)?;
+        return Ok(vec![cert.into_owned()]);
+    }
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<_, _>>()
+        .map_err(|e| failed(format!("{e} (expected PEM or DER certificates)")))?;
+    if certs.is_empty() {
+        return Err(failed(
+            "no certificate found: expected PEM (-----BEGIN CERTIFICATE-----) or a DER certificate"
+                .to_owned(),
+        ));
+    }
+    Ok(certs)
+}
+
+/// Whether `cert` parses as a certificate a root store accepts.
+fn webpki_parse_check(cert: &CertificateDer<'_>) -> Result<(), String> {
+    let mut probe = rustls::RootCertStore::empty();
+    probe
+        .add(cert.clone())
+        .map_err(|e| format!("not a certificate ({e}); expected PEM or DER"))
+}
+
+/// How to reach `endpoint` through a proxy or not: `relay.proxy`, the environment, the system
+/// (see [`crate::proxy`]).
+pub fn proxy_plan(
+    config: &RelayConfig,
+    endpoint: &Endpoint,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Plan, String> {
+    let target = proxy::Target {
+        host: endpoint.host.clone(),
+        port: endpoint.port,
+        tls: endpoint.tls,
+    };
+    proxy::plan(config.proxy.as_deref(), &target, env)
+}
+
+/// The proxy decision for one-off sessions (`agent check`, `agent sync`).
+pub async fn decide_proxy(
+    config: &RelayConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<Decision> {
+    let endpoint = Endpoint::parse(&config.url, config.insecure_dev).map_err(anyhow::Error::msg)?;
+    let plan = proxy_plan(config, &endpoint, env).map_err(anyhow::Error::msg)?;
+    plan.resolve().await.map_err(anyhow::Error::msg)
+}
+
+/// Connects to the relay as configured, for one-off sessions (`agent check`, `agent sync`).
 pub async fn dial(
     config: &RelayConfig,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> anyhow::Result<Socket> {
+    let decision = decide_proxy(config, env).await?;
+    dial_via(config, &decision).await
+}
+
+/// Connects to the relay through the proxy `decision` names (or directly).
+pub async fn dial_via(config: &RelayConfig, decision: &Decision) -> anyhow::Result<Socket> {
     let endpoint = Endpoint::parse(&config.url, config.insecure_dev).map_err(anyhow::Error::msg)?;
     let tls = if endpoint.tls {
         Some(tls_config(config)?)
     } else {
         None
     };
-    let proxy =
-        select_proxy(config.proxy.as_deref(), &endpoint.host, env).map_err(anyhow::Error::msg)?;
-    Ok(connect(config, tls, proxy.as_ref(), Duration::from_secs(10)).await?)
+    let plan = Plan::Fixed(decision.clone());
+    Ok(connect(config, tls, &plan, Duration::from_secs(10)).await?)
 }
 
 /// Says hello and waits (bounded) for the relay's welcome.
@@ -248,11 +363,12 @@ pub async fn greet(socket: &mut Socket, role: SessionRole, credit: u32) -> anyho
     .map_err(|_| anyhow::anyhow!("no welcome within 10 s"))?
 }
 
-/// Connects to the relay and completes the WebSocket handshake, within `timeout`.
+/// Connects to the relay and completes the WebSocket handshake, within `timeout`; the proxy
+/// decision (the system's settings may be read) is part of the attempt and of the timeout.
 pub async fn connect(
     config: &RelayConfig,
     tls: Option<Arc<ClientConfig>>,
-    proxy: Option<&Proxy>,
+    proxy: &Plan,
     timeout: Duration,
 ) -> Result<Socket, ConnectError> {
     tokio::time::timeout(timeout, open(config, tls, proxy))
@@ -263,12 +379,18 @@ pub async fn connect(
 async fn open(
     config: &RelayConfig,
     tls: Option<Arc<ClientConfig>>,
-    proxy: Option<&Proxy>,
+    plan: &Plan,
 ) -> Result<Socket, ConnectError> {
     let endpoint =
         Endpoint::parse(&config.url, config.insecure_dev).map_err(ConnectError::Handshake)?;
-    let tcp = match proxy {
-        Some(proxy) => tunnel(proxy, &endpoint.host, endpoint.port).await?,
+    let decision = plan.resolve().await.map_err(ConnectError::Proxy)?;
+    if matches!(plan, Plan::System { .. }) {
+        tracing::debug!(relay = %config.url, proxy = %decision, "proxy for this attempt");
+    }
+    let tcp = match &decision.proxy {
+        Some(proxy) => {
+            proxy::tunnel(proxy, &endpoint.host, endpoint.port, proxy::platform_auth()).await?
+        }
         None => {
             let target = format!("{}:{}", endpoint.host, endpoint.port);
             TcpStream::connect((endpoint.host.as_str(), endpoint.port))
@@ -324,71 +446,9 @@ async fn open(
     }
 }
 
-/// Opens a CONNECT tunnel through `proxy` to `host:port`.
-pub async fn tunnel(proxy: &Proxy, host: &str, port: u16) -> Result<TcpStream, ConnectError> {
-    let target = format!("{}:{}", proxy.host, proxy.port);
-    let mut stream = TcpStream::connect((proxy.host.as_str(), proxy.port))
-        .await
-        .map_err(|source| ConnectError::Tcp { target, source })?;
-    let authority = if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
-    let mut request = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n");
-    if let Some(credentials) = &proxy.credentials {
-        let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
-        request.push_str(&format!("Proxy-Authorization: Basic {encoded}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| ConnectError::Proxy(e.to_string()))?;
-
-    // Read the response head byte by byte so nothing after it is consumed.
-    let mut head = Vec::with_capacity(256);
-    while !head.ends_with(b"\r\n\r\n") {
-        if head.len() >= MAX_PROXY_RESPONSE {
-            return Err(ConnectError::Proxy("response head too large".into()));
-        }
-        let byte = stream
-            .read_u8()
-            .await
-            .map_err(|e| ConnectError::Proxy(format!("closed during CONNECT: {e}")))?;
-        head.push(byte);
-    }
-    let status_line = String::from_utf8_lossy(&head);
-    let status_line = status_line.lines().next().unwrap_or_default().to_owned();
-    let status: u16 = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    if (200..300).contains(&status) {
-        Ok(stream)
-    } else {
-        Err(ConnectError::Proxy(format!(
-            "CONNECT refused: {status_line}"
-        )))
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
-    use tokio::net::TcpListener;
-
     use super::*;
-
-    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |key| map.get(key).cloned()
-    }
 
     #[test]
     fn endpoints_default_their_ports_and_refuse_plain_ws() {
@@ -404,86 +464,44 @@ mod tests {
         assert!(Endpoint::parse("https://relay/", false).is_err());
     }
 
+    /// A CA certificate as a corporate PKI hands it out, in the two forms Windows exports.
+    const CA_PEM: &str = include_str!("../tests/fixtures/corporate-ca.pem");
+
     #[test]
-    fn the_proxy_comes_from_config_then_https_proxy_minding_no_proxy() {
-        let env = env_of(&[
-            ("HTTPS_PROXY", "http://user:pw@proxy.corp:8080"),
-            ("NO_PROXY", "localhost,.internal"),
-        ]);
-        let p = select_proxy(None, "relay.example.com", &env)
-            .expect("valid")
-            .expect("a proxy");
-        assert_eq!(
-            (p.host.as_str(), p.port, p.credentials.as_deref()),
-            ("proxy.corp", 8080, Some("user:pw"))
-        );
-        assert_eq!(
-            select_proxy(None, "relay.internal", &env).expect("valid"),
-            None
-        );
-        assert_eq!(select_proxy(None, "localhost", &env).expect("valid"), None);
-        let configured = select_proxy(Some("http://10.0.0.1:3128"), "localhost", &env)
-            .expect("valid")
-            .expect("a proxy");
-        assert_eq!(configured.host, "10.0.0.1");
-        assert_eq!(select_proxy(None, "x", &env_of(&[])).expect("valid"), None);
-        assert!(select_proxy(None, "x", &env_of(&[("HTTPS_PROXY", "socks5://p:1")])).is_err());
-    }
+    fn a_ca_file_is_read_as_pem_or_as_der_and_anything_else_says_what_is_expected() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pem = dir.path().join("ca.pem");
+        std::fs::write(&pem, CA_PEM).expect("write");
+        let from_pem = read_ca_file(&pem).expect("PEM is read");
+        assert_eq!(from_pem.len(), 1);
 
-    async fn fake_proxy(answer: &'static str) -> (u16, tokio::task::JoinHandle<String>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let handle = tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.expect("accept");
-            let mut buf = vec![0u8; 1024];
-            let mut got = Vec::new();
-            while !got.ends_with(b"\r\n\r\n") {
-                let n = socket.read(&mut buf).await.expect("read");
-                if n == 0 {
-                    break;
-                }
-                got.extend_from_slice(&buf[..n]);
-            }
-            socket.write_all(answer.as_bytes()).await.expect("write");
-            String::from_utf8_lossy(&got).into_owned()
-        });
-        (port, handle)
-    }
+        let der = dir.path().join("ca.cer");
+        std::fs::write(&der, from_pem[0].as_ref()).expect("write");
+        let from_der = read_ca_file(&der).expect("DER is read");
+        assert_eq!(from_der, from_pem, "the same certificate either way");
 
-    #[tokio::test]
-    async fn a_connect_tunnel_is_opened_with_credentials() {
-        let (port, request) = fake_proxy("HTTP/1.1 200 Connection Established\r\n\r\n").await;
-        let proxy = Proxy {
-            host: "127.0.0.1".into(),
-            port,
-            credentials: Some("u:p".into()),
-        };
-        tunnel(&proxy, "relay.example.com", 443)
-            .await
-            .expect("tunnel");
-        let request = request.await.expect("proxy ran");
+        let text = dir.path().join("notes.txt");
+        std::fs::write(&text, "ask IT for the proxy's CA").expect("write");
+        let e = read_ca_file(&text).expect_err("no certificate").to_string();
         assert!(
-            request.starts_with("CONNECT relay.example.com:443 HTTP/1.1\r\n"),
-            "{request}"
+            e.contains("relay.ca_file") && e.contains("notes.txt"),
+            "{e}"
         );
-        assert!(
-            request.contains("Proxy-Authorization: Basic dTpw\r\n"),
-            "{request}"
-        );
-    }
+        assert!(e.contains("expected PEM") && e.contains("DER"), "{e}");
 
-    #[tokio::test]
-    async fn a_refused_connect_names_the_status() {
-        let (port, _request) =
-            fake_proxy("HTTP/1.1 407 Proxy Authentication Required\r\n\r\n").await;
-        let proxy = Proxy {
-            host: "127.0.0.1".into(),
-            port,
-            credentials: None,
+        let broken = dir.path().join("broken.cer");
+        std::fs::write(&broken, [0x30, 0x03, 0x01, 0x02, 0x03]).expect("write");
+        let e = read_ca_file(&broken)
+            .expect_err("not a certificate")
+            .to_string();
+        assert!(e.contains("not a certificate") && e.contains("DER"), "{e}");
+
+        let config = RelayConfig {
+            ca_file: Some(der),
+            ..RelayConfig::default()
         };
-        let error = tunnel(&proxy, "relay.example.com", 443)
-            .await
-            .expect_err("refused");
-        assert!(error.to_string().contains("407"), "{error}");
+        if let Err(e) = tls_config(&config) {
+            panic!("a DER ca_file sets up TLS: {e}");
+        }
     }
 }

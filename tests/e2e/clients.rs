@@ -70,16 +70,8 @@ async fn missing_tools() -> Vec<String> {
 
 /// True when the clients are installed. Otherwise: in CI a failure, locally a note and false.
 async fn clients_installed(test: &str) -> bool {
-    let missing = missing_tools().await;
-    if missing.is_empty() {
-        return true;
-    }
-    let what = missing.join(", ");
-    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
-        panic!("{test}: {what} missing in CI: .ci/run must run scripts/test-deps.sh first");
-    }
-    println!("{test} skipped: run scripts/test-deps.sh ({what} missing)");
-    false
+    let missing = missing_tools().await.join(", ");
+    tests::requirements_met(test, &missing, "run scripts/test-deps.sh first")
 }
 
 /// Runs `command` to completion within the deadline, feeding it `input`, and returns what it

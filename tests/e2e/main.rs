@@ -17,3 +17,4 @@ mod rejections;
 mod scale;
 mod shops;
 mod sync;
+mod windows;

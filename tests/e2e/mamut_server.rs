@@ -19,7 +19,7 @@ use tests::{
     AgentOptions, Pki, RelayOptions, SHOP, SqlServerOptions, TENANT, World, eventually, setup_with,
 };
 
-const WAIT: Duration = Duration::from_secs(20);
+pub(crate) const WAIT: Duration = Duration::from_secs(20);
 
 async fn world_with(options: SqlServerOptions) -> World {
     let agent = AgentOptions {
@@ -30,11 +30,11 @@ async fn world_with(options: SqlServerOptions) -> World {
 }
 
 /// Sends the example order with shop order id `id`; returns the relay's event id.
-async fn send_order(world: &World, id: &str) -> i64 {
+pub(crate) async fn send_order(world: &World, id: &str) -> i64 {
     send_body(world, &order_body(SHOP, id, "confirmed")).await
 }
 
-async fn send_body(world: &World, body: &[u8]) -> i64 {
+pub(crate) async fn send_body(world: &World, body: &[u8]) -> i64 {
     let (status, reply) = world.shop.send(SHOP, body).await;
     assert_eq!(status, 200, "the relay refused the webhook: {reply}");
     reply["event_id"]
@@ -43,11 +43,11 @@ async fn send_body(world: &World, body: &[u8]) -> i64 {
 }
 
 /// The event's summary (`state`, `attempts`, `last_error`, `mamut_ref`...).
-async fn event(world: &World, id: i64) -> Value {
+pub(crate) async fn event(world: &World, id: i64) -> Value {
     world.admin.event(TENANT, id).await["event"].clone()
 }
 
-async fn delivered(world: &World, id: i64) -> Value {
+pub(crate) async fn delivered(world: &World, id: i64) -> Value {
     eventually(&format!("event {id} is delivered"), WAIT, || async {
         event(world, id).await["state"] == "delivered"
     })
@@ -63,7 +63,7 @@ fn dec(value: &Value) -> Option<rust_decimal::Decimal> {
 }
 
 /// How many stock pushes say `article` has `quantity`.
-fn stock_pushes(pushes: &[Value], article: &str, quantity: i64) -> usize {
+pub(crate) fn stock_pushes(pushes: &[Value], article: &str, quantity: i64) -> usize {
     pushes
         .iter()
         .filter(|p| {
@@ -75,7 +75,7 @@ fn stock_pushes(pushes: &[Value], article: &str, quantity: i64) -> usize {
 }
 
 /// How many orders in Mamut carry shop order id `external`.
-fn written(mamut: &MamutDb, external: &str) -> usize {
+pub(crate) fn written(mamut: &MamutDb, external: &str) -> usize {
     mamut
         .orders()
         .iter()

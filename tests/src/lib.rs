@@ -13,6 +13,7 @@
 //! - [`proxy`]: an HTTP CONNECT proxy on loopback.
 //! - [`wait`]: waiting for a condition with a deadline.
 //! - [`pg`]: a PostgreSQL database of its own per test.
+//! - [`wine`]: agent.exe under wine, and a `cmd` session to drive it.
 
 pub mod admin;
 pub mod agent_ws;
@@ -26,6 +27,7 @@ pub mod proxy;
 pub mod shop;
 pub mod shop_sim;
 pub mod wait;
+pub mod wine;
 
 use std::sync::Arc;
 
@@ -78,4 +80,18 @@ pub async fn setup_with(relay_options: RelayOptions, agent_options: AgentOptions
         agent,
         agent_id,
     }
+}
+
+/// Whether a test's outside requirements (tools, builds) are there: true when `missing` is
+/// empty. Otherwise, in CI (the `CI` variable set) the test fails naming what is missing and
+/// `fix`, so CI never passes without them; locally it prints "skipped" and returns false.
+pub fn requirements_met(test: &str, missing: &str, fix: &str) -> bool {
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
+        panic!("{test}: {missing} missing in CI: {fix}");
+    }
+    println!("{test} skipped: {missing} missing ({fix})");
+    false
 }

@@ -1,8 +1,9 @@
 //! The real `relay` and `agent` binaries as child processes: started on random ports, killed
 //! with SIGKILL, restarted on the same port and data. Their logs go to files that are printed
-//! when a test fails.
+//! when a test fails. The agent may also be the Windows build, run under wine
+//! ([`AgentOptions::wine`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use tokio::process::{Child, Command};
 use crate::admin::Admin;
 use crate::pki::Pki;
 use crate::shop::Shop;
+use crate::wine::Wine;
 
 /// A binary of this workspace: beside the running executable (a binary such as `bench`), or
 /// one directory up (a test executable in `deps/`), as `cargo build`/`cargo test` put them.
@@ -249,6 +251,9 @@ pub struct AgentOptions {
     pub credit: u32,
     /// Use the SQL Server backend against a TDS stand-in instead of the recorder.
     pub sqlserver: Option<SqlServerOptions>,
+    /// Run agent.exe under wine instead of the Linux binary; paths in agent.toml are then
+    /// written as wine sees them (`Z:\...`).
+    pub wine: Option<Wine>,
 }
 
 /// The agent's `[mamut.sqlserver]` settings for a test.
@@ -290,6 +295,7 @@ impl Default for AgentOptions {
             apply_delay_ms: 0,
             credit: 16,
             sqlserver: None,
+            wine: None,
         }
     }
 }
@@ -310,15 +316,24 @@ pub struct AgentProcess {
     starts: u32,
     /// The relay's URL, the agent's token, and the TLS line of its config.
     relay_section: (String, String, String),
+    /// agent.exe under wine, when the options asked for it.
+    wine: Option<Wine>,
 }
 
 impl AgentProcess {
     pub async fn start(relay: &RelayProcess, token: &str, options: AgentOptions) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let wine = options.wine.clone();
+        // Under wine, a space in the directory's name, as in `C:\Program Files`: the service's
+        // command line must quote the configuration's path.
+        let prefix = if wine.is_some() { "agent dir " } else { ".tmp" };
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir()
+            .expect("tempdir");
         let tls = if relay.ws_url().starts_with("wss") {
             format!(
                 "ca_file = {:?}\n",
-                relay.pki.ca_file().display().to_string()
+                agent_path(wine.as_ref(), &relay.pki.ca_file())
             )
         } else {
             "insecure_dev = true\n".to_owned()
@@ -328,6 +343,7 @@ impl AgentProcess {
             child: None,
             starts: 0,
             relay_section: (relay.ws_url(), token.to_owned(), tls),
+            wine,
         };
         agent.configure(&options);
         agent.spawn();
@@ -337,6 +353,7 @@ impl AgentProcess {
     /// Writes `agent.toml` for `options`; takes effect at the next (re)start.
     pub fn configure(&mut self, options: &AgentOptions) {
         let (url, token, tls) = &self.relay_section;
+        let path = |p: &Path| agent_path(self.wine.as_ref(), p);
         let proxy = options
             .proxy
             .as_ref()
@@ -345,11 +362,7 @@ impl AgentProcess {
         let mamut = match &options.sqlserver {
             None => format!(
                 "backend = \"recorder\"\npath = {:?}\napply_delay_ms = {}\n",
-                self.dir
-                    .path()
-                    .join("mamut-recorder.sqlite")
-                    .display()
-                    .to_string(),
+                path(&self.dir.path().join("mamut-recorder.sqlite")),
                 options.apply_delay_ms
             ),
             Some(sql) => format!(
@@ -363,7 +376,7 @@ impl AgentProcess {
                 sql.after_commit_delay_ms,
                 sql.mapping
                     .as_ref()
-                    .map(|m| format!("mapping = {:?}\n", m.display().to_string()))
+                    .map(|m| format!("mapping = {:?}\n", path(m)))
                     .unwrap_or_default(),
                 sql.extra,
             ),
@@ -375,19 +388,34 @@ impl AgentProcess {
             options.fallback_urls,
             options.credit,
             options.watch_interval_ms,
-            self.state_file().display().to_string(),
+            path(&self.state_file()),
         );
-        std::fs::write(self.dir.path().join("agent.toml"), config).expect("write agent.toml");
+        std::fs::write(self.config_file(), config).expect("write agent.toml");
+    }
+
+    /// The agent's configuration file.
+    pub fn config_file(&self) -> PathBuf {
+        self.dir.path().join("agent.toml")
+    }
+
+    /// The directory of the agent's configuration, state and logs.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     fn spawn(&mut self) {
         self.starts += 1;
         let log = std::fs::File::create(self.dir.path().join(format!("agent-{}.log", self.starts)))
             .expect("log");
-        let child = Command::new(bin_path("agent"))
+        let mut command = match &self.wine {
+            None => Command::new(bin_path("agent")),
+            Some(wine) => wine.command(&wine.exe),
+        };
+        let config = agent_path(self.wine.as_ref(), &self.config_file());
+        let child = command
             .arg("run")
             .arg("--config")
-            .arg(self.dir.path().join("agent.toml"))
+            .arg(config)
             .env("RUST_LOG", "info")
             .env_remove("HTTPS_PROXY")
             .env_remove("https_proxy")
@@ -399,9 +427,14 @@ impl AgentProcess {
         self.child = Some(child);
     }
 
+    /// SIGKILL, and wait until the process is gone; under wine every process of the prefix
+    /// is ended too (`wineserver -k`), as killing `wine` may leave the Windows process behind.
     pub async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().await.expect("kill agent");
+            if let Some(wine) = &self.wine {
+                wine.kill_all();
+            }
         }
     }
 
@@ -415,7 +448,7 @@ impl AgentProcess {
         let output = Command::new(bin_path("agent"))
             .arg("check")
             .arg("--config")
-            .arg(self.dir.path().join("agent.toml"))
+            .arg(self.config_file())
             .env_remove("HTTPS_PROXY")
             .env_remove("https_proxy")
             .output()
@@ -432,7 +465,7 @@ impl AgentProcess {
     pub fn sync_products(&self, to: &str, args: &[&str]) -> Child {
         Command::new(bin_path("agent"))
             .args(["sync", "products", "--to", to, "--config"])
-            .arg(self.dir.path().join("agent.toml"))
+            .arg(self.config_file())
             .args(args)
             .env("RUST_LOG", "warn")
             .env_remove("HTTPS_PROXY")
@@ -510,8 +543,19 @@ impl AgentProcess {
 
 impl Drop for AgentProcess {
     fn drop(&mut self) {
+        if let (Some(wine), Some(_)) = (&self.wine, &self.child) {
+            wine.kill_all();
+        }
         if std::thread::panicking() {
             eprintln!("==== agent logs ====\n{}", self.logs());
         }
+    }
+}
+
+/// `path` as the agent sees it: unchanged, or under wine on drive Z:.
+fn agent_path(wine: Option<&Wine>, path: &Path) -> String {
+    match wine {
+        None => path.display().to_string(),
+        Some(_) => Wine::path(path),
     }
 }

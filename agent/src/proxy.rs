@@ -1,0 +1,448 @@
+//! Which HTTP CONNECT proxy the agent goes through to reach the relay, and the tunnel through it.
+//!
+//! The order, first match wins:
+//! 1. `relay.proxy` in the configuration: an `http://[user:password@]host[:port]` URL, `"none"`
+//!    (or `"direct"`: no proxy at all, nothing else consulted), `"auto"` (Windows: WPAD
+//!    auto-detection, DHCP then DNS) or `"pac:<url>"` (Windows: that PAC file).
+//! 2. `HTTPS_PROXY`/`https_proxy`, minding `NO_PROXY`/`no_proxy`.
+//! 3. On Windows, the machine's WinHTTP settings (what `netsh winhttp show proxy` shows), with
+//!    their bypass list. Per-user Internet Options are not read: the service's account has none,
+//!    and `agent check` run by an administrator would then report a proxy the service never
+//!    uses; `netsh winhttp import proxy source=ie` copies them into WinHTTP.
+//! 4. Direct.
+//!
+//! The environment is read once; the system's settings are read again at every connect attempt
+//! (they are cheap to read and may change while the agent runs).
+//!
+//! - [`list`]: WinHTTP's proxy and bypass lists, parsed here so Linux tests them.
+//! - [`tunnel`]: CONNECT, with Basic from the URL or Negotiate/NTLM through a
+//!   [`tunnel::ProxyAuthenticator`] (SSPI on Windows).
+
+pub mod list;
+pub mod tunnel;
+
+use std::fmt;
+
+use base64::Engine;
+use http::Uri;
+
+pub use tunnel::{AuthProvider, NoAuth, ProxyAuthenticator, platform_auth, tunnel};
+
+/// The user name and password from a proxy URL, percent-decoded. `Debug` shows neither.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    user: String,
+    password: String,
+}
+
+impl Credentials {
+    pub fn new(user: impl Into<String>, password: impl Into<String>) -> Self {
+        Self {
+            user: user.into(),
+            password: password.into(),
+        }
+    }
+
+    /// The value of `Proxy-Authorization: Basic ...`.
+    pub fn basic(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", self.user, self.password))
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Credentials(<hidden>)")
+    }
+}
+
+/// An HTTP CONNECT proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proxy {
+    pub host: String,
+    pub port: u16,
+    /// From the URL, sent as `Proxy-Authorization: Basic`.
+    pub credentials: Option<Credentials>,
+}
+
+impl Proxy {
+    /// `http://[user[:password]@]host[:port][/]`, port 3128 by default; the user name and
+    /// password are percent-decoded as curl does (`p%40ss` is `p@ss`). Errors never repeat them.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let rest = url.strip_prefix("http://").ok_or(
+            "must be an http:// URL (http://[user:password@]host:port), \"none\", \"auto\" or \
+             \"pac:<url>\"",
+        )?;
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let (credentials, host_port) = match authority.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+                let credentials = Credentials::new(
+                    percent_decode(user).map_err(|e| format!("the user name {e}"))?,
+                    percent_decode(password).map_err(|e| format!("the password {e}"))?,
+                );
+                (Some(credentials), host)
+            }
+            None => (None, authority),
+        };
+        let (host, port) = host_and_port(host_port, 3128)?;
+        Ok(Self {
+            host,
+            port,
+            credentials,
+        })
+    }
+
+    /// `host:port`, an IPv6 address in brackets; never the credentials.
+    pub fn address(&self) -> String {
+        authority(&self.host, self.port)
+    }
+}
+
+impl fmt::Display for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.address())
+    }
+}
+
+/// A proxy setting fit for logs: the user name and password of a URL replaced.
+pub fn redacted(setting: &str) -> String {
+    let Some(rest) = setting.strip_prefix("http://") else {
+        return setting.to_owned();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("http://<hidden>@{}", &rest[at + 1..]),
+        None => setting.to_owned(),
+    }
+}
+
+/// `host:port` as CONNECT and the errors write it.
+pub fn authority(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// `host[:port]` (IPv6 in brackets), `default_port` when there is none.
+pub(crate) fn host_and_port(text: &str, default_port: u16) -> Result<(String, u16), String> {
+    let uri: Uri = format!("http://{text}/")
+        .parse()
+        .map_err(|_| format!("{text:?} is not a valid host[:port]"))?;
+    let host = uri
+        .host()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| format!("{text:?} has no host"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
+    let port = if authority.starts_with('[') {
+        authority.rsplit_once("]:").map(|(_, port)| port)
+    } else {
+        authority.rsplit_once(':').map(|(_, port)| port)
+    };
+    let port = match port {
+        Some(port) => port
+            .parse()
+            .map_err(|_| format!("{text:?} has an invalid port"))?,
+        None => default_port,
+    };
+    Ok((host.to_owned(), port))
+}
+
+/// Percent-decodes, refusing `%` not followed by two hex digits and bytes that are not UTF-8.
+/// The error never contains the text.
+fn percent_decode(text: &str) -> Result<String, String> {
+    let bytes = text.as_bytes();
+    for (i, _) in text.match_indices('%') {
+        let valid = bytes
+            .get(i + 1..i + 3)
+            .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit));
+        if !valid {
+            return Err("has an invalid percent sequence (write % itself as %25)".into());
+        }
+    }
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| "is not UTF-8 once percent-decoded".into())
+}
+
+/// `relay.proxy` as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Setting {
+    /// Not set: `HTTPS_PROXY`, then (Windows) the WinHTTP settings, then direct.
+    System,
+    /// `"none"` or `"direct"`.
+    Direct,
+    Url(Proxy),
+    /// `"auto"`: WPAD auto-detection (Windows).
+    AutoDetect,
+    /// `"pac:<url>"`: that PAC file (Windows).
+    Pac(String),
+}
+
+impl Setting {
+    pub fn parse(configured: Option<&str>) -> Result<Self, String> {
+        let Some(text) = configured.map(str::trim).filter(|t| !t.is_empty()) else {
+            return Ok(Self::System);
+        };
+        if text.eq_ignore_ascii_case("none") || text.eq_ignore_ascii_case("direct") {
+            return Ok(Self::Direct);
+        }
+        if text.eq_ignore_ascii_case("auto") {
+            return Ok(Self::AutoDetect);
+        }
+        if let Some(url) = text.strip_prefix("pac:") {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!(
+                    "pac: must be followed by the PAC file's http:// or https:// URL, not {url:?}"
+                ));
+            }
+            return Ok(Self::Pac(url.to_owned()));
+        }
+        Proxy::parse(text).map(Self::Url)
+    }
+
+    /// Whether this platform can do what the setting asks.
+    pub fn supported(&self) -> Result<(), String> {
+        match self {
+            Self::AutoDetect | Self::Pac(_) if !cfg!(windows) => Err(
+                "\"auto\" and \"pac:<url>\" ask Windows' WinHTTP; on this system write the proxy \
+                 as http://host:port or set HTTPS_PROXY"
+                    .into(),
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Where the decision came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// `relay.proxy` (a URL, or `"none"`).
+    Config,
+    /// `HTTPS_PROXY` or `https_proxy` (the name as found).
+    Env(&'static str),
+    /// `HTTPS_PROXY` is set but `NO_PROXY` exempts the relay.
+    NoProxy,
+    /// The machine's WinHTTP settings (`netsh winhttp show proxy`).
+    WinHttp,
+    /// The WinHTTP settings' bypass list exempts the relay.
+    WinHttpBypass,
+    /// WPAD auto-detection.
+    Wpad,
+    /// The PAC file at this URL.
+    Pac(String),
+    /// Nothing configured anywhere.
+    Nothing,
+}
+
+/// The proxy (or none) for one connect attempt, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub proxy: Option<Proxy>,
+    pub source: Source,
+}
+
+impl Decision {
+    fn direct(source: Source) -> Self {
+        Self {
+            proxy: None,
+            source,
+        }
+    }
+}
+
+impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let from = match &self.source {
+            Source::Config if self.proxy.is_some() => "relay.proxy".to_owned(),
+            Source::Config => "relay.proxy = \"none\"".to_owned(),
+            Source::Env(name) => (*name).to_owned(),
+            Source::NoProxy => "NO_PROXY exempts the relay from HTTPS_PROXY".to_owned(),
+            Source::WinHttp => "WinHTTP settings, netsh winhttp show proxy".to_owned(),
+            Source::WinHttpBypass => {
+                "the bypass list of the WinHTTP settings exempts the relay".to_owned()
+            }
+            Source::Wpad => "WPAD auto-detection".to_owned(),
+            Source::Pac(url) => format!("PAC file {url}"),
+            Source::Nothing if cfg!(windows) => {
+                "none configured: no relay.proxy, no HTTPS_PROXY, WinHTTP says direct".to_owned()
+            }
+            Source::Nothing => "none configured: no relay.proxy, no HTTPS_PROXY".to_owned(),
+        };
+        match &self.proxy {
+            Some(proxy) => {
+                let auth = if proxy.credentials.is_some() {
+                    ", Basic credentials from the URL"
+                } else {
+                    ""
+                };
+                write!(f, "proxy {proxy} (from {from}{auth})")
+            }
+            None => write!(f, "no proxy ({from})"),
+        }
+    }
+}
+
+/// What the relay's address is, as the proxy lookup needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+}
+
+impl Target {
+    /// The URL WinHTTP evaluates the PAC file or bypass list for.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}/", authority(&self.host, self.port))
+    }
+}
+
+/// What to do at each connect attempt: decided once (configuration, environment), or ask the
+/// system each time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    Fixed(Decision),
+    System { mode: SystemMode, target: Target },
+}
+
+/// Which of the system's sources to ask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SystemMode {
+    /// The WinHTTP settings (`netsh winhttp`).
+    Default,
+    /// WPAD, then the WinHTTP settings.
+    AutoDetect,
+    /// The PAC file, then the WinHTTP settings.
+    Pac(String),
+}
+
+/// The plan for reaching `target`: `relay.proxy`, then the environment, then the system.
+pub fn plan(
+    configured: Option<&str>,
+    target: &Target,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Plan, String> {
+    let setting = Setting::parse(configured)
+        .and_then(|s| s.supported().map(|()| s))
+        .map_err(|e| format!("relay.proxy: {e}"))?;
+    let system = |mode| Plan::System {
+        mode,
+        target: target.clone(),
+    };
+    match setting {
+        Setting::Url(proxy) => Ok(Plan::Fixed(Decision {
+            proxy: Some(proxy),
+            source: Source::Config,
+        })),
+        Setting::Direct => Ok(Plan::Fixed(Decision::direct(Source::Config))),
+        Setting::AutoDetect => Ok(system(SystemMode::AutoDetect)),
+        Setting::Pac(url) => Ok(system(SystemMode::Pac(url))),
+        Setting::System => {
+            let found = [("HTTPS_PROXY"), ("https_proxy")]
+                .into_iter()
+                .find_map(|name| env(name).filter(|v| !v.is_empty()).map(|v| (name, v)));
+            let Some((name, url)) = found else {
+                // Only Windows has system settings, read at each attempt.
+                return Ok(if cfg!(windows) {
+                    system(SystemMode::Default)
+                } else {
+                    Plan::Fixed(Decision::direct(Source::Nothing))
+                });
+            };
+            let no_proxy = env("NO_PROXY")
+                .or_else(|| env("no_proxy"))
+                .unwrap_or_default();
+            if exempt(&target.host, &no_proxy) {
+                return Ok(Plan::Fixed(Decision::direct(Source::NoProxy)));
+            }
+            let proxy = Proxy::parse(&url).map_err(|e| format!("{name}: {e}"))?;
+            Ok(Plan::Fixed(Decision {
+                proxy: Some(proxy),
+                source: Source::Env(name),
+            }))
+        }
+    }
+}
+
+impl Plan {
+    /// The decision for this connect attempt.
+    pub async fn resolve(&self) -> Result<Decision, String> {
+        match self {
+            Self::Fixed(decision) => Ok(decision.clone()),
+            Self::System { mode, target } => system(mode, target).await,
+        }
+    }
+}
+
+/// What the system said: a WinHTTP proxy list and bypass list, or direct.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemAnswer {
+    /// `None`: direct.
+    pub proxies: Option<String>,
+    pub bypass: Option<String>,
+    pub source: Source,
+}
+
+/// Turns the system's answer into a decision for `target`.
+pub fn decide(answer: SystemAnswer, target: &Target) -> Result<Decision, String> {
+    let Some(proxies) = answer.proxies.filter(|p| !p.trim().is_empty()) else {
+        return Ok(Decision::direct(answer.source));
+    };
+    if let Some(bypass) = &answer.bypass
+        && list::bypassed(bypass, &target.host, target.port)
+    {
+        return Ok(Decision::direct(Source::WinHttpBypass));
+    }
+    let what = match &answer.source {
+        Source::Wpad => "the proxy WPAD found",
+        Source::Pac(_) => "the PAC file's proxy",
+        _ => "the WinHTTP proxy setting",
+    };
+    let proxy = list::pick(&proxies, target.tls).map_err(|e| format!("{what}: {e}"))?;
+    Ok(Decision {
+        proxy,
+        source: answer.source,
+    })
+}
+
+#[cfg(windows)]
+async fn system(mode: &SystemMode, target: &Target) -> Result<Decision, String> {
+    let (mode, url) = (mode.clone(), target.url());
+    let answer = tokio::task::spawn_blocking(move || crate::windows::proxy::lookup(&mode, &url))
+        .await
+        .map_err(|e| format!("the system proxy lookup failed: {e}"))?;
+    decide(answer, target)
+}
+
+#[cfg(not(windows))]
+async fn system(mode: &SystemMode, _target: &Target) -> Result<Decision, String> {
+    match mode {
+        SystemMode::Default => Ok(Decision::direct(Source::Nothing)),
+        _ => Err(Setting::AutoDetect.supported().err().unwrap_or_default()),
+    }
+}
+
+/// Whether `NO_PROXY` (comma-separated names, a leading dot optional, `*` for all) exempts
+/// `host`.
+fn exempt(host: &str, no_proxy: &str) -> bool {
+    no_proxy
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .any(|entry| {
+            let entry = entry.trim_start_matches('.');
+            entry == "*"
+                || host.eq_ignore_ascii_case(entry)
+                || host
+                    .to_ascii_lowercase()
+                    .ends_with(&format!(".{}", entry.to_ascii_lowercase()))
+        })
+}
+
+#[cfg(test)]
+mod tests;

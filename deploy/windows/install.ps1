@@ -1,0 +1,166 @@
+#Requires -Version 5.1
+#Requires -RunAsAdministrator
+<#
+.SYNOPSIS
+    Installs (or upgrades) the Mamut agent as a Windows service on the Mamut server.
+
+.DESCRIPTION
+    Run from the unpacked release folder, in an elevated PowerShell:
+
+        powershell -ExecutionPolicy Bypass -File .\install.ps1
+
+    1. copies agent.exe to -InstallDir (C:\Program Files\MamutAgent);
+    2. creates -DataDir (C:\ProgramData\MamutAgent) with agent.toml from agent.example.toml
+       when there is none yet (an existing agent.toml is never overwritten), and stops so that
+       it can be filled in;
+    3. restricts -DataDir to Administrators and SYSTEM (agent.toml holds the relay token and
+       the SQL password);
+    4. runs `agent check` and stops if a check fails;
+    5. installs the service (`agent service install`), grants its account read access to
+       -DataDir and write access to its logs and state folders only;
+    6. starts the service and shows its status.
+
+    Running it again upgrades: the service is stopped, agent.exe replaced, checked and started
+    again; the configuration, the state file and the logs are kept.
+
+.PARAMETER Account
+    The account the service runs as. Default: the service's own virtual account
+    "NT SERVICE\<ServiceName>" (no password; on a local SQL Server it can be given a login:
+    CREATE LOGIN [NT SERVICE\MamutAgent] FROM WINDOWS). Others: "LocalSystem",
+    "NT AUTHORITY\NetworkService", or a domain account "DOMAIN\user" with -Credential.
+
+.PARAMETER Credential
+    The password of a domain or local account given as -Account (Get-Credential). Not needed
+    for virtual and built-in accounts.
+#>
+[CmdletBinding()]
+param(
+    [string]$InstallDir = "$env:ProgramFiles\MamutAgent",
+    [string]$DataDir = "$env:ProgramData\MamutAgent",
+    [string]$ServiceName = "MamutAgent",
+    [string]$Account = "",
+    [System.Management.Automation.PSCredential]$Credential = $null,
+    [switch]$SkipCheck
+)
+
+$ErrorActionPreference = "Stop"
+Set-StrictMode -Version Latest
+
+function Fail([string]$message) {
+    Write-Host ""
+    Write-Host "install.ps1: $message" -ForegroundColor Red
+    exit 1
+}
+
+function Step([string]$message) {
+    Write-Host "==> $message" -ForegroundColor Cyan
+}
+
+# Runs agent.exe with the given arguments; returns its exit code (output goes to the console).
+function Invoke-Agent([string[]]$arguments) {
+    & $script:AgentExe @arguments | Out-Host
+    return $LASTEXITCODE
+}
+
+if ($Account -eq "") { $Account = "NT SERVICE\$ServiceName" }
+$here = Split-Path -Parent $MyInvocation.MyCommand.Path
+$sourceExe = Join-Path $here "agent.exe"
+$example = Join-Path $here "agent.example.toml"
+if (-not (Test-Path $sourceExe)) { Fail "agent.exe is not next to install.ps1 ($here): unpack the whole release zip and run install.ps1 from that folder" }
+if (-not (Test-Path $example)) { Fail "agent.example.toml is not next to install.ps1 ($here): unpack the whole release zip" }
+
+$script:AgentExe = Join-Path $InstallDir "agent.exe"
+$config = Join-Path $DataDir "agent.toml"
+$logs = Join-Path $DataDir "logs"
+$stateDir = Join-Path $DataDir "state"
+
+# --- 1. the binary (an installed service is stopped first) ----------------------------------
+$existing = Get-Service -Name $ServiceName -ErrorAction SilentlyContinue
+if ($null -ne $existing -and $existing.Status -ne "Stopped") {
+    Step "stopping the service $ServiceName for the upgrade"
+    if ((Invoke-Agent @("service", "stop", "--name", $ServiceName)) -ne 0) { Fail "could not stop the service $ServiceName; see the message above" }
+}
+Step "copying agent.exe to $InstallDir"
+New-Item -ItemType Directory -Force -Path $InstallDir | Out-Null
+Copy-Item -Force $sourceExe $script:AgentExe
+Copy-Item -Force $example (Join-Path $InstallDir "agent.example.toml")
+$license = Join-Path $here "LICENSE"
+if (Test-Path $license) { Copy-Item -Force $license (Join-Path $InstallDir "LICENSE") }
+
+# --- 2. the data folder and the configuration ------------------------------------------------
+New-Item -ItemType Directory -Force -Path $DataDir | Out-Null
+New-Item -ItemType Directory -Force -Path $logs | Out-Null
+New-Item -ItemType Directory -Force -Path $stateDir | Out-Null
+
+# --- 3. only Administrators and SYSTEM (the service account is added once it exists) --------
+# Well-known SIDs, so that this works on Windows in any language: S-1-5-32-544 Administrators,
+# S-1-5-18 SYSTEM.
+Step "restricting $DataDir to Administrators and SYSTEM"
+& icacls.exe $DataDir /inheritance:r /grant:r "*S-1-5-32-544:(OI)(CI)F" "*S-1-5-18:(OI)(CI)F" | Out-Null
+if ($LASTEXITCODE -ne 0) { Fail "icacls could not set the permissions of $DataDir (exit $LASTEXITCODE)" }
+
+if (-not (Test-Path $config)) {
+    # The change cursors go to the state folder, the one folder besides logs the service may
+    # write to (a TOML literal string: backslashes as they are).
+    $stateFile = Join-Path $stateDir "agent-state.json"
+    $text = (Get-Content -Raw $example) -replace '(?m)^state_file = [^\r\n]*', "state_file = '$stateFile'"
+    # UTF-8 without a byte order mark (PowerShell 5.1's Set-Content -Encoding UTF8 writes one).
+    [System.IO.File]::WriteAllText($config, $text, (New-Object System.Text.UTF8Encoding $false))
+    Write-Host ""
+    Write-Host "Created $config from the example." -ForegroundColor Yellow
+    Write-Host "Fill in [relay] url and token (from 'relay agent create') and [mamut.sqlserver] (server, database, login),"
+    Write-Host "then run install.ps1 again. Open it with: notepad `"$config`""
+    exit 2
+}
+if (Select-String -Path $config -Pattern 'token = "eyJ\.\.\."' -Quiet) {
+    Fail "$config still has the example token: put the token 'relay agent create' printed into [relay] token, then run install.ps1 again"
+}
+
+# --- 4. agent check ----------------------------------------------------------------------------
+if (-not $SkipCheck) {
+    Step "agent check --config $config"
+    # Relative paths in agent.toml are read from the folder it is in, as the service does.
+    Push-Location $DataDir
+    try { $code = Invoke-Agent @("check", "--config", $config) } finally { Pop-Location }
+    if ($code -ne 0) {
+        Fail "agent check failed (exit $code): fix what the [FAIL] lines above say (README: 'Installing the agent on the Mamut server'), then run install.ps1 again"
+    }
+}
+
+# --- 5. the service -------------------------------------------------------------------------
+if ($null -eq $existing) {
+    Step "installing the service $ServiceName (account $Account)"
+    $arguments = @("service", "install", "--config", $config, "--name", $ServiceName, "--account", $Account)
+    if ($null -ne $Credential) {
+        # The password reaches agent.exe through an environment variable of this process only,
+        # never on a command line (which other users can read).
+        $env:MAMUT_AGENT_SERVICE_PASSWORD = $Credential.GetNetworkCredential().Password
+        $arguments += @("--password-env", "MAMUT_AGENT_SERVICE_PASSWORD")
+    }
+    $code = Invoke-Agent $arguments
+    Remove-Item Env:\MAMUT_AGENT_SERVICE_PASSWORD -ErrorAction SilentlyContinue
+    if ($code -ne 0) { Fail "agent service install failed (exit $code); see the message above" }
+} else {
+    Step "the service $ServiceName is installed already: upgraded in place"
+}
+
+# The service account reads the configuration and writes its state file and logs; nothing more.
+if ($Account -ne "LocalSystem") {
+    Step "granting $Account read access to $DataDir, write access to its logs and state folders"
+    & icacls.exe $DataDir /grant "${Account}:(OI)(CI)RX" | Out-Null
+    if ($LASTEXITCODE -ne 0) { Fail "icacls could not grant $Account access to $DataDir (exit $LASTEXITCODE): is the account name right?" }
+    foreach ($dir in @($logs, $stateDir)) {
+        & icacls.exe $dir /grant "${Account}:(OI)(CI)M" | Out-Null
+        if ($LASTEXITCODE -ne 0) { Fail "icacls could not grant $Account access to $dir (exit $LASTEXITCODE)" }
+    }
+}
+
+# --- 6. start ---------------------------------------------------------------------------------
+Step "starting the service $ServiceName"
+if ((Invoke-Agent @("service", "start", "--name", $ServiceName)) -ne 0) {
+    Fail "the service did not start; its log is in $logs and the Windows Event Log (Application, source $ServiceName)"
+}
+Invoke-Agent @("service", "status", "--name", $ServiceName) | Out-Null
+Write-Host ""
+Write-Host "Installed. Logs: $logs (and the Event Log, Application, source $ServiceName)." -ForegroundColor Green
+Write-Host "Configuration: $config. After a change: agent service stop, then start (or Restart-Service $ServiceName)."

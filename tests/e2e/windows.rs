@@ -1,0 +1,207 @@
+//! The Windows agent, end to end, under wine: the Linux relay (TLS, the test CA) and the Mamut
+//! stand-in on loopback, `agent.exe` from `scripts/windows-check.sh` (`AGENT_WINDOWS_EXE`, in
+//! a copy of its `WINEPREFIX`). One test in two phases, as starting wine is slow:
+//!
+//! 1. `agent.exe run`: an order from the shop is written once in Mamut, a stock change in
+//!    Mamut reaches the shop as a push.
+//! 2. In one wine session (`wine cmd`; services live only while it does): `agent.exe service
+//!    install`, `start`, an order written by the service, the service's command line and
+//!    state as wine's `reg` and `sc` (not ours) show them, `service status`, a clean `service
+//!    stop` (the order acked), the service's log file, `service uninstall`.
+//!
+//! Without `AGENT_WINDOWS_EXE`/`WINEPREFIX` the test says "skipped", and fails in CI.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tests::mamut_db::MamutDb;
+use tests::wine::{Wine, WineShell};
+use tests::{AgentOptions, RelayOptions, SqlServerOptions, TENANT, World, eventually, setup_with};
+
+use crate::mamut_server::{WAIT, delivered, send_order, stock_pushes, written};
+
+/// How long wine may take to start a process in a cold session (wineboot, services.exe).
+const WINE_START: Duration = Duration::from_secs(90);
+/// How long one command line in the wine session may take.
+const COMMAND: Duration = Duration::from_secs(60);
+
+/// agent.exe and the wine prefix, or `None` after a "skipped" note (a failure in CI).
+fn windows_agent(test: &str) -> Option<Wine> {
+    match Wine::from_env() {
+        Ok(wine) => Some(wine),
+        Err(missing) => {
+            tests::requirements_met(
+                test,
+                &missing,
+                "run `bash scripts/windows-check.sh` and set AGENT_WINDOWS_EXE and WINEPREFIX \
+                 as scripts/test.sh does",
+            );
+            None
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_windows_agent_under_wine_applies_orders_and_pushes_stock_in_the_foreground_and_as_a_service()
+ {
+    let test = "windows agent under wine";
+    let Some(wine) = windows_agent(test) else {
+        return;
+    };
+    let prefix = wine.private_copy();
+    let mamut = MamutDb::start();
+    let options = AgentOptions {
+        sqlserver: Some(SqlServerOptions::new(mamut.port())),
+        wine: Some(prefix.wine.clone()),
+        ..AgentOptions::default()
+    };
+    let mut world = setup_with(RelayOptions::default(), options).await;
+
+    // Phase 1: `agent.exe run`.
+    eventually("agent.exe connects to the relay", WINE_START, || async {
+        world.agent.sessions() >= 1
+    })
+    .await;
+    let first = send_order(&world, "wine-run-1").await;
+    delivered(&world, first).await;
+    assert_eq!(written(&mamut, "wine-run-1"), 1, "{:?}", mamut.orders());
+    mamut.execute(
+        "INSERT INTO stock (article_no, warehouse, quantity) VALUES ('MUG-01', 'MAIN', 7)",
+    );
+    eventually("the stock change reaches the shop", WAIT, || async {
+        stock_pushes(&world.admin.pushes(TENANT).await, "MUG-01", 7) == 1
+    })
+    .await;
+    world.agent.kill().await;
+
+    // Phase 2: the same configuration as a Windows service, in one wine session.
+    service_phase(&world, &mamut, &prefix.wine).await;
+    assert_eq!(written(&mamut, "wine-run-1"), 1, "{:?}", mamut.orders());
+}
+
+/// Install, start, an order, the command line and state, status, stop, the log file,
+/// uninstall.
+async fn service_phase(world: &World, mamut: &MamutDb, wine: &Wine) {
+    let dir = world.agent.dir();
+    let name = format!("MamutAgentSmoke{:08x}", rand::random::<u32>());
+    let exe = wine.exe_path();
+    let config = Wine::path(&world.agent.config_file());
+    let agent = |args: &str| format!("\"{exe}\" service {args} --name {name}");
+    // A service left behind by a failure dies with the test's copy of the prefix.
+    let mut shell = WineShell::start(wine, dir, &dir.join("wine-cmd.stderr.log"));
+
+    let installed = shell
+        .expect(
+            &format!(
+                "\"{exe}\" service install --config \"{config}\" --name {name} \
+                 --account LocalSystem"
+            ),
+            0,
+            COMMAND,
+        )
+        .await;
+    assert!(
+        installed.contains("agent service start"),
+        "install does not tell the next step: {installed}"
+    );
+    shell.expect(&agent("start"), 0, COMMAND).await;
+
+    let order = send_order(world, "wine-service-1").await;
+    eventually(
+        "the service writes the shop's order in Mamut",
+        WINE_START,
+        || async { written(mamut, "wine-service-1") == 1 },
+    )
+    .await;
+
+    // What the service manager starts and runs, as tools we did not write see it: wine's
+    // sc.exe has no `qc`, so the command line is read from the service's registry key.
+    let key = format!("HKLM\\SYSTEM\\CurrentControlSet\\Services\\{name}");
+    let image = shell
+        .expect(&format!("reg query {key} /v ImagePath"), 0, COMMAND)
+        .await;
+    // Quotes around paths are there only where a path needs them (a space).
+    let command_line = format!("{exe} service run --config {config} --name {name}");
+    assert!(
+        image
+            .replace('"', "")
+            .to_lowercase()
+            .contains(&command_line.to_lowercase()),
+        "the service's ImagePath is not {command_line}:\n{image}"
+    );
+    // The configuration's directory has a space in its name: the path must be quoted.
+    assert!(
+        image.contains(&format!("--config \"{config}\"")),
+        "the configuration's path is not quoted in the service's ImagePath:\n{image}"
+    );
+    let query = shell.expect(&format!("sc query {name}"), 0, COMMAND).await;
+    assert!(query.contains("RUNNING"), "sc query {name}:\n{query}");
+    let status = shell.expect(&agent("status"), 0, COMMAND).await;
+    assert!(
+        status.to_lowercase().contains("running"),
+        "service status while running: {status}"
+    );
+
+    // A clean stop: the session ends with the order acknowledged.
+    shell.expect(&agent("stop"), 0, COMMAND).await;
+    let status = shell.expect(&agent("status"), 3, COMMAND).await;
+    assert!(
+        status.to_lowercase().contains("stopped"),
+        "service status after the stop: {status}"
+    );
+    let summary = delivered(world, order).await;
+    // The service's session ended with the stop (the first one ended with phase 1's kill).
+    eventually("the relay sees the service's session end", WAIT, || async {
+        let logs = world.relay.logs();
+        logs.matches("agent disconnected").count() + logs.matches("agent session ended").count()
+            >= 2
+    })
+    .await;
+    assert_eq!(written(mamut, "wine-service-1"), 1, "{:?}", mamut.orders());
+    let orders = mamut.orders();
+    let row = orders
+        .iter()
+        .find(|o| o.external_no == "wine-service-1")
+        .unwrap_or_else(|| panic!("no order wine-service-1 in {orders:?}"));
+    assert_eq!(summary["mamut_ref"], row.order_no.to_string());
+    let log = service_log(dir);
+    for line in ["service started", "connected to relay", "service stopped"] {
+        assert!(
+            log.contains(line),
+            "the service's log in {} does not say {line:?}:\n{log}",
+            dir.join("logs").display()
+        );
+    }
+
+    shell.expect(&agent("uninstall"), 0, COMMAND).await;
+    let gone = shell.run(&format!("sc query {name}"), COMMAND).await;
+    assert_ne!(gone.code, 0, "the service is still there: {}", gone.output);
+    println!("{}", shell.report());
+    shell.exit(COMMAND).await;
+}
+
+/// Everything the service wrote to its rolling log files in `<config dir>\logs\`.
+fn service_log(dir: &Path) -> String {
+    let logs = dir.join("logs");
+    let entries = std::fs::read_dir(&logs)
+        .unwrap_or_else(|e| panic!("the service's log directory {}: {e}", logs.display()));
+    let mut files: Vec<_> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("agent.") && n.ends_with(".log"))
+        })
+        .collect();
+    files.sort();
+    assert!(
+        !files.is_empty(),
+        "no agent.<date>.log in {}",
+        logs.display()
+    );
+    files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap_or_default())
+        .collect()
+}

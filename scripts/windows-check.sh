@@ -73,6 +73,14 @@ export WINEPREFIX=$PWD/target/win-gnu/wineprefix
 export WINEDEBUG=${WINEDEBUG:--all}
 export WINEDLLOVERRIDES="mscoree,mshtml="
 export WINEARCH=win64
+# Whatever way this script ends (success, a failed step, Ctrl-C), the wine processes of its
+# prefix (the wine server, the test runner's leftovers) are ended with it.
+end_wine() {
+    wineserver -k >/dev/null 2>&1 || true
+}
+trap end_wine EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 echo "windows-check: $("$RUSTC" --version), $(cargo --version), $(wine --version), $(x86_64-w64-mingw32-gcc --version | head -n1)"
 
 # --- wine prefix and the bcryptprimitives.dll shim ------------------------------------------
@@ -118,5 +126,4 @@ echo "windows-check: $exe is $size bytes ($((size / 1024 / 1024)) MiB)"
 step "cargo test ${PKGS[*]} under wine ($T)"
 cargo test "${PKGS[@]}" "${CARGO_ARGS[@]}"
 
-wineserver -k 2>/dev/null || true
 step "done"

@@ -1,6 +1,6 @@
 //! Where the agent's logs go: stderr (text, or JSON lines) for `agent run` in a console, or a
-//! rolling file (`<dir>/agent.<YYYY-MM-DD>.log`, a new file a day, the last
-//! [`KEEP_FILES`] kept) for the Windows service and `agent run --log-dir`; plus an optional
+//! rolling file (`<dir>/agent.<YYYY-MM-DD>.log`, a new file a day at midnight UTC, the date
+//! in UTC as tracing-appender names it, the last [`KEEP_FILES`] kept) for the Windows service and `agent run --log-dir`; plus an optional
 //! extra layer, the Windows Event Log in service mode.
 //!
 //! `RUST_LOG` filters the stderr/file output (default `info`). The extra layer filters itself.
@@ -30,7 +30,7 @@ use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 /// Log files kept in the log directory (one a day: two weeks).
 pub const KEEP_FILES: usize = 14;
-/// Log files are named `agent.<date>.log`.
+/// Log files are named `agent.<date>.log`, the date (`YYYY-MM-DD`) in UTC.
 pub const FILE_PREFIX: &str = "agent";
 pub const FILE_SUFFIX: &str = "log";
 /// An INFO event with this field set to `true` also goes to the Event Log.
@@ -129,7 +129,8 @@ pub fn build(
     Ok((subscriber, LogGuard { _file: file_guard }))
 }
 
-/// The daily rolling file in `dir`: `agent.<date>.log`, the last [`KEEP_FILES`] kept.
+/// The daily rolling file in `dir`: `agent.<date>.log` (UTC date, a new file at midnight UTC),
+/// the last [`KEEP_FILES`] kept.
 fn rolling_file(dir: &Path) -> Result<RollingFileAppender, LoggingError> {
     std::fs::create_dir_all(dir).map_err(|source| LoggingError::CreateDir {
         dir: dir.to_owned(),

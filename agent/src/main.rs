@@ -33,8 +33,8 @@ enum Command {
         /// Log JSON lines instead of text.
         #[arg(long)]
         log_json: bool,
-        /// Log to a daily file `agent.<date>.log` in this directory (the last 14 kept)
-        /// instead of stderr.
+        /// Log to a daily file `agent.<date>.log` in this directory (the date in UTC, the last
+        /// 14 kept) instead of stderr.
         #[arg(long, value_name = "DIR")]
         log_dir: Option<PathBuf>,
     },

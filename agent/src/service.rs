@@ -24,7 +24,10 @@ pub const NOT_WINDOWS: &str = "agent service: Windows services exist on Windows 
 pub const EXIT_USAGE: u8 = 64;
 /// `agent service status` when the service is installed and not running (as LSB status).
 pub const EXIT_STOPPED: u8 = 3;
-/// The recovery actions: restart after each of these delays (first, second, later failures).
+/// The recovery actions: restart after each of these delays (first, second, later crashes).
+/// They apply to crashes only, the process ending without reporting Stopped: an exit with a
+/// service-specific code is one the agent found permanent (configuration, CA file, proxy,
+/// mapping), so it stays stopped with that code rather than failing again every minute.
 pub const RESTART_DELAYS: [Duration; 3] = [
     Duration::from_secs(10),
     Duration::from_secs(30),
@@ -32,15 +35,17 @@ pub const RESTART_DELAYS: [Duration; 3] = [
 ];
 /// The failure count goes back to zero after a day without failures.
 pub const FAILURE_RESET: Duration = Duration::from_secs(24 * 60 * 60);
-/// Service-specific exit code (seen in `sc query`) when the agent failed while running.
+/// Service-specific exit code (seen in `sc query` and `agent service status`) when the agent
+/// failed while running.
 pub const SERVICE_EXIT_FAILED: u32 = 1;
 /// Service-specific exit code when the configuration or the log directory is unusable.
 pub const SERVICE_EXIT_CONFIG: u32 = 64;
 
 #[derive(Debug, Subcommand)]
 pub enum ServiceCommand {
-    /// Install the agent as a service: automatic (delayed) start, restart on failure, and an
-    /// Event Log source of the same name. Needs an elevated (Administrator) prompt.
+    /// Install the agent as a service: automatic (delayed) start, restart after a crash, 40 s
+    /// to finish in-flight orders at shutdown, and an Event Log source of the same name. Needs
+    /// an elevated (Administrator) prompt.
     Install(InstallArgs),
     /// Stop the service if it runs, remove it and its Event Log source.
     Uninstall(NameArgs),
@@ -48,7 +53,8 @@ pub enum ServiceCommand {
     Start(NameArgs),
     /// Stop the service and wait (bounded) until it has stopped.
     Stop(NameArgs),
-    /// Print the service's state, account and command line. Exit 0 running, 3 stopped, 1 error.
+    /// Print the service's state (with the last exit code when stopped after a failure),
+    /// account and command line. Exit 0 running, 3 stopped, 1 error.
     Status(NameArgs),
     /// What the service control manager starts; not for a console (use `agent run` there).
     #[command(hide = true)]
@@ -65,7 +71,8 @@ pub struct NameArgs {
 #[derive(Debug, Args)]
 pub struct InstallArgs {
     /// The agent's configuration (agent.toml); its absolute path goes into the service's
-    /// command line, and the service logs to the `logs` directory next to it.
+    /// command line, and the service logs to the `logs` directory next to it (a file a day,
+    /// `agent.<date>.log`, the date in UTC).
     #[arg(long)]
     pub config: PathBuf,
     /// The service's name (also its Event Log source and virtual account).
@@ -209,6 +216,17 @@ impl Account {
             .unwrap_or_else(|| "LocalSystem".to_owned())
     }
 
+    /// The account as icacls takes it: the well-known SID for the built-in accounts (their
+    /// names are translated on non-English Windows), as deploy/windows/install.ps1 does.
+    pub fn icacls_principal(&self, service: &str) -> String {
+        match self {
+            Account::LocalSystem => "*S-1-5-18".to_owned(),
+            Account::LocalService => "*S-1-5-19".to_owned(),
+            Account::NetworkService => "*S-1-5-20".to_owned(),
+            Account::Virtual | Account::User { .. } => self.describe(service),
+        }
+    }
+
     /// Whether the service control manager needs a password for it.
     fn needs_password(&self) -> bool {
         matches!(self, Account::User { name } if !name.ends_with('$'))
@@ -307,14 +325,15 @@ pub fn log_dir(config: &Path) -> PathBuf {
         .join("logs")
 }
 
-/// The recovery actions in words, e.g. for the install summary.
+/// The recovery actions in words, e.g. for the install summary (crashes only; see
+/// [`RESTART_DELAYS`]).
 pub fn recovery_summary() -> String {
     let delays: Vec<String> = RESTART_DELAYS
         .iter()
         .map(|d| format!("{} s", d.as_secs()))
         .collect();
     format!(
-        "restart after {}; failure count reset after {} h",
+        "restart after a crash after {}; crash count reset after {} h; an exit with an error code stays stopped (see agent service status)",
         delays.join(", "),
         FAILURE_RESET.as_secs() / 3600
     )
@@ -401,7 +420,8 @@ pub struct StatusReport {
     pub display_name: String,
     pub state: State,
     pub pid: Option<u32>,
-    /// The last exit, when stopped with an error (e.g. "service-specific error 1").
+    /// The last exit, when stopped with an error (e.g. "exit code 64: configuration or log
+    /// directory unusable").
     pub last_error: Option<String>,
     pub account: String,
     pub command_line: String,
@@ -573,6 +593,11 @@ mod tests {
             Account::NetworkService.account_name(name).as_deref(),
             Some("NT AUTHORITY\\NetworkService")
         );
+        assert_eq!(Account::LocalService.icacls_principal(name), "*S-1-5-19");
+        assert_eq!(
+            Account::Virtual.icacls_principal(name),
+            "NT SERVICE\\MamutAgent"
+        );
         let e = Account::parse(Some("NT SERVICE\\Other"), name).unwrap_err();
         assert!(e.contains("NT SERVICE\\MamutAgent"), "{e}");
         let e = Account::parse(Some("bob"), name).unwrap_err();
@@ -633,7 +658,7 @@ mod tests {
         assert_eq!(FAILURE_RESET.as_secs(), 86_400);
         assert_eq!(
             recovery_summary(),
-            "restart after 10 s, 30 s, 60 s; failure count reset after 24 h"
+            "restart after a crash after 10 s, 30 s, 60 s; crash count reset after 24 h; an exit with an error code stays stopped (see agent service status)"
         );
     }
 
@@ -670,7 +695,7 @@ mod tests {
             account: "NT SERVICE\\MamutAgent".into(),
             command_line: "C:\\agent.exe service run --config C:\\agent.toml --name MamutAgent"
                 .into(),
-            start: "automatic (delayed)".into(),
+            start: "automatic".into(),
         };
         let text = report.to_string();
         assert!(
@@ -683,6 +708,24 @@ mod tests {
         );
         assert!(
             text.contains("command line: C:\\agent.exe service run"),
+            "{text}"
+        );
+        assert!(text.contains("start:        automatic\n"), "{text}");
+        assert!(!text.contains("last exit"), "{text}");
+
+        let stopped = StatusReport {
+            state: State::Stopped,
+            pid: None,
+            last_error: Some("exit code 64: configuration or log directory unusable".into()),
+            ..report
+        };
+        let text = stopped.to_string();
+        assert!(
+            text.starts_with("service MamutAgent (Mamut Agent): stopped\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("last exit:    exit code 64: configuration or log directory unusable"),
             "{text}"
         );
     }

@@ -5,25 +5,31 @@
 //! 1. `agent.exe run`: an order from the shop is written once in Mamut, a stock change in
 //!    Mamut reaches the shop as a push.
 //! 2. In one wine session (`wine cmd`; services live only while it does): `agent.exe service
-//!    install`, `start`, an order written by the service, the service's command line and
-//!    state as wine's `reg` and `sc` (not ours) show them, `service status`, a clean `service
-//!    stop` (the order acked), the service's log file, `service uninstall`.
+//!    install`, `start`, the service's command line and state as wine's `reg` and `sc` (not
+//!    ours) show them, `service status`, an order written by the service and a clean `service
+//!    stop` sent while that order is being applied (it is committed in Mamut, its ack held
+//!    back by `after_commit_delay_ms`): the drain acknowledges it once, then the service
+//!    stops; the service's log file, `service uninstall`.
 //!
 //! Without `AGENT_WINDOWS_EXE`/`WINEPREFIX` the test says "skipped", and fails in CI.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tests::mamut_db::MamutDb;
 use tests::wine::{Wine, WineShell};
 use tests::{AgentOptions, RelayOptions, SqlServerOptions, TENANT, World, eventually, setup_with};
 
-use crate::mamut_server::{WAIT, delivered, send_order, stock_pushes, written};
+use crate::mamut_server::{WAIT, delivered, event, send_order, stock_pushes, written};
 
 /// How long wine may take to start a process in a cold session (wineboot, services.exe).
 const WINE_START: Duration = Duration::from_secs(90);
 /// How long one command line in the wine session may take.
 const COMMAND: Duration = Duration::from_secs(60);
+/// How long the service holds an order's ack back after the commit (the test hook
+/// `after_commit_delay_ms`): the window in which `service stop` must arrive.
+const AFTER_COMMIT_MS: u64 = 3_000;
+const AFTER_COMMIT: Duration = Duration::from_millis(AFTER_COMMIT_MS);
 
 /// agent.exe and the wine prefix, or `None` after a "skipped" note (a failure in CI).
 fn windows_agent(test: &str) -> Option<Wine> {
@@ -55,7 +61,7 @@ async fn the_windows_agent_under_wine_applies_orders_and_pushes_stock_in_the_for
         wine: Some(prefix.wine.clone()),
         ..AgentOptions::default()
     };
-    let mut world = setup_with(RelayOptions::default(), options).await;
+    let mut world = setup_with(RelayOptions::default(), options.clone()).await;
 
     // Phase 1: `agent.exe run`.
     eventually("agent.exe connects to the relay", WINE_START, || async {
@@ -74,13 +80,21 @@ async fn the_windows_agent_under_wine_applies_orders_and_pushes_stock_in_the_for
     .await;
     world.agent.kill().await;
 
-    // Phase 2: the same configuration as a Windows service, in one wine session.
+    // Phase 2: the same configuration as a Windows service, in one wine session, except that
+    // an order's ack is held back after its commit, so that the stop comes while it is applied.
+    world.agent.configure(&AgentOptions {
+        sqlserver: Some(SqlServerOptions {
+            after_commit_delay_ms: AFTER_COMMIT_MS,
+            ..SqlServerOptions::new(mamut.port())
+        }),
+        ..options
+    });
     service_phase(&world, &mamut, &prefix.wine).await;
     assert_eq!(written(&mamut, "wine-run-1"), 1, "{:?}", mamut.orders());
 }
 
-/// Install, start, an order, the command line and state, status, stop, the log file,
-/// uninstall.
+/// Install, start, the command line and state, status, an order stopped in the middle of its
+/// apply, the log file, uninstall.
 async fn service_phase(world: &World, mamut: &MamutDb, wine: &Wine) {
     let dir = world.agent.dir();
     let name = format!("MamutAgentSmoke{:08x}", rand::random::<u32>());
@@ -106,14 +120,6 @@ async fn service_phase(world: &World, mamut: &MamutDb, wine: &Wine) {
     );
     shell.expect(&agent("start"), 0, COMMAND).await;
 
-    let order = send_order(world, "wine-service-1").await;
-    eventually(
-        "the service writes the shop's order in Mamut",
-        WINE_START,
-        || async { written(mamut, "wine-service-1") == 1 },
-    )
-    .await;
-
     // What the service manager starts and runs, as tools we did not write see it: wine's
     // sc.exe has no `qc`, so the command line is read from the service's registry key.
     let key = format!("HKLM\\SYSTEM\\CurrentControlSet\\Services\\{name}");
@@ -136,20 +142,50 @@ async fn service_phase(world: &World, mamut: &MamutDb, wine: &Wine) {
     );
     let query = shell.expect(&format!("sc query {name}"), 0, COMMAND).await;
     assert!(query.contains("RUNNING"), "sc query {name}:\n{query}");
+    // How long wine takes to start agent.exe and have it talk to the service manager.
+    let launched = Instant::now();
     let status = shell.expect(&agent("status"), 0, COMMAND).await;
+    let launch = launched.elapsed();
     assert!(
         status.to_lowercase().contains("running"),
         "service status while running: {status}"
     );
 
-    // A clean stop: the session ends with the order acknowledged.
+    // A clean stop while an order is applied: committed in Mamut, its ack held back.
+    let order = send_order(world, "wine-service-1").await;
+    eventually(
+        "the service writes the shop's order in Mamut",
+        WINE_START,
+        || async { written(mamut, "wine-service-1") == 1 },
+    )
+    .await;
+    let committed = Instant::now();
+    let before = event(world, order).await;
+    assert_ne!(
+        before["state"], "delivered",
+        "the order was acknowledged before the stop: {before}"
+    );
+    let window = AFTER_COMMIT.saturating_sub(committed.elapsed());
+    assert!(
+        window > launch,
+        "{window:?} of the ack's delay left, wine took {launch:?} to start agent.exe: \
+         the stop would come after the ack"
+    );
+    println!(
+        "service stop sent, {window:?} of the ack's delay left, agent.exe starts in {launch:?}"
+    );
     shell.expect(&agent("stop"), 0, COMMAND).await;
     let status = shell.expect(&agent("status"), 3, COMMAND).await;
     assert!(
         status.to_lowercase().contains("stopped"),
         "service status after the stop: {status}"
     );
+    // Acknowledged during the drain: delivered, and by the first delivery, not a redelivery.
     let summary = delivered(world, order).await;
+    assert_eq!(
+        summary["attempts"], 1,
+        "the order was delivered more than once: {summary}"
+    );
     // The service's session ended with the stop (the first one ended with phase 1's kill).
     eventually("the relay sees the service's session end", WAIT, || async {
         let logs = world.relay.logs();
@@ -165,13 +201,20 @@ async fn service_phase(world: &World, mamut: &MamutDb, wine: &Wine) {
         .unwrap_or_else(|| panic!("no order wine-service-1 in {orders:?}"));
     assert_eq!(summary["mamut_ref"], row.order_no.to_string());
     let log = service_log(dir);
-    for line in ["service started", "connected to relay", "service stopped"] {
-        assert!(
-            log.contains(line),
-            "the service's log in {} does not say {line:?}:\n{log}",
-            dir.join("logs").display()
-        );
-    }
+    let at = |line: &str| {
+        log.find(line).unwrap_or_else(|| {
+            panic!(
+                "the service's log in {} does not say {line:?}:\n{log}",
+                dir.join("logs").display()
+            )
+        })
+    };
+    at("service started");
+    at("connected to relay");
+    assert!(
+        at("order applied") < at("service stopped"),
+        "the service stopped before it acknowledged the order:\n{log}"
+    );
 
     shell.expect(&agent("uninstall"), 0, COMMAND).await;
     let gone = shell.run(&format!("sc query {name}"), COMMAND).await;

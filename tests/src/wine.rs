@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
@@ -128,15 +128,46 @@ impl Wine {
 
     /// Ends every process of the prefix (`wineserver -k`) and waits until they are gone:
     /// killing `wine` may leave the Windows process running under the wine server, and a
-    /// service always runs there.
+    /// service always runs there. Each step is bounded by [`WINESERVER_WAIT`] (a stuck prefix
+    /// must not hang the test binary, which calls this from `Drop`); a step that overruns is
+    /// killed and reported on stderr.
     pub fn kill_all(&self) {
         for arg in ["-k", "-w"] {
-            let _ = std::process::Command::new("wineserver")
+            let mut command = std::process::Command::new("wineserver");
+            command
                 .arg(arg)
                 .env("WINEPREFIX", &self.prefix)
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+                .stderr(Stdio::null());
+            if let Err(e) = run_bounded(&mut command, WINESERVER_WAIT) {
+                eprintln!(
+                    "wineserver {arg} (WINEPREFIX={}): {e}",
+                    self.prefix.display()
+                );
+            }
+        }
+    }
+}
+
+/// How long `wineserver -k` and `wineserver -w` may take each.
+const WINESERVER_WAIT: Duration = Duration::from_secs(20);
+
+/// Runs `command` to its end, or kills it once `limit` has passed.
+fn run_bounded(command: &mut std::process::Command, limit: Duration) -> Result<(), String> {
+    let mut child = command.spawn().map_err(|e| format!("does not run: {e}"))?;
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => return Ok(()),
+            Ok(None) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("still running after {limit:?}, killed"));
+            }
+            Err(e) => return Err(format!("cannot wait for it: {e}")),
         }
     }
 }

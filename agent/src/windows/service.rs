@@ -1,13 +1,17 @@
 //! `agent service ...` on Windows, through the service control manager (SCM), with the
-//! windows-service crate: install (automatic delayed start, recovery actions, Event Log
-//! source), uninstall, start, stop, status, and `run`, what the SCM starts.
+//! windows-service crate: install (automatic delayed start, recovery actions, preshutdown
+//! timeout, Event Log source), uninstall, start, stop, status, and `run`, what the SCM starts.
 //!
 //! `run`: the SCM calls [`service_main`] on a thread of its own; it reports StartPending,
 //! sets up logging (rolling file in `<config dir>\logs` plus the Event Log), loads the
 //! configuration, reports Running and runs [`crate::app::run`] on a tokio runtime with a
-//! [`CancellationToken`]. Stop and Shutdown cancel the token and report StopPending (the
-//! session lets in-flight orders finish); then Stopped, with exit code 0, or a service-specific
-//! code ([`SERVICE_EXIT_FAILED`], [`SERVICE_EXIT_CONFIG`]) so the recovery actions restart it.
+//! [`CancellationToken`]. Stop, Preshutdown (and Shutdown, the fallback when preshutdown is
+//! not delivered) cancel the token and report StopPending (the session lets in-flight orders
+//! finish); then Stopped, with exit code 0, or a service-specific code
+//! ([`SERVICE_EXIT_FAILED`], [`SERVICE_EXIT_CONFIG`]). Such an exit is not restarted: every
+//! one the agent reports is permanent (a bad configuration, CA file, proxy setting, mapping)
+//! and is logged as an ERROR in the file and the Event Log, and `agent service status` shows
+//! the exit code. The recovery actions restart a crash, the process ending without Stopped.
 //!
 //! The argument checks, the command line, the recovery actions and the error advice are
 //! portable, in [`crate::service`].
@@ -50,6 +54,10 @@ const START_WAIT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(250);
 /// The wait hint reported with StopPending: the session's drain (30 s) and some margin.
 const STOP_WAIT_HINT: Duration = Duration::from_secs(40);
+/// How long Windows waits for the service after Preshutdown before shutting down anyway: the
+/// drain and some margin (the default is 10 s on recent Windows; at Shutdown it gives only a
+/// few seconds).
+const PRESHUTDOWN_TIMEOUT: Duration = Duration::from_secs(40);
 const START_WAIT_HINT: Duration = Duration::from_secs(10);
 const DESCRIPTION: &str = "Mamut agent: dials out to the relay, applies the shop's orders to Mamut and pushes Mamut's changes back.";
 
@@ -190,19 +198,24 @@ fn install(args: &InstallArgs) -> Result<ExitCode, Failure> {
         );
         warn("set the recovery actions", fix, &e);
     }
-    if let Err(e) = service.set_failure_actions_on_non_crash_failures(true) {
-        warn(
-            "apply the recovery actions to exits with an error code",
-            format!("set it with: sc failureflag {name} 1"),
-            &e,
-        );
-    }
-    let delayed = service.set_delayed_auto_start(true);
-    if let Err(e) = &delayed {
+    // The recovery actions apply to crashes only (the "failure flag" stays off): an exit the
+    // agent reports with an error code is permanent, and restarting it would only log the
+    // same ERROR every minute.
+    if let Err(e) = service.set_delayed_auto_start(true) {
         warn(
             "set the delayed start",
             format!("set it with: sc config {name} start= delayed-auto"),
-            e,
+            &e,
+        );
+    }
+    if let Err(e) = service.set_preshutdown_timeout(PRESHUTDOWN_TIMEOUT) {
+        warn(
+            "set the preshutdown timeout",
+            format!(
+                "at shutdown in-flight orders may be cut short; set it with: reg add HKLM\\SYSTEM\\CurrentControlSet\\Services\\{name} /v PreshutdownTimeout /t REG_DWORD /d {}",
+                PRESHUTDOWN_TIMEOUT.as_millis()
+            ),
+            &e,
         );
     }
     if let Err(e) = eventlog::register_source(name) {
@@ -218,15 +231,12 @@ fn install(args: &InstallArgs) -> Result<ExitCode, Failure> {
     println!("installed service {name} ({})", plan.display_name);
     println!("  command line: {command_line}");
     println!("  account:      {}", plan.account.describe(name));
-    let start = if delayed.is_ok() {
-        "automatic (delayed)"
-    } else {
-        "automatic"
-    };
-    println!("  start:        {start}");
+    // Not "(delayed)": `status` cannot show it (windows-service does not query it), and the
+    // two should agree; a failure to set it is among the warnings.
+    println!("  start:        automatic");
     println!("  recovery:     {}", recovery_summary());
     println!(
-        "  logs:         {}\\agent.<date>.log, and warnings and errors in the Application event log (source {name})",
+        "  logs:         {}\\agent.<UTC date>.log, and warnings and errors in the Application event log (source {name})",
         plan.log_dir().display()
     );
     for warning in &warnings {
@@ -237,13 +247,25 @@ fn install(args: &InstallArgs) -> Result<ExitCode, Failure> {
             .config
             .parent()
             .map_or_else(|| plan.config.clone(), PathBuf::from);
+        // As deploy/windows/install.ps1: read the folder (so not rewrite agent.toml), write
+        // only its logs and state folders.
+        let account = plan.account.icacls_principal(name);
+        let (logs, state) = (dir.join("logs"), dir.join("state"));
         println!(
-            "the account must read {} and write in {} (the logs, the state file): e.g. icacls \"{}\" /grant \"{}:(OI)(CI)M\"",
-            plan.config.display(),
-            dir.display(),
-            dir.display(),
-            plan.account.describe(name)
+            "the account must read {} and write only in its logs and state folders (set state_file = 'state\\agent-state.json' in agent.toml), e.g.:",
+            dir.display()
         );
+        println!(
+            "  icacls \"{}\" /grant \"{account}:(OI)(CI)RX\"",
+            dir.display()
+        );
+        for sub in [&logs, &state] {
+            println!("  mkdir \"{}\"", sub.display());
+            println!(
+                "  icacls \"{}\" /grant \"{account}:(OI)(CI)M\"",
+                sub.display()
+            );
+        }
     }
     println!("next: agent service start{}", name_flag(name));
     Ok(ExitCode::SUCCESS)
@@ -313,7 +335,7 @@ fn start(name: &str) -> Result<ExitCode, Failure> {
             name_flag(name)
         ))),
         state => Err(Failure::other(format!(
-            "service {name} is {} right after starting{}: see agent.<date>.log in the logs directory next to its agent.toml (agent service status{} shows where) and the Application event log",
+            "service {name} is {} right after starting{}: see agent.<UTC date>.log in the logs directory next to its agent.toml (agent service status{} shows where) and the Application event log",
             state_of(state).as_str(),
             exit_text(&status)
                 .map(|e| format!(" ({e})"))
@@ -334,29 +356,37 @@ fn stop(name: &str) -> Result<ExitCode, Failure> {
 }
 
 /// Stops the service unless stopped and waits, bounded, for Stopped; `false` when it was not
-/// running.
+/// running. A service already stopping is waited for; one still starting cannot take the Stop
+/// control yet (1061), so it is asked again until it can.
 fn stop_and_wait(service: &Service, name: &str) -> Result<bool, Failure> {
     let query = |e| Failure::windows(&format!("cannot query service {name}"), name, &e);
-    if service.query_status().map_err(query)?.current_state == ServiceState::Stopped {
-        return Ok(false);
-    }
-    match service.stop() {
-        Ok(_) => {}
-        Err(e) if os_code(&e) == Some(1062) => return Ok(false),
-        Err(e) => {
-            return Err(Failure::windows(
-                &format!("cannot stop service {name}"),
-                name,
-                &e,
-            ));
-        }
-    }
     let deadline = Instant::now() + STOP_WAIT;
+    let mut first = true;
+    let mut asked = false;
     loop {
         let status = service.query_status().map_err(query)?;
-        if status.current_state == ServiceState::Stopped {
-            return Ok(true);
+        match status.current_state {
+            ServiceState::Stopped => return Ok(!first),
+            ServiceState::StopPending => {}
+            state if !asked => match service.stop() {
+                Ok(_) => asked = true,
+                Err(e) if os_code(&e) == Some(1062) => return Ok(!first),
+                // Not accepting Stop yet (still starting: Windows says 1061, wine 1052): ask
+                // again on the next poll.
+                Err(e)
+                    if os_code(&e) == Some(1061)
+                        || (os_code(&e) == Some(1052) && state == ServiceState::StartPending) => {}
+                Err(e) => {
+                    return Err(Failure::windows(
+                        &format!("cannot stop service {name}"),
+                        name,
+                        &e,
+                    ));
+                }
+            },
+            _ => {}
         }
+        first = false;
         if Instant::now() >= deadline {
             return Err(Failure::other(format!(
                 "service {name} is still {} after {} s: it may still be finishing orders; see its log, and as a last resort end it with taskkill /F /PID {}",
@@ -493,7 +523,9 @@ fn run_service(args: &RunArgs) -> windows_service::Result<()> {
         let cancel = cancel.clone();
         let handle = Arc::clone(&handle);
         move |control| match control {
-            ServiceControl::Stop | ServiceControl::Shutdown => {
+            // Preshutdown comes first at shutdown, with the timeout install sets; Shutdown
+            // (a few seconds only) when Windows does not send it.
+            ServiceControl::Stop | ServiceControl::Preshutdown | ServiceControl::Shutdown => {
                 if let Some(handle) = handle.get() {
                     let _ = handle.set_service_status(reported(
                         ServiceState::StopPending,
@@ -580,7 +612,9 @@ fn serve(
     };
     if !cancel.is_cancelled() {
         let running = ServiceStatus {
-            controls_accepted: ServiceControlAccept::STOP | ServiceControlAccept::SHUTDOWN,
+            controls_accepted: ServiceControlAccept::STOP
+                | ServiceControlAccept::PRESHUTDOWN
+                | ServiceControlAccept::SHUTDOWN,
             ..reported(
                 ServiceState::Running,
                 ServiceExitCode::NO_ERROR,

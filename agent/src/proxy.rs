@@ -66,25 +66,34 @@ pub struct Proxy {
 
 impl Proxy {
     /// `http://[user[:password]@]host[:port][/]`, port 3128 by default; the user name and
-    /// password are percent-decoded as curl does (`p%40ss` is `p@ss`). Errors never repeat them.
+    /// password are percent-decoded as curl does (`p%40ss` is `p@ss`). Everything up to the last
+    /// `@` is the user name and password, so a raw `@`, `/`, `?` or `#` in the password works as
+    /// in curl. Errors never repeat any part of the URL: a mistyped URL may hold a password.
     pub fn parse(url: &str) -> Result<Self, String> {
         let rest = url.strip_prefix("http://").ok_or(
             "must be an http:// URL (http://[user:password@]host:port), \"none\", \"auto\" or \
              \"pac:<url>\"",
         )?;
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-        let (credentials, host_port) = match authority.rsplit_once('@') {
-            Some((userinfo, host)) => {
+        let (userinfo, after) = split_userinfo(rest);
+        let credentials = match userinfo {
+            Some(userinfo) => {
                 let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-                let credentials = Credentials::new(
+                Some(Credentials::new(
                     percent_decode(user).map_err(|e| format!("the user name {e}"))?,
                     percent_decode(password).map_err(|e| format!("the password {e}"))?,
-                );
-                (Some(credentials), host)
+                ))
             }
-            None => (None, authority),
+            None => None,
         };
-        let (host, port) = host_and_port(host_port, 3128)?;
+        let host_port = after.split(['/', '?', '#']).next().unwrap_or_default();
+        let (host, port) = parse_host_port(host_port, 3128).map_err(|e| {
+            let part = if credentials.is_some() {
+                "the host[:port] after '@'"
+            } else {
+                "the host[:port]"
+            };
+            format!("{part} {e} (expected http://[user:password@]host:port)")
+        })?;
         Ok(Self {
             host,
             port,
@@ -104,15 +113,25 @@ impl fmt::Display for Proxy {
     }
 }
 
-/// A proxy setting fit for logs: the user name and password of a URL replaced.
+/// A proxy setting fit for logs: the user name and password of a URL replaced. A URL that does
+/// not parse is hidden whole after `http://`: what looks like `host:port` may be
+/// `user:password` with the host forgotten.
 pub fn redacted(setting: &str) -> String {
     let Some(rest) = setting.strip_prefix("http://") else {
         return setting.to_owned();
     };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..end].rfind('@') {
-        Some(at) => format!("http://<hidden>@{}", &rest[at + 1..]),
-        None => setting.to_owned(),
+    match split_userinfo(rest) {
+        (Some(_), after) => format!("http://<hidden>@{after}"),
+        (None, _) if Proxy::parse(setting).is_err() => "http://<hidden>".to_owned(),
+        (None, _) => setting.to_owned(),
+    }
+}
+
+/// Splits what follows `http://` at its last `@`: (user info, the rest), as curl does.
+fn split_userinfo(rest: &str) -> (Option<&str>, &str) {
+    match rest.rsplit_once('@') {
+        Some((userinfo, after)) => (Some(userinfo), after),
+        None => (None, rest),
     }
 }
 
@@ -125,15 +144,18 @@ pub fn authority(host: &str, port: u16) -> String {
     }
 }
 
-/// `host[:port]` (IPv6 in brackets), `default_port` when there is none.
+/// `host[:port]` (IPv6 in brackets), `default_port` when there is none; errors repeat `text`
+/// (a WinHTTP proxy list entry, which holds no credentials).
 pub(crate) fn host_and_port(text: &str, default_port: u16) -> Result<(String, u16), String> {
+    parse_host_port(text, default_port).map_err(|e| format!("{text:?} {e}"))
+}
+
+/// [`host_and_port`] with errors that do not repeat the text.
+fn parse_host_port(text: &str, default_port: u16) -> Result<(String, u16), &'static str> {
     let uri: Uri = format!("http://{text}/")
         .parse()
-        .map_err(|_| format!("{text:?} is not a valid host[:port]"))?;
-    let host = uri
-        .host()
-        .filter(|h| !h.is_empty())
-        .ok_or_else(|| format!("{text:?} has no host"))?;
+        .map_err(|_| "is not a valid host[:port]")?;
+    let host = uri.host().filter(|h| !h.is_empty()).ok_or("has no host")?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
     let port = if authority.starts_with('[') {
@@ -142,9 +164,7 @@ pub(crate) fn host_and_port(text: &str, default_port: u16) -> Result<(String, u1
         authority.rsplit_once(':').map(|(_, port)| port)
     };
     let port = match port {
-        Some(port) => port
-            .parse()
-            .map_err(|_| format!("{text:?} has an invalid port"))?,
+        Some(port) => port.parse().map_err(|_| "has an invalid port")?,
         None => default_port,
     };
     Ok((host.to_owned(), port))
@@ -195,9 +215,10 @@ impl Setting {
         }
         if let Some(url) = text.strip_prefix("pac:") {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(format!(
-                    "pac: must be followed by the PAC file's http:// or https:// URL, not {url:?}"
-                ));
+                // Not repeated: it may be a mistyped URL with a password in it.
+                return Err(
+                    "pac: must be followed by the PAC file's http:// or https:// URL".to_owned(),
+                );
             }
             return Ok(Self::Pac(url.to_owned()));
         }

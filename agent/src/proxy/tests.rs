@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use super::*;
 
-fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
     let map: HashMap<String, String> = pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -221,4 +221,55 @@ fn the_target_url_is_what_winhttp_evaluates() {
         tls: false,
     };
     assert_eq!(plain.url(), "http://[::1]:8080/");
+}
+
+#[test]
+fn a_raw_slash_question_mark_or_hash_in_the_password_works_as_in_curl() {
+    for (url, password) in [
+        ("http://alice:pa/ss@proxy:3128", "pa/ss"),
+        ("http://alice:se#cret@proxy", "se#cret"),
+        ("http://alice:a?b/c@proxy:3128/", "a?b/c"),
+    ] {
+        let p = Proxy::parse(url).expect(url);
+        assert_eq!((p.host.as_str(), p.port), ("proxy", 3128), "{url}");
+        assert_eq!(p.credentials, Some(Credentials::new("alice", password)));
+    }
+}
+
+#[test]
+fn a_url_without_its_host_is_an_error_that_does_not_repeat_the_password() {
+    for url in [
+        "http://alice:secret",
+        "http://alice:secret@",
+        "http://alice:secret@:8080",
+        "http://alice:secret@proxy:port",
+        "http://alice:secret@pro xy:1",
+    ] {
+        let error = Proxy::parse(url).expect_err(url);
+        assert!(!error.contains("secret"), "{url}: {error}");
+        assert!(error.contains("host[:port]"), "{url}: {error}");
+        let env = env_of(&[("HTTPS_PROXY", url)]);
+        let error = plan(None, &wss("relay"), &env).expect_err(url);
+        assert!(error.starts_with("HTTPS_PROXY: "), "{error}");
+        assert!(!error.contains("secret"), "{url}: {error}");
+        let error = plan(Some(url), &wss("relay"), &env_of(&[])).expect_err(url);
+        assert!(!error.contains("secret"), "{url}: {error}");
+        assert!(!redacted(url).contains("secret"), "{}", redacted(url));
+    }
+    let error = Setting::parse(Some("pac:alice:secret@host")).expect_err("not a URL");
+    assert!(!error.contains("secret"), "{error}");
+}
+
+#[test]
+fn redacted_hides_the_credentials_up_to_the_last_at() {
+    assert_eq!(
+        redacted("http://alice:pa/ss@proxy:3128"),
+        "http://<hidden>@proxy:3128"
+    );
+    assert_eq!(
+        redacted("http://alice:se#cr@t@proxy/"),
+        "http://<hidden>@proxy/"
+    );
+    assert_eq!(redacted("http://proxy:3128"), "http://proxy:3128");
+    assert_eq!(redacted("auto"), "auto");
 }

@@ -7,10 +7,11 @@
 //!
 //! NTLM (and Negotiate when it falls back to NTLM) authenticates the connection, not a request:
 //! once a token went out, the rest of the exchange must stay on that connection. A 407 body is
-//! read and discarded when it has a (bounded) Content-Length; without one, or with
-//! `Connection: close`, the connection cannot carry the next leg: before the first token a new
-//! connection is opened, after it the exchange fails saying why. The caller's connect timeout
-//! bounds it all; the response head and the number of legs are bounded here.
+//! read and discarded when it has a Content-Length or is chunked (both bounded); without either,
+//! or with `Connection: close`, the connection cannot carry the next leg: before the first token
+//! a new connection is opened, after it the exchange fails saying why. The caller's connect
+//! timeout bounds it all; the response head, the body and the number of legs are bounded here.
+//! The authenticator's steps run on the blocking pool (SSPI may wait for a domain controller).
 
 use base64::Engine;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,6 +24,8 @@ use crate::transport::ConnectError;
 const MAX_HEAD: usize = 16 * 1024;
 /// Longest 407 body read (and discarded) to keep the connection; a longer one closes it.
 const MAX_BODY: u64 = 64 * 1024;
+/// Longest chunk-size line (or trailer line) of a chunked 407 body.
+const MAX_CHUNK_LINE: usize = 1024;
 /// Tokens sent in one Negotiate/NTLM exchange at most (NTLM needs 2, Kerberos 1).
 const MAX_LEGS: usize = 4;
 /// Longest status line repeated in an error.
@@ -32,7 +35,8 @@ const MAX_STATUS_SHOWN: usize = 200;
 pub trait ProxyAuthenticator: Send {
     /// The scheme as sent in `Proxy-Authorization` (`Negotiate`, `NTLM`).
     fn scheme(&self) -> &str;
-    /// The next token: first without a challenge, then for each challenge the proxy sent.
+    /// The next token: first without a challenge, then for each challenge the proxy sent. May
+    /// block (a Kerberos ticket from the KDC): the tunnel calls it from `spawn_blocking`.
     fn step(&mut self, challenge: Option<&[u8]>) -> Result<Vec<u8>, String>;
 }
 
@@ -45,6 +49,12 @@ pub trait AuthProvider: Send + Sync {
         proxy_host: &str,
         offered: &[String],
     ) -> Result<Option<Box<dyn ProxyAuthenticator>>, String>;
+
+    /// Why this provider answers no Negotiate/NTLM challenge for this proxy, with what to do
+    /// instead; `None` when it does what it can.
+    fn refusal(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// No authenticator (every platform but Windows).
@@ -57,6 +67,31 @@ impl AuthProvider for NoAuth {
         _offered: &[String],
     ) -> Result<Option<Box<dyn ProxyAuthenticator>>, String> {
         Ok(None)
+    }
+}
+
+/// For a proxy WPAD auto-detection found: no Negotiate/NTLM with the machine's credentials, as a
+/// spoofed WPAD answer (DHCP or DNS on the local network) could point the agent at a proxy that
+/// relays the exchange to log on elsewhere as this machine.
+pub struct NoLogonForWpad;
+
+impl AuthProvider for NoLogonForWpad {
+    fn authenticator(
+        &self,
+        _proxy_host: &str,
+        _offered: &[String],
+    ) -> Result<Option<Box<dyn ProxyAuthenticator>>, String> {
+        Ok(None)
+    }
+
+    fn refusal(&self) -> Option<&str> {
+        Some(
+            "the agent does not answer Negotiate/NTLM with the account it runs as for a proxy \
+             found by WPAD auto-detection (relay.proxy = \"auto\"), since a spoofed WPAD answer \
+             could relay that logon; name the proxy in relay.proxy as http://host:port, give its \
+             PAC file as relay.proxy = \"pac:<url>\", or set it in the WinHTTP settings (netsh \
+             winhttp set proxy)",
+        )
     }
 }
 
@@ -101,23 +136,24 @@ pub async fn tunnel(
         if proxy.credentials.is_some() {
             return Err(basic_rejected(proxy, &response, &offered));
         }
-        let challenge = match &mut exchange {
+        let challenge = match &exchange {
             None => {
                 let chosen = auth
                     .authenticator(&proxy.host, &offered)
                     .map_err(|e| account_cannot(proxy, &response, &offered, &e))?;
                 let Some(chosen) = chosen else {
-                    return Err(requires_auth(proxy, &response, &offered));
+                    return Err(requires_auth(proxy, &response, &offered, auth.refusal()));
                 };
                 if !reusable {
                     // No token went out yet: a new connection may start the exchange.
                     stream = open(proxy).await?;
                 }
-                exchange.insert(chosen).step(None)
+                exchange = Some(chosen);
+                None
             }
             Some(current) => {
-                let scheme = current.scheme().to_owned();
-                let Some(challenge) = response.challenge(&scheme) else {
+                let scheme = current.scheme();
+                let Some(challenge) = response.challenge(scheme) else {
                     return Err(fail(
                         proxy,
                         format!(
@@ -160,11 +196,13 @@ pub async fn tunnel(
                             format!("sent a {scheme} challenge that is not base64"),
                         )
                     })?;
-                current.step(Some(&challenge))
+                Some(challenge)
             }
         };
-        let token = challenge.map_err(|e| account_cannot(proxy, &response, &offered, &e))?;
-        let scheme = exchange.as_ref().map(|e| e.scheme()).unwrap_or_default();
+        let current = exchange.take().expect("an exchange was chosen above");
+        let (current, token) = step(proxy, current, challenge).await?;
+        let token = token.map_err(|e| account_cannot(proxy, &response, &offered, &e))?;
+        let scheme = exchange.insert(current).scheme();
         if token.is_empty() {
             return Err(fail(
                 proxy,
@@ -179,6 +217,25 @@ pub async fn tunnel(
             base64::engine::general_purpose::STANDARD.encode(token)
         ));
     }
+}
+
+/// One step of the exchange, off the async threads: SSPI may wait for a domain controller.
+async fn step(
+    proxy: &Proxy,
+    mut current: Box<dyn ProxyAuthenticator>,
+    challenge: Option<Vec<u8>>,
+) -> Result<(Box<dyn ProxyAuthenticator>, Result<Vec<u8>, String>), ConnectError> {
+    tokio::task::spawn_blocking(move || {
+        let token = current.step(challenge.as_deref());
+        (current, token)
+    })
+    .await
+    .map_err(|e| {
+        fail(
+            proxy,
+            format!("asked for authentication and the exchange failed: {e}"),
+        )
+    })
 }
 
 async fn open(proxy: &Proxy) -> Result<TcpStream, ConnectError> {
@@ -248,14 +305,17 @@ impl Response {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The schemes of all `Proxy-Authenticate` headers, in order, without parameters.
+    /// The challenges of all `Proxy-Authenticate` headers, in order: (scheme, what follows it).
+    fn challenges(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.values("proxy-authenticate").flat_map(challenges)
+    }
+
+    /// The schemes of all `Proxy-Authenticate` challenges, in order, without parameters.
     fn offered_schemes(&self) -> Vec<String> {
         let mut schemes: Vec<String> = Vec::new();
-        for value in self.values("proxy-authenticate") {
-            if let Some(scheme) = value.split_whitespace().next()
-                && !schemes.iter().any(|s| s.eq_ignore_ascii_case(scheme))
-            {
-                schemes.push(scheme.trim_end_matches(',').to_owned());
+        for (scheme, _) in self.challenges() {
+            if !schemes.iter().any(|s| s.eq_ignore_ascii_case(scheme)) {
+                schemes.push(scheme.to_owned());
             }
         }
         schemes
@@ -263,11 +323,9 @@ impl Response {
 
     /// The base64 challenge of `Proxy-Authenticate: <scheme> <challenge>`.
     fn challenge(&self, scheme: &str) -> Option<&str> {
-        self.values("proxy-authenticate").find_map(|value| {
-            let (name, rest) = value.split_once(char::is_whitespace)?;
-            let rest = rest.trim();
-            (name.eq_ignore_ascii_case(scheme) && !rest.is_empty()).then_some(rest)
-        })
+        self.challenges()
+            .find(|(name, rest)| name.eq_ignore_ascii_case(scheme) && !rest.is_empty())
+            .map(|(_, rest)| rest)
     }
 
     /// Whether the proxy keeps the connection after this response.
@@ -287,6 +345,36 @@ impl Response {
         }
         !self.http10 || connection.iter().any(|t| t == "keep-alive")
     }
+}
+
+/// The challenges in one `Proxy-Authenticate` value (RFC 9110 11.6.1): comma-separated elements
+/// (commas inside quotes do not count); an element whose first token is followed by `=` is a
+/// parameter of the challenge before it, any other starts a challenge with that token as scheme.
+fn challenges(value: &str) -> impl Iterator<Item = (&str, &str)> {
+    let mut elements = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, c) in value.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                elements.push(&value[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    elements.push(&value[start..]);
+    elements.into_iter().filter_map(|element| {
+        let element = element.trim();
+        let end = element
+            .find(|c: char| c.is_whitespace() || c == '=')
+            .unwrap_or(element.len());
+        let (name, rest) = element.split_at(end);
+        let parameter = rest.trim_start().starts_with('=');
+        (!name.is_empty() && !parameter).then(|| (name, rest.trim()))
+    })
 }
 
 /// Reads the response head byte by byte, so nothing after it (the tunnel's first bytes) is
@@ -332,7 +420,10 @@ async fn discard_body(
         .any(|v| v.to_ascii_lowercase().contains("chunked"));
     let length = response.values("content-length").next();
     let keeps = response.keeps_connection();
-    let Some(length) = length.filter(|_| !chunked) else {
+    if chunked {
+        return Ok(discard_chunked(stream).await && keeps);
+    }
+    let Some(length) = length else {
         // Unknown length: the body ends when the proxy closes; this connection is done.
         return Ok(false);
     };
@@ -350,6 +441,59 @@ async fn discard_body(
         return Ok(false);
     }
     Ok(keeps)
+}
+
+/// Reads and drops a chunked body, at most [`MAX_BODY`] bytes of chunks; whether it was read
+/// to its end (and the connection can go on).
+async fn discard_chunked(stream: &mut TcpStream) -> bool {
+    let mut total = 0u64;
+    loop {
+        let Some(line) = read_line(stream).await else {
+            return false;
+        };
+        let size = line.split(';').next().unwrap_or_default().trim();
+        let Ok(size) = u64::from_str_radix(size, 16) else {
+            return false;
+        };
+        if size == 0 {
+            break;
+        }
+        total = total.saturating_add(size);
+        if total > MAX_BODY {
+            return false;
+        }
+        let mut chunk = vec![0u8; usize::try_from(size).unwrap_or(0) + 2];
+        if stream.read_exact(&mut chunk).await.is_err() || !chunk.ends_with(b"\r\n") {
+            return false;
+        }
+    }
+    // Trailers, up to the empty line; as many as the body's bound allows.
+    let mut trailers = 0u64;
+    loop {
+        match read_line(stream).await {
+            Some(line) if line.is_empty() => return true,
+            Some(line) => {
+                trailers += line.len() as u64;
+                if trailers > MAX_BODY {
+                    return false;
+                }
+            }
+            None => return false,
+        }
+    }
+}
+
+/// One CRLF-terminated line of at most [`MAX_CHUNK_LINE`] bytes, without the CRLF.
+async fn read_line(stream: &mut TcpStream) -> Option<String> {
+    let mut line = Vec::new();
+    while !line.ends_with(b"\r\n") {
+        if line.len() > MAX_CHUNK_LINE {
+            return None;
+        }
+        line.push(stream.read_u8().await.ok()?);
+    }
+    line.truncate(line.len() - 2);
+    String::from_utf8(line).ok()
 }
 
 fn shown(text: &str) -> String {
@@ -389,11 +533,18 @@ fn refused(proxy: &Proxy, target: &str, response: &Response) -> ConnectError {
     )
 }
 
-fn requires_auth(proxy: &Proxy, response: &Response, offered: &[String]) -> ConnectError {
+fn requires_auth(
+    proxy: &Proxy,
+    response: &Response,
+    offered: &[String],
+    refusal: Option<&str>,
+) -> ConnectError {
     let offers_windows = offered
         .iter()
         .any(|s| s.eq_ignore_ascii_case("negotiate") || s.eq_ignore_ascii_case("ntlm"));
-    let how = if offers_windows && !cfg!(windows) {
+    let how = if let Some(why) = refusal.filter(|_| offers_windows) {
+        why
+    } else if offers_windows && !cfg!(windows) {
         "put credentials in relay.proxy as http://user:password@host:port (Negotiate and NTLM \
          with the account the agent runs as work on Windows only)"
     } else {

@@ -518,3 +518,110 @@ async fn an_account_without_credentials_gets_the_reason_and_what_to_do() {
         "{text}"
     );
 }
+
+/// [`ntlm_proxy`] with its 407 bodies sent chunked (with an extension and a trailer).
+fn chunked(answer: String) -> String {
+    let head = answer
+        .split("\r\n\r\n")
+        .next()
+        .expect("a head")
+        .lines()
+        .filter(|l| !l.starts_with("Content-Length"))
+        .collect::<Vec<_>>()
+        .join("\r\n");
+    format!(
+        "{head}\r\nTransfer-Encoding: chunked\r\n\r\n5;note=x\r\nnope!\r\n3\r\n :(\r\n0\r\n\
+         X-Trailer: 1\r\n\r\n"
+    )
+}
+
+#[tokio::test]
+async fn a_chunked_407_body_is_discarded_and_the_connection_kept() {
+    let ntlm = ntlm_proxy(false);
+    let fake = FakeProxy::start(move |connection, head| match ntlm(connection, head) {
+        Reply::Keep(answer) => Reply::Keep(chunked(answer)),
+        other => other,
+    })
+    .await;
+    let stream = tunnel(
+        &fake.proxy(),
+        "relay.example.com",
+        443,
+        &FakeProvider::new("NTLM"),
+    )
+    .await
+    .expect("tunnel");
+    echoes(stream).await;
+    let connections: Vec<usize> = fake.requests().iter().map(|(c, _)| *c).collect();
+    assert_eq!(connections, [0, 0, 0]);
+}
+
+#[tokio::test]
+async fn a_chunked_407_body_over_the_bound_is_not_read_to_its_end() {
+    let fake = FakeProxy::start(|_, head| match authorization(head) {
+        None => Reply::Keep(
+            "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: NTLM\r\n\
+             Transfer-Encoding: chunked\r\n\r\nFFFFFFFF\r\n"
+                .into(),
+        ),
+        Some(_) => Reply::Tunnel,
+    })
+    .await;
+    let stream = tunnel(
+        &fake.proxy(),
+        "relay.example.com",
+        443,
+        &FakeProvider::new("NTLM"),
+    )
+    .await
+    .expect("tunnel");
+    echoes(stream).await;
+    let connections: Vec<usize> = fake.requests().iter().map(|(c, _)| *c).collect();
+    assert_eq!(
+        connections,
+        [0, 1],
+        "the first token goes on a new connection"
+    );
+}
+
+#[test]
+fn several_challenges_in_one_header_are_all_offered() {
+    let response = Response::parse(
+        b"HTTP/1.1 407 Proxy Authentication Required\r\n\
+          Proxy-Authenticate: Negotiate, NTLM\r\n\
+          Proxy-Authenticate: NTLM, Basic realm=\"a, b\", charset=\"UTF-8\", Digest realm=x, \
+          nonce=\"1\"\r\n\r\n",
+    )
+    .expect("parses");
+    assert_eq!(
+        response.offered_schemes(),
+        ["Negotiate", "NTLM", "Basic", "Digest"]
+    );
+    let response = Response::parse(
+        b"HTTP/1.1 407 No\r\nProxy-Authenticate: Basic realm=\"x\", NTLM TlRMTVNTUAACAA==\r\n\r\n",
+    )
+    .expect("parses");
+    assert_eq!(response.offered_schemes(), ["Basic", "NTLM"]);
+    assert_eq!(response.challenge("NTLM"), Some("TlRMTVNTUAACAA=="));
+    assert_eq!(response.challenge("Negotiate"), None);
+}
+
+#[tokio::test]
+async fn a_proxy_found_by_wpad_gets_no_windows_logon_and_the_error_says_why() {
+    let fake = FakeProxy::start(|_, _| {
+        Reply::Keep(
+            "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Negotiate, NTLM\r\n\
+             Content-Length: 0\r\n\r\n"
+                .into(),
+        )
+    })
+    .await;
+    let error = tunnel(&fake.proxy(), "relay.example.com", 443, &NoLogonForWpad)
+        .await
+        .expect_err("no logon for a WPAD proxy");
+    let text = error.to_string();
+    assert!(text.contains("offers Negotiate, NTLM"), "{text}");
+    assert!(text.contains("WPAD auto-detection"), "{text}");
+    assert!(text.contains("pac:<url>"), "{text}");
+    assert_eq!(fake.requests().len(), 1, "no token went out");
+}

@@ -630,7 +630,7 @@ impl AgentConfig {
 /// A configuration file's text: UTF-8 (a byte order mark is skipped by the TOML parser), or
 /// UTF-16 with its byte order mark, as Windows PowerShell 5.1's `>` and `Out-File` and
 /// Notepad's "Unicode" write it.
-fn decode_text(bytes: &[u8]) -> Result<String, String> {
+pub(crate) fn decode_text(bytes: &[u8]) -> Result<String, String> {
     let utf16 = |rest: &[u8], unit: fn([u8; 2]) -> u16| {
         if !rest.len().is_multiple_of(2) {
             return Err("the file is UTF-16 with an odd number of bytes (cut off?)".to_owned());

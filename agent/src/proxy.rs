@@ -12,7 +12,12 @@
 //! 4. Direct.
 //!
 //! The environment is read once; the system's settings are read again at every connect attempt
-//! (they are cheap to read and may change while the agent runs).
+//! (they are cheap to read and may change while the agent runs), before and outside the connect
+//! timeout: a WPAD or PAC lookup gets 8 s of its own, then the WinHTTP settings apply.
+//!
+//! A proxy found by WPAD auto-detection gets no Negotiate/NTLM answer with the machine's
+//! account (a spoofed WPAD answer could relay it); one named in relay.proxy, `HTTPS_PROXY`, the
+//! WinHTTP settings or a `pac:` file does.
 //!
 //! - [`list`]: WinHTTP's proxy and bypass lists, parsed here so Linux tests them.
 //! - [`tunnel`]: CONNECT, with Basic from the URL or Negotiate/NTLM through a
@@ -26,7 +31,7 @@ use std::fmt;
 use base64::Engine;
 use http::Uri;
 
-pub use tunnel::{AuthProvider, NoAuth, ProxyAuthenticator, platform_auth, tunnel};
+pub use tunnel::{AuthProvider, NoAuth, NoLogonForWpad, ProxyAuthenticator, platform_auth, tunnel};
 
 /// The user name and password from a proxy URL, percent-decoded. `Debug` shows neither.
 #[derive(Clone, PartialEq, Eq)]
@@ -391,7 +396,8 @@ pub fn plan(
 }
 
 impl Plan {
-    /// The decision for this connect attempt.
+    /// The decision for this connect attempt. A WPAD or PAC lookup is bounded (8 s), then the
+    /// WinHTTP settings apply.
     pub async fn resolve(&self) -> Result<Decision, String> {
         match self {
             Self::Fixed(decision) => Ok(decision.clone()),
@@ -431,12 +437,38 @@ pub fn decide(answer: SystemAnswer, target: &Target) -> Result<Decision, String>
     })
 }
 
+/// Longest a WPAD or PAC lookup may take before the WinHTTP settings apply instead: it runs
+/// before, not inside, the connect timeout, so that a slow one still leaves a working fallback.
+#[cfg(windows)]
+const SYSTEM_LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
+
 #[cfg(windows)]
 async fn system(mode: &SystemMode, target: &Target) -> Result<Decision, String> {
-    let (mode, url) = (mode.clone(), target.url());
-    let answer = tokio::task::spawn_blocking(move || crate::windows::proxy::lookup(&mode, &url))
-        .await
-        .map_err(|e| format!("the system proxy lookup failed: {e}"))?;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use crate::windows::proxy;
+
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    let failed = |e: tokio::task::JoinError| format!("the system proxy lookup failed: {e}");
+    let (asked, url) = (mode.clone(), target.url());
+    let lookup = tokio::task::spawn_blocking(move || proxy::lookup(&asked, &url));
+    let answer = match tokio::time::timeout(SYSTEM_LOOKUP_TIMEOUT, lookup).await {
+        Ok(answer) => answer.map_err(failed)?,
+        Err(_) => {
+            // The lookup goes on in its thread, bounded by WinHTTP's own timeouts.
+            if !WARNED.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    ?mode,
+                    timeout = ?SYSTEM_LOOKUP_TIMEOUT,
+                    "the proxy auto-configuration lookup is too slow; using the WinHTTP settings \
+                     for this attempt (logged once)"
+                );
+            }
+            tokio::task::spawn_blocking(proxy::default_settings)
+                .await
+                .map_err(failed)?
+        }
+    };
     decide(answer, target)
 }
 

@@ -260,8 +260,9 @@ mod windows_trust {
     }
 }
 
-/// The certificates of `relay.ca_file`: PEM (one or more `BEGIN CERTIFICATE` blocks), or one
-/// DER certificate, as Windows' certificate export writes by default (".CER, DER encoded").
+/// The certificates of `relay.ca_file`: PEM (one or more `BEGIN CERTIFICATE` blocks; UTF-8 with
+/// or without a byte order mark, or UTF-16 as PowerShell 5.1's `>` writes it), or one DER
+/// certificate, as Windows' certificate export writes by default (".CER, DER encoded").
 fn read_ca_file(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, ConnectError> {
     let failed =
         |what: String| ConnectError::Tls(format!("relay.ca_file {}: {what}", path.display()));
@@ -272,7 +273,9 @@ fn read_ca_file(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, 
         webpki_parse_check(&cert).map_err(failed)?;
         return Ok(vec![cert.into_owned()]);
     }
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&bytes)
+    let text = crate::config::decode_text(&bytes).map_err(failed)?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(text.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(|e| failed(format!("{e} (expected PEM or DER certificates)")))?;
     if certs.is_empty() {
@@ -338,6 +341,16 @@ pub async fn dial_via(config: &RelayConfig, decision: &Decision) -> anyhow::Resu
     Ok(connect(config, tls, &plan, Duration::from_secs(10)).await?)
 }
 
+/// Who may answer the proxy's Negotiate/NTLM challenge: the account the agent runs as, except
+/// for a proxy WPAD auto-detection found (a spoofed WPAD answer could relay that logon).
+fn auth_for(decision: &Decision) -> &'static dyn proxy::AuthProvider {
+    if decision.source == proxy::Source::Wpad {
+        &proxy::NoLogonForWpad
+    } else {
+        proxy::platform_auth()
+    }
+}
+
 /// Says hello and waits (bounded) for the relay's welcome.
 pub async fn greet(socket: &mut Socket, role: SessionRole, credit: u32) -> anyhow::Result<Welcome> {
     let hello = Message::Hello(Hello {
@@ -363,15 +376,20 @@ pub async fn greet(socket: &mut Socket, role: SessionRole, credit: u32) -> anyho
     .map_err(|_| anyhow::anyhow!("no welcome within 10 s"))?
 }
 
-/// Connects to the relay and completes the WebSocket handshake, within `timeout`; the proxy
-/// decision (the system's settings may be read) is part of the attempt and of the timeout.
+/// Connects to the relay and completes the WebSocket handshake, within `timeout`. The proxy
+/// decision comes first and outside it: reading the system's settings (a WPAD or PAC lookup)
+/// has its own bound (see [`Plan::resolve`]).
 pub async fn connect(
     config: &RelayConfig,
     tls: Option<Arc<ClientConfig>>,
-    proxy: &Plan,
+    plan: &Plan,
     timeout: Duration,
 ) -> Result<Socket, ConnectError> {
-    tokio::time::timeout(timeout, open(config, tls, proxy))
+    let decision = plan.resolve().await.map_err(ConnectError::Proxy)?;
+    if matches!(plan, Plan::System { .. }) {
+        tracing::debug!(relay = %config.url, proxy = %decision, "proxy for this attempt");
+    }
+    tokio::time::timeout(timeout, open(config, tls, &decision))
         .await
         .map_err(|_| ConnectError::Timeout(timeout))?
 }
@@ -379,17 +397,13 @@ pub async fn connect(
 async fn open(
     config: &RelayConfig,
     tls: Option<Arc<ClientConfig>>,
-    plan: &Plan,
+    decision: &Decision,
 ) -> Result<Socket, ConnectError> {
     let endpoint =
         Endpoint::parse(&config.url, config.insecure_dev).map_err(ConnectError::Handshake)?;
-    let decision = plan.resolve().await.map_err(ConnectError::Proxy)?;
-    if matches!(plan, Plan::System { .. }) {
-        tracing::debug!(relay = %config.url, proxy = %decision, "proxy for this attempt");
-    }
     let tcp = match &decision.proxy {
         Some(proxy) => {
-            proxy::tunnel(proxy, &endpoint.host, endpoint.port, proxy::platform_auth()).await?
+            proxy::tunnel(proxy, &endpoint.host, endpoint.port, auth_for(decision)).await?
         }
         None => {
             let target = format!("{}:{}", endpoint.host, endpoint.port);
@@ -502,6 +516,51 @@ mod tests {
         };
         if let Err(e) = tls_config(&config) {
             panic!("a DER ca_file sets up TLS: {e}");
+        }
+    }
+
+    #[test]
+    fn a_pem_ca_file_saved_with_a_bom_or_as_utf16_is_read() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let plain = {
+            let path = dir.path().join("plain.pem");
+            std::fs::write(&path, CA_PEM).expect("write");
+            read_ca_file(&path).expect("PEM is read")
+        };
+        let utf16 = |unit: fn(u16) -> [u8; 2], bom: [u8; 2]| -> Vec<u8> {
+            bom.into_iter()
+                .chain(CA_PEM.encode_utf16().flat_map(unit))
+                .collect()
+        };
+        for (name, bytes) in [
+            (
+                "bom.pem",
+                [b"\xEF\xBB\xBF".as_slice(), CA_PEM.as_bytes()].concat(),
+            ),
+            ("utf16le.pem", utf16(u16::to_le_bytes, [0xFF, 0xFE])),
+            ("utf16be.pem", utf16(u16::to_be_bytes, [0xFE, 0xFF])),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).expect("write");
+            let certs = read_ca_file(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(certs, plain, "{name}");
+        }
+    }
+
+    #[test]
+    fn only_a_proxy_found_by_wpad_is_refused_the_windows_logon() {
+        let decision = |source| Decision {
+            proxy: None,
+            source,
+        };
+        assert!(auth_for(&decision(proxy::Source::Wpad)).refusal().is_some());
+        for source in [
+            proxy::Source::Config,
+            proxy::Source::Env("HTTPS_PROXY"),
+            proxy::Source::WinHttp,
+            proxy::Source::Pac("http://pac/proxy.pac".into()),
+        ] {
+            assert!(auth_for(&decision(source)).refusal().is_none());
         }
     }
 }

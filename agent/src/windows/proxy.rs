@@ -48,8 +48,8 @@ pub fn lookup(mode: &SystemMode, url: &str) -> SystemAnswer {
     }
 }
 
-/// The machine's WinHTTP settings.
-fn default_settings() -> SystemAnswer {
+/// The machine's WinHTTP settings. Blocking (but quick: a registry read).
+pub fn default_settings() -> SystemAnswer {
     let mut info = WINHTTP_PROXY_INFO::default();
     // SAFETY: `info` is a valid out-structure; on success its strings were allocated by WinHTTP
     // with GlobalAlloc and are freed by `take_strings`.

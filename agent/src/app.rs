@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{AgentConfig, MamutBackend};
+use crate::config::{AgentConfig, MamutBackend, Writer};
 use crate::mamut::Mamut;
+use crate::mamut::import::ImportWriter;
 use crate::mamut::mapping::Mapping;
 use crate::mamut::recorder::Recorder;
 use crate::mamut::sqlserver::SqlServer;
@@ -80,11 +81,15 @@ pub fn mamut_backend(config: &AgentConfig) -> anyhow::Result<Arc<dyn Mamut>> {
                 None => Mapping::default(),
             };
             tracing::info!(host = %sql.host, port = sql.port, database = %sql.database, "Mamut on SQL Server");
-            Arc::new(SqlServer::new(
-                sql.clone(),
-                mapping,
-                config.watch.currency.clone(),
-            ))
+            let server = SqlServer::new(sql.clone(), mapping, config.watch.currency.clone());
+            match config.mamut.writer {
+                Writer::Sql => Arc::new(server),
+                Writer::Import => {
+                    let import = &config.mamut.import;
+                    tracing::info!(program = %import.program.display(), client = %import.client, spool = %import.spool_dir.display(), "orders through Mamut's import");
+                    Arc::new(ImportWriter::new(server, import.clone()).map_err(anyhow::Error::msg)?)
+                }
+            }
         }
     })
 }

@@ -139,6 +139,17 @@ pub enum MamutBackend {
     Sqlserver,
 }
 
+/// How orders are written into Mamut (with the `sqlserver` backend).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Writer {
+    /// INSERTs into the mapped tables, in one transaction per order.
+    #[default]
+    Sql,
+    /// Mamut's own import program (Mamut Import/Export) on a GBAOX10 file per order.
+    Import,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Encryption {
@@ -495,7 +506,10 @@ pub struct MamutConfig {
     pub path: PathBuf,
     /// Test hook: hold the write transaction open this long before committing.
     pub apply_delay_ms: u64,
+    /// How orders are written (sqlserver backend): `sql` or Mamut's `import`.
+    pub writer: Writer,
     pub sqlserver: SqlServerConfig,
+    pub import: crate::mamut::import::config::ImportConfig,
 }
 
 impl Default for MamutConfig {
@@ -504,7 +518,9 @@ impl Default for MamutConfig {
             backend: MamutBackend::Recorder,
             path: "mamut-recorder.sqlite".into(),
             apply_delay_ms: 0,
+            writer: Writer::Sql,
             sqlserver: SqlServerConfig::default(),
+            import: Default::default(),
         }
     }
 }
@@ -622,6 +638,16 @@ impl AgentConfig {
             }
             MamutBackend::Sqlserver => self.mamut.sqlserver.validate()?,
             MamutBackend::Recorder => {}
+        }
+        if self.mamut.writer == Writer::Import {
+            if self.mamut.backend != MamutBackend::Sqlserver {
+                return Err(error(
+                    "mamut.writer",
+                    "\"import\" needs backend = \"sqlserver\": the agent finds imported orders \
+                     over SQL Server",
+                ));
+            }
+            self.mamut.import.validate()?;
         }
         Ok(())
     }

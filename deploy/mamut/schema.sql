@@ -28,6 +28,7 @@ CREATE TABLE customers (
     zip           NVARCHAR(20)   NULL,
     city          NVARCHAR(60)   NULL,
     country       NVARCHAR(2)    NULL,
+    ext_id        NVARCHAR(50)   NULL,    -- the customer's id in the external register, kept by Mamut's import
     rv            ROWVERSION
 );
 CREATE INDEX customers_email ON customers (email);
@@ -73,7 +74,7 @@ CREATE TABLE orders (
     doc_type        NVARCHAR(10)   NOT NULL,  -- 'order' | 'invoice'
     customer_no     INT            NOT NULL REFERENCES customers (customer_no),
     external_no     NVARCHAR(50)   NOT NULL,  -- the shop's order id: the idempotency key
-    shop_id         NVARCHAR(64)   NOT NULL,
+    shop_id         NVARCHAR(64)   NULL,      -- written by the SQL writer; Mamut's import leaves it NULL
     status          NVARCHAR(30)   NOT NULL,  -- see mapping.toml [statuses]
     order_date      DATETIME2(3)   NOT NULL,
     currency        NVARCHAR(3)    NOT NULL,

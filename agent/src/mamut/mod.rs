@@ -1,8 +1,10 @@
 //! The Mamut boundary: everything the agent writes to or reads from Mamut goes through
 //! [`Mamut`]. [`sqlserver::SqlServer`] is the real implementation (tiberius, tables and
 //! columns from [`mapping::Mapping`]); [`recorder::Recorder`] is a test and development
-//! stand-in that records applied orders.
+//! stand-in that records applied orders; [`import::ImportWriter`] writes orders through
+//! Mamut's own import program and reads over SQL Server.
 
+pub mod import;
 pub mod mapping;
 pub mod recorder;
 pub mod sqlserver;

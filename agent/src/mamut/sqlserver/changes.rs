@@ -288,11 +288,20 @@ impl SqlServer {
         each("order_status", rows, |row| {
             let rv = value::rowversion(row, 5)?;
             let order_no = value::required_int(row, 0)?;
-            let Some(Ok(shop_id)) = text(row, 1)?.map(ShopId::new) else {
+            let Some(external) = text(row, 2)? else {
                 return Ok(None);
             };
-            let Some(shop_order_id) = text(row, 2)? else {
-                return Ok(None);
+            let (shop_id, shop_order_id) = match (text(row, 1)?, &self.imported) {
+                (Some(shop), _) => match ShopId::new(shop) {
+                    Ok(shop) => (shop, external),
+                    Err(_) => return Ok(None),
+                },
+                // Written by Mamut's import: the shop is in the external order number.
+                (None, Some(template)) => match template.shop_order(&external) {
+                    Some(pair) => pair,
+                    None => return Ok(None),
+                },
+                (None, None) => return Ok(None),
             };
             let change = Change::OrderStatus(OrderStatusChange {
                 shop_id,

@@ -32,6 +32,7 @@ use crate::config::{
     Authentication, CustomerMatch, Encryption, Numbering, SeriesHolds, SqlServerConfig,
     UnknownArticle,
 };
+use crate::mamut::import::config::ExternalNo;
 use crate::watch::Cursors;
 
 pub(crate) type Conn = Client<Compat<TcpStream>>;
@@ -39,10 +40,13 @@ pub(crate) type Conn = Client<Compat<TcpStream>>;
 pub mod catalog;
 mod changes;
 pub mod errors;
+mod imported;
 pub mod pool;
 mod products;
 pub mod sql;
 pub mod value;
+
+pub use imported::Imported;
 
 /// Opens tiberius connections with the session settings every connection needs.
 pub struct TdsConnector {
@@ -96,6 +100,9 @@ pub struct SqlServer {
     /// poll, and orders never take the watcher's connections.
     watch_pool: Pool<TdsConnector>,
     catalog: tokio::sync::Mutex<Option<CachedCatalog>>,
+    /// With Mamut's import writing the orders: how an external order number names its shop
+    /// and shop order id (the import does not fill `orders.shop_id`).
+    imported: Option<ExternalNo>,
 }
 
 /// Merchant names of the fields the writer checks.
@@ -130,7 +137,15 @@ impl SqlServer {
             mapping,
             price_currency,
             catalog: tokio::sync::Mutex::new(None),
+            imported: None,
         }
+    }
+
+    /// Orders are written by Mamut's import with external order numbers made by `external`:
+    /// an order status change with no shop is read back through it.
+    pub fn with_imported(mut self, external: ExternalNo) -> Self {
+        self.imported = Some(external);
+        self
     }
 
     fn statement_timeout(&self) -> Duration {

@@ -65,6 +65,26 @@ pub fn find_order(m: &Mapping) -> String {
     )
 }
 
+/// The orders Mamut's import made for an external order number (`@P1`), oldest first.
+pub fn find_imported(m: &Mapping) -> String {
+    let c = &m.columns.orders;
+    format!(
+        "SELECT {no} FROM {t} WHERE {ext} = @P1 ORDER BY {no}",
+        no = c.order_no,
+        t = m.tables.orders,
+        ext = c.external_no
+    )
+}
+
+/// How many lines an order (`@P1`) has.
+pub fn count_lines(m: &Mapping) -> String {
+    format!(
+        "SELECT COUNT(*) FROM {t} WHERE {no} = @P1",
+        t = m.tables.order_lines,
+        no = m.columns.order_lines.order_no
+    )
+}
+
 /// A customer by one matching column (`@P1` the value, typed as the column), locked so that two
 /// orders of one new customer do not both create it. The column itself is compared, so an
 /// index on it is used.
@@ -369,6 +389,8 @@ pub fn statements(m: &Mapping, config: &SqlServerConfig) -> Vec<Statement> {
         statement("transaction.commit", COMMIT),
         statement("transaction.rollback", ROLLBACK),
         statement("order.find", find_order(m)),
+        statement("import.find", find_imported(m)),
+        statement("import.count_lines", count_lines(m)),
         statement("order.article_exists", article_exists(m)),
         statement(
             "order.insert_line",

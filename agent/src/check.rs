@@ -4,14 +4,17 @@
 //! the agent inserts into; numbering that fits IDENTITY columns; an index on each watched
 //! table's rowversion), which proxy (or none) the relay connection uses and where that setting
 //! came from, and that the relay accepts the agent's token, and prints one line per
-//! finding, each failure with what to do. Notes (the database's `READ_COMMITTED_SNAPSHOT`
+//! finding, each failure with what to do. With the import writer: Mamut's import program, the
+//! spool folder's permissions and the lookup by external order number. Notes (the database's `READ_COMMITTED_SNAPSHOT`
 //! setting) advise without failing the check.
 
 use futures_util::SinkExt;
 use shared::protocol::SessionRole;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use crate::config::{AgentConfig, MamutBackend};
+use crate::config::{AgentConfig, MamutBackend, Writer};
+use crate::mamut::import::config::ImportConfig;
+use crate::mamut::import::spool::{ImportLock, Spool};
 use crate::mamut::mapping::Mapping;
 use crate::mamut::sqlserver::SqlServer;
 use crate::proxy::Decision;
@@ -115,9 +118,81 @@ async fn mamut(config: &AgentConfig) -> Vec<Finding> {
                 &sql.database,
                 server.read_committed_snapshot().await,
             ));
+            if config.mamut.writer == Writer::Import {
+                findings.extend(import(&config.mamut.import, &server, &sql.database).await);
+            }
             findings
         }
     }
+}
+
+/// Mamut's import program, the spool folder and the lookup the import writer relies on.
+async fn import(config: &ImportConfig, server: &SqlServer, database: &str) -> Vec<Finding> {
+    let program = &config.program;
+    let mut findings = vec![match std::fs::metadata(program) {
+        Ok(m) if m.is_file() => ok(format!("import program {} is there", program.display())),
+        Ok(_) => fail(format!(
+            "mamut.import.program {} is not a file: point it at Mamut ImportExport.exe",
+            program.display()
+        )),
+        Err(e) => fail(format!(
+            "mamut.import.program {}: {e}; install Mamut Import/Export or point the setting at \
+             Mamut ImportExport.exe (usually in Mamut's program folder)",
+            program.display()
+        )),
+    }];
+    findings.push(note(format!(
+        "the import runs as \"{}\" IO {} <file> {} {} .F. and writes into company database {}: \
+         it must be the database the agent reads ([mamut.sqlserver] database = {database}), or \
+         every order is refused as not found after its import; the agent cannot ask Mamut which \
+         database a client number is",
+        program.display(),
+        config.client,
+        config.compare_key,
+        config.user_id,
+        config.client
+    )));
+    findings.push(note(
+        "a test import cannot be dry-run: Mamut's import program has no such mode (its six \
+         parameters are all it takes) and a test order would be a real order; the first order \
+         shows whether the import works (the agent's log, and the spool's failed folder)",
+    ));
+    match Spool::open(&config.spool_dir).and_then(|spool| spool.probe().map(|()| spool)) {
+        Ok(spool) => {
+            findings.push(ok(format!(
+                "spool folder {} is writable by the agent's account (write, rename, remove)",
+                spool.dir().display()
+            )));
+            let refused = std::fs::read_dir(spool.dir().join("failed"))
+                .map(|d| {
+                    d.flatten()
+                        .filter(|e| e.path().extension().is_some_and(|x| x == "xml"))
+                        .count()
+                })
+                .unwrap_or(0);
+            if refused > 0 {
+                findings.push(note(format!(
+                    "{refused} file(s) the import refused are kept in {} with their reasons",
+                    spool.dir().join("failed").display()
+                )));
+            }
+            if let Ok(None) = ImportLock::try_take(&spool.lock_file()) {
+                findings.push(note(format!(
+                    "an import is running now ({} is held)",
+                    spool.lock_file().display()
+                )));
+            }
+        }
+        Err(e) => findings.push(fail(e)),
+    }
+    findings.push(match server.find_imported("agent-check").await {
+        Ok(_) => ok("imported orders are found by their external order number \
+                     (orders.external_no)"),
+        Err(e) => fail(format!(
+            "cannot look up orders by external order number: {e}"
+        )),
+    });
+    findings
 }
 
 /// The database's `READ_COMMITTED_SNAPSHOT` setting: off (SQL Server's default) is advice, not

@@ -804,6 +804,51 @@ mod tests {
         assert_eq!(sql.order_numbering, Numbering::MaxPlusOne);
     }
 
+    #[test]
+    fn the_example_import_section_is_valid_once_chosen_and_needs_the_sqlserver_backend() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("agent.example.toml");
+        let text = std::fs::read_to_string(path).expect("example");
+        assert!(text.contains("writer = \"sql\"\n"));
+        let (_dir, path) = write(&text.replace("writer = \"sql\"\n", "writer = \"import\"\n"));
+        let config = AgentConfig::load(Some(&path), &env_of(&[])).expect("the example loads");
+        assert_eq!(config.mamut.writer, Writer::Import);
+        let import = &config.mamut.import;
+        assert_eq!(
+            (
+                import.client.as_str(),
+                import.department,
+                import.timeout_secs
+            ),
+            ("001", 1, 300)
+        );
+        assert_eq!(import.too_long("ORDERLINE.DESCRIPTION"), TooLong::Truncate);
+        assert_eq!(import.too_long("ORDER.CONTNAME"), TooLong::Refuse);
+        let external = import.external().expect("template");
+        let shop = shared::ShopId::new("demo-se").expect("shop");
+        assert_eq!(external.render(&shop, "100234").as_deref(), Ok("100234"));
+
+        let (_dir, path) = write(
+            "[relay]\nurl = \"wss://r/agent/v1/connect\"\ntoken = \"t\"\n\
+             [mamut]\nwriter = \"import\"\n",
+        );
+        let e = AgentConfig::load(Some(&path), &env_of(&[])).expect_err("recorder");
+        assert_eq!(e.key, "mamut.writer", "{e}");
+        let (_dir, path) = write(&format!(
+            "{SQLSERVER}[mamut.import]\nclient = \"1\"\nprogram = \"x.exe\"\nshop_id = \"s\"\n"
+        ));
+        let config = AgentConfig::load(Some(&path), &env_of(&[])).expect("sql writer: unchecked");
+        assert_eq!(config.mamut.writer, Writer::Sql);
+        let import = SQLSERVER.replace(
+            "backend = \"sqlserver\"\n",
+            "backend = \"sqlserver\"\nwriter = \"import\"\n",
+        );
+        let (_dir, path) = write(&format!(
+            "{import}[mamut.import]\nclient = \"1\"\nprogram = \"x.exe\"\nshop_id = \"s\"\n"
+        ));
+        let e = AgentConfig::load(Some(&path), &env_of(&[])).expect_err("client");
+        assert_eq!(e.key, "mamut.import.client", "{e}");
+    }
+
     const SQLSERVER: &str = "[relay]\nurl = \"wss://r/agent/v1/connect\"\ntoken = \"t\"\n\
                              [mamut]\nbackend = \"sqlserver\"\n[mamut.sqlserver]\nuser = \"u\"\n";
 

@@ -55,6 +55,14 @@ pub struct ImportConfig {
     pub on_too_long: TooLong,
     /// Per field, as `ORDER.TAG` or `ORDERLINE.TAG`.
     pub on_too_long_fields: BTreeMap<String, TooLong>,
+    /// Tag names that differ from the ones the agent writes, as `"ORDER.EXTERNALID" =
+    /// "EXTORDERNO"` (several tag names are not legible in Mamut's documentation; an order
+    /// exported from Mamut in GBAOX10 shows the installation's).
+    pub tags: BTreeMap<String, String>,
+    /// Further tags written empty at the end of every `<ORDER>` / `<ORDERLINE>` (the
+    /// documentation says every tag must be present, and lists two whose names are not legible).
+    pub extra_order_tags: Vec<String>,
+    pub extra_line_tags: Vec<String>,
     /// A file the program writes its log to, read after a run that failed.
     pub log_file: Option<PathBuf>,
     /// Test hook: wait this long after the import, before acknowledging (milliseconds).
@@ -84,6 +92,9 @@ impl Default for ImportConfig {
             currency: "SEK".to_owned(),
             on_too_long: TooLong::Refuse,
             on_too_long_fields: BTreeMap::new(),
+            tags: BTreeMap::new(),
+            extra_order_tags: Vec::new(),
+            extra_line_tags: Vec::new(),
             log_file: None,
             after_import_delay_ms: 0,
         }
@@ -171,7 +182,49 @@ impl ImportConfig {
                 ));
             }
         }
+        let tag_name = |t: &str| {
+            !t.is_empty()
+                && t.len() <= 40
+                && t.bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+                && t.bytes().next().is_some_and(|b| b.is_ascii_uppercase())
+        };
+        for (field, tag) in &self.tags {
+            if !super::gbaox10::ALL_TAGS.contains(&field.as_str()) {
+                return Err(error(
+                    "tags",
+                    format!(
+                        "{field:?} is not a field of the format; one of {}",
+                        super::gbaox10::ALL_TAGS.join(", ")
+                    ),
+                ));
+            }
+            if !tag_name(tag) {
+                return Err(error(
+                    "tags",
+                    format!("{tag:?} ({field}) is not a tag name: upper case letters, digits, _"),
+                ));
+            }
+        }
+        for (key, tags) in [
+            ("extra_order_tags", &self.extra_order_tags),
+            ("extra_line_tags", &self.extra_line_tags),
+        ] {
+            if let Some(bad) = tags.iter().find(|t| !tag_name(t)) {
+                return Err(error(
+                    key,
+                    format!("{bad:?} is not a tag name: upper case letters, digits, _"),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The tag written for a field (`ORDER.TAG`), renamed by `tags`.
+    pub fn tag<'a>(&'a self, element: &str, tag: &'a str) -> &'a str {
+        self.tags
+            .get(&format!("{element}.{tag}"))
+            .map_or(tag, String::as_str)
     }
 
     /// The external number template (valid after [`ImportConfig::validate`]).

@@ -122,6 +122,39 @@ pub const TEXT_TAGS: &[&str] = &[
     "ORDERLINE.DESCRIPTION",
 ];
 
+/// Every field, as `ORDER.TAG` / `ORDERLINE.TAG` (the keys of `tags`).
+pub const ALL_TAGS: &[&str] = &[
+    "ORDER.ORDERID",
+    "ORDER.CONTID",
+    "ORDER.CONTNAME",
+    "ORDER.ADRINVO",
+    "ORDER.ADRDELIV",
+    "ORDER.REF",
+    "ORDER.YOURREF",
+    "ORDER.EMPID",
+    "ORDER.TEXT",
+    "ORDER.SHIPTEXT",
+    "ORDER.DATA4",
+    "ORDER.DATA9",
+    "ORDER.DATA15",
+    "ORDER.DATA14",
+    "ORDER.DATA2",
+    "ORDER.FREIGHT",
+    "ORDER.SUMORDER",
+    "ORDER.SUMORDERDISCOUNT",
+    "ORDER.SUMORDERVAT",
+    "ORDER.SUMORDERTOTAL",
+    "ORDER.EXTERNALID",
+    "ORDERLINE.PRODID",
+    "ORDERLINE.DESCRIPTION",
+    "ORDERLINE.QUANTITY",
+    "ORDERLINE.PRICE",
+    "ORDERLINE.DISCOUNT",
+    "ORDERLINE.VATCODE",
+    "ORDERLINE.STOREID",
+    "ORDERLINE.DELIVERYDATE",
+];
+
 /// The declaration the documentation gives (well-formed, as the customer format prints it).
 pub const DECLARATION_ENCODING: &str = "iso-8859-1";
 
@@ -196,7 +229,8 @@ pub fn document(order: &Order, external: &str, config: &ImportConfig) -> Result<
         return Err(Refused("the order has no lines".to_owned()));
     }
     let count = lines.len();
-    let bytes = write(&head, &lines).map_err(|e| Refused(format!("cannot write GBAOX10: {e}")))?;
+    let bytes =
+        write(config, &head, &lines).map_err(|e| Refused(format!("cannot write GBAOX10: {e}")))?;
     Ok(Document {
         bytes,
         notes: b.notes,
@@ -449,7 +483,7 @@ pub fn latin1(value: &str) -> (String, Vec<String>) {
     (out, replaced)
 }
 
-fn write(head: &Fields, lines: &[Fields]) -> std::io::Result<Vec<u8>> {
+fn write(config: &ImportConfig, head: &Fields, lines: &[Fields]) -> std::io::Result<Vec<u8>> {
     let mut w = Writer::new(Vec::new());
     w.write_event(Event::Decl(BytesDecl::new(
         "1.0",
@@ -457,21 +491,30 @@ fn write(head: &Fields, lines: &[Fields]) -> std::io::Result<Vec<u8>> {
         None,
     )))?;
     w.write_event(Event::Text(BytesText::from_escaped("\r\n")))?;
-    let fields = |w: &mut Writer<Vec<u8>>, fields: &Fields| -> std::io::Result<()> {
+    let fields = |w: &mut Writer<Vec<u8>>,
+                  element: &str,
+                  fields: &Fields,
+                  extra: &[String]|
+     -> std::io::Result<()> {
         for (spec, value) in fields {
-            w.create_element(spec.tag)
+            w.create_element(config.tag(element, spec.tag))
                 .write_text_content(BytesText::new(value))?;
+        }
+        for tag in extra {
+            w.create_element(tag.as_str())
+                .write_text_content(BytesText::new(""))?;
         }
         Ok(())
     };
     w.create_element("GBAOX10").write_inner_content(|w| {
         w.create_element("ORDERLIST").write_inner_content(|w| {
             w.create_element("ORDER")
-                .write_inner_content(|w| fields(w, head))?;
+                .write_inner_content(|w| fields(w, "ORDER", head, &config.extra_order_tags))?;
             w.create_element("ORDERLINES").write_inner_content(|w| {
                 for line in lines {
-                    w.create_element("ORDERLINE")
-                        .write_inner_content(|w| fields(w, line))?;
+                    w.create_element("ORDERLINE").write_inner_content(|w| {
+                        fields(w, "ORDERLINE", line, &config.extra_line_tags)
+                    })?;
                 }
                 Ok(())
             })?;

@@ -112,10 +112,10 @@ fn check_value(row: &Row, value: &str, at: &str) -> Result<(), String> {
                 ));
             }
         }
-        Some("date") => {
-            if chrono::NaiveDate::parse_from_str(value, "%Y%m%d").is_err() || value.len() != 8 {
-                return Err(format!("{at} {tag}: {value:?} is not YYYYMMDD"));
-            }
+        Some("date")
+            if chrono::NaiveDate::parse_from_str(value, "%Y%m%d").is_err() || value.len() != 8 =>
+        {
+            return Err(format!("{at} {tag}: {value:?} is not YYYYMMDD"));
         }
         _ => {}
     }
@@ -423,4 +423,50 @@ fn a_shop_order_id_that_is_no_short_number_leaves_orderid_at_one() {
     let doc = document(&order, "1234567890", &config()).expect("written");
     let (_, e) = elements(&doc.bytes).expect("parses");
     assert_eq!(value(&e, &format!("{ORDER}/ORDERID"), 0), "1", "10 digits");
+}
+
+#[test]
+fn tags_can_be_renamed_and_added_for_an_installation_that_names_them_otherwise() {
+    let mut config = config();
+    config
+        .tags
+        .insert("ORDER.EXTERNALID".to_owned(), "EXTORDERNO".to_owned());
+    config
+        .tags
+        .insert("ORDERLINE.QUANTITY".to_owned(), "QTY".to_owned());
+    config.extra_order_tags = vec!["DATA99".to_owned()];
+    config.extra_line_tags = vec!["UNIT".to_owned()];
+    config.validate().expect("valid");
+    let doc = document(&order(), "100234", &config).expect("written");
+    let (_, e) = elements(&doc.bytes).expect("parses");
+    assert_eq!(value(&e, &format!("{ORDER}/EXTORDERNO"), 0), "100234");
+    assert_eq!(value(&e, &format!("{ORDER}/DATA99"), 0), "");
+    assert_eq!(value(&e, &format!("{LINE}/QTY"), 1), "1.00");
+    assert_eq!(value(&e, &format!("{LINE}/UNIT"), 2), "");
+    assert!(!e.iter().any(|(p, _)| p.ends_with("/EXTERNALID")));
+
+    let all: Vec<String> = ORDER_FIELDS
+        .iter()
+        .map(|s| format!("ORDER.{}", s.tag))
+        .chain(LINE_FIELDS.iter().map(|s| format!("ORDERLINE.{}", s.tag)))
+        .collect();
+    assert_eq!(all, ALL_TAGS, "ALL_TAGS lists every field");
+
+    for (key, tag, expect) in [
+        ("ORDER.NOPE", "X", "not a field"),
+        ("ORDER.REF", "lower", "not a tag name"),
+    ] {
+        let mut bad = self::config();
+        bad.tags.insert(key.to_owned(), tag.to_owned());
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains(expect) && e.contains("mamut.import.tags"), "{e}");
+    }
+    let mut bad = self::config();
+    bad.extra_line_tags = vec!["<X>".to_owned()];
+    assert!(
+        bad.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("extra_line_tags")
+    );
 }

@@ -7,6 +7,7 @@ mod crash;
 mod delivery;
 mod isolation;
 mod mamut_changes;
+mod mamut_import;
 mod mamut_orders;
 mod mamut_server;
 mod mamut_sim;

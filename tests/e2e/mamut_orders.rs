@@ -50,10 +50,10 @@ async fn a_webhook_becomes_one_mamut_order_with_customer_lines_and_totals() {
     assert_eq!(
         (
             order.external_no.as_str(),
-            order.shop_id.as_str(),
+            order.shop_id.as_deref(),
             order.doc_type.as_str()
         ),
-        ("100234", SHOP, "order")
+        ("100234", Some(SHOP), "order")
     );
     assert_eq!(order.status, "unprocessed");
     assert_eq!(dec(&order.total), dec("516"));

@@ -29,7 +29,8 @@ pub struct OrderRow {
     pub doc_type: String,
     pub customer_no: i64,
     pub external_no: String,
-    pub shop_id: String,
+    /// NULL for orders Mamut's import made (it knows no shops).
+    pub shop_id: Option<String>,
     pub status: String,
     pub total: String,
     pub payment_method: Option<String>,
@@ -189,6 +190,51 @@ impl MamutDb {
         .collect()
     }
 
+    /// Every customer with its address and ExtID, in number order.
+    pub fn customer_rows(&self) -> Vec<CustomerRow> {
+        self.read(
+            "SELECT customer_no::int8, name, email, street, zip, city, country, ext_id \
+             FROM customers ORDER BY customer_no",
+            &[],
+        )
+        .iter()
+        .map(|r| CustomerRow {
+            customer_no: r.get(0),
+            name: r.get(1),
+            email: r.get(2),
+            street: r.get(3),
+            zip: r.get(4),
+            city: r.get(5),
+            country: r.get(6),
+            ext_id: r.get(7),
+        })
+        .collect()
+    }
+
+    /// How many orders have this external order number.
+    pub fn count_external(&self, external_no: &str) -> i64 {
+        self.read(
+            "SELECT COUNT(*)::int8 FROM orders WHERE external_no = $1::text",
+            &[&external_no],
+        )[0]
+        .get(0)
+    }
+
+    /// The environment that points the import stand-in (`mamut-import-sim`) at this database:
+    /// the same PostgreSQL server and schema.
+    pub fn import_env(&self) -> Vec<(String, String)> {
+        vec![
+            (
+                "MAMUT_IMPORT_SIM_POSTGRES_URL".to_owned(),
+                self.config.postgres_url.clone(),
+            ),
+            (
+                "MAMUT_IMPORT_SIM_PG_SCHEMA".to_owned(),
+                self.config.pg_schema.clone(),
+            ),
+        ]
+    }
+
     /// Every product row: `(article_no, name, parent_article_no, dimension1, dimension2)`,
     /// in article-number order.
     pub fn products(&self) -> Vec<ProductRow> {
@@ -229,6 +275,19 @@ impl MamutSession {
     pub fn trancount(&self) -> u32 {
         self.0.trancount()
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerRow {
+    pub customer_no: i64,
+    pub name: String,
+    pub email: Option<String>,
+    pub street: Option<String>,
+    pub zip: Option<String>,
+    pub city: Option<String>,
+    pub country: Option<String>,
+    /// The customer's id in the external register, as Mamut's import keeps it.
+    pub ext_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -254,6 +254,57 @@ pub struct AgentOptions {
     /// Run agent.exe under wine instead of the Linux binary; paths in agent.toml are then
     /// written as wine sees them (`Z:\...`).
     pub wine: Option<Wine>,
+    /// Orders through Mamut's import program (`[mamut] writer = "import"`); needs `sqlserver`.
+    pub import: Option<ImportOptions>,
+}
+
+/// The agent's `[mamut.import]` settings for a test, and the environment the import program
+/// (the stand-in `mamut-import-sim` unless `program` says otherwise) gets through the agent.
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    /// The import program; the `mamut-import-sim` binary of this workspace when absent.
+    pub program: Option<PathBuf>,
+    /// The spool folder; `spool` in the agent's directory when absent.
+    pub spool_dir: Option<PathBuf>,
+    pub client: String,
+    pub external_no: String,
+    /// `shop_id`, needed when `external_no` has no `{shop_id}`.
+    pub shop_id: Option<String>,
+    pub shipping_article: Option<String>,
+    pub timeout_secs: u64,
+    pub after_import_delay_ms: u64,
+    /// Environment variables of the agent process, which its import program inherits
+    /// (`MAMUT_IMPORT_SIM_*`).
+    pub env: Vec<(String, String)>,
+    /// Further `[mamut.import]` lines, as TOML; may end with sub-tables such as
+    /// `[mamut.import.on_too_long_fields]`.
+    pub extra: String,
+}
+
+impl ImportOptions {
+    /// The stand-in importing into the PostgreSQL schema (and server) `env` names, for the
+    /// test shop [`crate::SHOP`] with the shop's order id as the external order number.
+    pub fn new(env: Vec<(String, String)>) -> Self {
+        Self {
+            program: None,
+            spool_dir: None,
+            client: "001".to_owned(),
+            external_no: "{order_id}".to_owned(),
+            shop_id: Some(crate::SHOP.to_owned()),
+            shipping_article: Some("FRAKT".to_owned()),
+            timeout_secs: 60,
+            after_import_delay_ms: 0,
+            env,
+            extra: String::new(),
+        }
+    }
+
+    /// Sets (or replaces) one environment variable of the agent and its import program.
+    pub fn with_env(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.env.retain(|(n, _)| n != name);
+        self.env.push((name.to_owned(), value.into()));
+        self
+    }
 }
 
 /// The agent's `[mamut.sqlserver]` settings for a test.
@@ -296,6 +347,7 @@ impl Default for AgentOptions {
             credit: 16,
             sqlserver: None,
             wine: None,
+            import: None,
         }
     }
 }
@@ -318,6 +370,8 @@ pub struct AgentProcess {
     relay_section: (String, String, String),
     /// agent.exe under wine, when the options asked for it.
     wine: Option<Wine>,
+    /// Environment variables of the agent process (and the import program it runs).
+    env: Vec<(String, String)>,
 }
 
 impl AgentProcess {
@@ -344,6 +398,7 @@ impl AgentProcess {
             starts: 0,
             relay_section: (relay.ws_url(), token.to_owned(), tls),
             wine,
+            env: Vec::new(),
         };
         agent.configure(&options);
         agent.spawn();
@@ -359,6 +414,21 @@ impl AgentProcess {
             .as_ref()
             .map(|p| format!("proxy = {p:?}\n"))
             .unwrap_or_default();
+        let writer = if options.import.is_some() {
+            "writer = \"import\"\n"
+        } else {
+            ""
+        };
+        let import = options
+            .import
+            .as_ref()
+            .map(|i| self.import_section(i))
+            .unwrap_or_default();
+        self.env = options
+            .import
+            .as_ref()
+            .map(|i| i.env.clone())
+            .unwrap_or_default();
         let mamut = match &options.sqlserver {
             None => format!(
                 "backend = \"recorder\"\npath = {:?}\napply_delay_ms = {}\n",
@@ -366,7 +436,7 @@ impl AgentProcess {
                 options.apply_delay_ms
             ),
             Some(sql) => format!(
-                "backend = \"sqlserver\"\n\n[mamut.sqlserver]\nhost = {:?}\nport = {}\ndatabase = \"mamut\"\n\
+                "backend = \"sqlserver\"\n{writer}\n[mamut.sqlserver]\nhost = {:?}\nport = {}\ndatabase = \"mamut\"\n\
                  user = \"mamut\"\npassword = \"s3cret-pass\"\nencryption = {:?}\n\
                  unknown_article = {:?}\nshipping_article = \"FRAKT\"\nafter_commit_delay_ms = {}\n{}{}",
                 sql.host,
@@ -384,13 +454,47 @@ impl AgentProcess {
         let config = format!(
             "[relay]\nurl = {url:?}\nfallback_urls = {:?}\ntoken = {token:?}\n{tls}{proxy}credit = {}\nheartbeat_secs = 2\n\n\
              [backoff]\ninitial_ms = 100\nmax_ms = 1000\nstable_after_secs = 10\n\n\
-             [watch]\ninterval_ms = {}\nstate_file = {:?}\n\n[mamut]\n{mamut}",
+             [watch]\ninterval_ms = {}\nstate_file = {:?}\n\n[mamut]\n{mamut}{import}",
             options.fallback_urls,
             options.credit,
             options.watch_interval_ms,
             path(&self.state_file()),
         );
         std::fs::write(self.config_file(), config).expect("write agent.toml");
+    }
+
+    /// `[mamut.import]` for `import`, starting on a line of its own.
+    fn import_section(&self, import: &ImportOptions) -> String {
+        let path = |p: &Path| agent_path(self.wine.as_ref(), p);
+        let program = import
+            .program
+            .clone()
+            .unwrap_or_else(|| bin_path("mamut-import-sim"));
+        let spool = import.spool_dir.clone().unwrap_or_else(|| self.spool_dir());
+        let optional = |key: &str, value: &Option<String>| {
+            value
+                .as_ref()
+                .map(|v| format!("{key} = {v:?}\n"))
+                .unwrap_or_default()
+        };
+        format!(
+            "\n[mamut.import]\nprogram = {:?}\nspool_dir = {:?}\nclient = {:?}\nexternal_no = {:?}\n\
+             {}{}timeout_secs = {}\nafter_import_delay_ms = {}\n{}",
+            path(&program),
+            path(&spool),
+            import.client,
+            import.external_no,
+            optional("shop_id", &import.shop_id),
+            optional("shipping_article", &import.shipping_article),
+            import.timeout_secs,
+            import.after_import_delay_ms,
+            import.extra,
+        )
+    }
+
+    /// The import writer's spool folder when [`ImportOptions::spool_dir`] is not set.
+    pub fn spool_dir(&self) -> PathBuf {
+        self.dir.path().join("spool")
     }
 
     /// The agent's configuration file.
@@ -417,6 +521,7 @@ impl AgentProcess {
             .arg("--config")
             .arg(config)
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env_remove("HTTPS_PROXY")
             .env_remove("https_proxy")
             .stdout(Stdio::null())
@@ -449,6 +554,7 @@ impl AgentProcess {
             .arg("check")
             .arg("--config")
             .arg(self.config_file())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env_remove("HTTPS_PROXY")
             .env_remove("https_proxy")
             .output()
@@ -468,6 +574,7 @@ impl AgentProcess {
             .arg(self.config_file())
             .args(args)
             .env("RUST_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env_remove("HTTPS_PROXY")
             .env_remove("https_proxy")
             .stdout(Stdio::piped())

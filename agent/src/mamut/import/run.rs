@@ -1,7 +1,7 @@
 //! Runs Mamut's import program on one file, as its documentation gives the command line:
 //! `"…\Mamut ImportExport.exe" "IO" "<client>" "<file>" "<CompareKey>" "<UserID>" ".F."`.
 //!
-//! One run at a time, with a time limit; the program's output goes to a log file in the spool
+//! One run at a time, with a time limit (then it is killed); the program's output goes to a log file in the spool
 //! (not a pipe, so a program that outlives a killed agent is not killed by a closed pipe), and
 //! the spool's lock is its standard input, so the lock stays held for as long as it runs.
 
@@ -64,7 +64,10 @@ pub async fn run(
         .stdin(Stdio::from(stdin))
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(err))
-        .kill_on_drop(true);
+        // A run whose apply is abandoned (the relay connection dropped) is left to finish: a
+        // killed import may leave half an order. It keeps the spool's lock while it runs, so
+        // the order's next delivery waits for it and then finds the order.
+        .kill_on_drop(false);
     let mut child = command.spawn().map_err(|e| {
         format!(
             "cannot start the import program {}: {e}; check mamut.import.program (agent check \

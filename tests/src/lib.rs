@@ -19,7 +19,6 @@ pub mod admin;
 pub mod agent_ws;
 pub mod bench;
 pub mod mamut_db;
-pub mod mamut_import;
 pub mod mamut_sim;
 pub mod pg;
 pub mod pki;

@@ -204,6 +204,17 @@ pub fn document(order: &Order, external: &str, config: &ImportConfig) -> Result<
         } else {
             line.discount / gross * Decimal::ONE_HUNDRED
         };
+        // The format takes a percentage with 2 decimals: say so when Mamut's amount differs.
+        let percent = discount.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
+        let mut mamut = (gross * percent / Decimal::ONE_HUNDRED).round_dp(2);
+        mamut.rescale(2);
+        if mamut != line.discount.round_dp(2) {
+            b.notes.push(format!(
+                "{at}: the discount of {} is sent as {percent} % (the format's 2 decimals), \
+                 which Mamut computes as {mamut}",
+                line.discount
+            ));
+        }
         lines.push(b.line(
             &at,
             Some(line.article_number.as_str()),

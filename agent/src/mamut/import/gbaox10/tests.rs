@@ -238,7 +238,11 @@ fn the_writers_fields_are_the_documented_ones_in_the_documented_order() {
 fn a_swedish_order_becomes_a_documented_gbaox10_file_in_iso_8859_1() {
     let doc = document(&order(), "100234", &config()).expect("written");
     validate(&doc.bytes, &table()).unwrap_or_else(|e| panic!("{e}"));
-    assert!(doc.notes.is_empty(), "{:?}", doc.notes);
+    assert!(
+        doc.notes.is_empty(),
+        "12.66 % of 79.00 is 10.00: {:?}",
+        doc.notes
+    );
     assert_eq!(doc.lines, 3, "two lines and shipping");
     // "Göteborg" and "röd": one byte each, as ISO-8859-1 has them.
     let raw = &doc.bytes;
@@ -468,5 +472,21 @@ fn tags_can_be_renamed_and_added_for_an_installation_that_names_them_otherwise()
             .unwrap_err()
             .to_string()
             .contains("extra_line_tags")
+    );
+}
+
+#[test]
+fn a_discount_the_percentage_cannot_carry_to_the_cent_is_reported() {
+    let mut order = order();
+    order.lines[0].quantity = 1;
+    order.lines[0].unit_price = Decimal::new(123456, 2);
+    order.lines[0].discount = Decimal::new(1, 2);
+    let doc = document(&order, "100234", &config()).expect("written");
+    assert_eq!(
+        doc.notes,
+        [
+            "line 1: the discount of 0.01 is sent as 0.00 % (the format's 2 decimals), which \
+          Mamut computes as 0.00"
+        ]
     );
 }

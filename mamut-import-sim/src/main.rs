@@ -1,6 +1,6 @@
 //! `mamut-import-sim`: a stand-in for Mamut's import program (`Mamut ImportExport.exe`)
 //! importing GBAOX10 order files into a mamut-sim PostgreSQL schema, for tests. It is not
-//! Mamut; see `tests::mamut_import` for what it follows from the documentation, what it decides
+//! Mamut; see the crate's documentation (`src/lib.rs`) for what it follows from the documentation, what it decides
 //! where the documentation is silent, its environment variables and its exit codes.
 //!
 //! `mamut-import-sim IO <client> <file> <CompareKey> <UserID> .F.`
@@ -10,7 +10,7 @@ fn main() {
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let outcome = tests::mamut_import::run(&args, tests::mamut_import::Settings::from_env());
+    let outcome = mamut_import_sim::run(&args, mamut_import_sim::Settings::from_env());
     for line in &outcome.stdout {
         println!("{line}");
     }

@@ -10,8 +10,8 @@ use super::db::{Address, Target, import, split_address};
 use super::file::{self, Refused};
 use super::format::{DEFAULT_PATH, Format};
 use super::{Outcome, Settings, run};
-use crate::mamut_db::MamutDb;
-use crate::mamut_sim::types::PgValue;
+use tests::mamut_db::MamutDb;
+use tests::mamut_sim::types::PgValue;
 
 fn format() -> Format {
     Format::load(Path::new(DEFAULT_PATH)).expect("the documented table loads")
@@ -686,16 +686,16 @@ fn a_refused_file_exits_1_naming_the_file() {
 
 /// A mamut-sim database, or `None` (skipped locally, a failure in CI) without PostgreSQL.
 fn database(test: &str) -> Option<MamutDb> {
-    crate::mamut_sim::exec::off_runtime(|| database_now(test))
+    tests::mamut_sim::exec::off_runtime(|| database_now(test))
 }
 
 fn database_now(test: &str) -> Option<MamutDb> {
-    let url = crate::mamut_sim::default_postgres_url();
+    let url = tests::mamut_sim::default_postgres_url();
     let missing = match postgres::Client::connect(&url, postgres::NoTls) {
         Ok(_) => String::new(),
         Err(e) => format!("PostgreSQL at {url} ({e})"),
     };
-    crate::requirements_met(
+    tests::requirements_met(
         test,
         &missing,
         "start PostgreSQL or set MAMUT_SIM_POSTGRES_URL",
@@ -720,7 +720,7 @@ fn orders_of(text: &str) -> Vec<file::Order> {
 
 /// Rows of a query on the stand-in's schema, every column as text (NULL as `None`).
 fn rows(db: &MamutDb, sql: &str) -> Vec<Vec<Option<String>>> {
-    crate::mamut_sim::exec::off_runtime(|| rows_now(db, sql))
+    tests::mamut_sim::exec::off_runtime(|| rows_now(db, sql))
 }
 
 fn rows_now(db: &MamutDb, sql: &str) -> Vec<Vec<Option<String>>> {
@@ -1099,7 +1099,7 @@ async fn the_hooks_hold_the_transaction_where_the_watcher_cannot_see_it() {
     t.delay = Duration::from_secs(2);
     let orders = orders_of(&one());
     let importing = tokio::task::spawn_blocking(move || import(&t, &orders));
-    crate::eventually("the started file", Duration::from_secs(10), || {
+    tests::eventually("the started file", Duration::from_secs(10), || {
         let exists = started.exists();
         async move { exists }
     })
@@ -1107,11 +1107,11 @@ async fn the_hooks_hold_the_transaction_where_the_watcher_cannot_see_it() {
     let mut session = db.session();
     // Written but not committed: the head is there, below no MIN_ACTIVE_ROWVERSION yet.
     // The first rowversion of a transaction takes an advisory lock keyed by the schema.
-    let key = crate::mamut_sim::catalog::schema_key(&db.config().pg_schema);
+    let key = tests::mamut_sim::catalog::schema_key(&db.config().pg_schema);
     let held = format!(
         "SELECT count(*)::text FROM pg_locks WHERE locktype = 'advisory' AND classid = {key}::oid AND objsubid = 2 AND granted"
     );
-    crate::eventually("the order head written", Duration::from_secs(10), || {
+    tests::eventually("the order head written", Duration::from_secs(10), || {
         let n = rows(&db, &held);
         async move { n != [[s("0")]] }
     })

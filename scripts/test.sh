@@ -18,6 +18,7 @@ if [ "${WINDOWS_CHECK:-1}" != 0 ]; then
     # Where windows-check.sh puts agent.exe and the wine prefix with its bcryptprimitives shim;
     # the smoke test runs in a copy of that prefix.
     export AGENT_WINDOWS_EXE=$PWD/target/win-gnu/x86_64-pc-windows-gnu/release/agent.exe
+    export MAMUT_IMPORT_SIM_WINDOWS_EXE=$PWD/target/win-gnu/x86_64-pc-windows-gnu/debug/mamut-import-sim.exe
     export WINEPREFIX=$PWD/target/win-gnu/wineprefix
 fi
 exec cargo test --workspace --locked "$@"

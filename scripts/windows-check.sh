@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The agent for Windows, checked on Linux: clippy (-D warnings) on the agent and shared, a release
-# build of agent.exe, and the unit tests of both run under wine, all for x86_64-pc-windows-gnu.
+# build of agent.exe, and the unit tests of both run under wine, all for x86_64-pc-windows-gnu;
+# and the import stand-in mamut-import-sim.exe, which the wine smoke test has agent.exe run.
 #
 # rustup's toolchain has no standard library for that target and nothing may be downloaded here,
 # so the standard library is built from source (-Zbuild-std) with Debian's rustc-web, whose
@@ -115,6 +116,10 @@ PKGS=(-p agent -p shared)
 
 step "cargo clippy ${PKGS[*]} --all-targets -- -D warnings ($T)"
 cargo clippy "${PKGS[@]}" "${CARGO_ARGS[@]}" --all-targets -- -D warnings
+# The import stand-in for the smoke test: its library and binary (its unit tests need the
+# Linux test harness and run on Linux).
+step "cargo clippy -p mamut-import-sim --lib --bins -- -D warnings ($T)"
+cargo clippy -p mamut-import-sim "${CARGO_ARGS[@]}" --lib --bins -- -D warnings
 
 step "cargo build --release ($T)"
 cargo build -p agent "${CARGO_ARGS[@]}" --release
@@ -122,6 +127,10 @@ exe=$CARGO_TARGET_DIR/$T/release/agent.exe
 [ -f "$exe" ] || fail "no $exe after the build"
 size=$(stat -c %s "$exe")
 echo "windows-check: $exe is $size bytes ($((size / 1024 / 1024)) MiB)"
+
+step "cargo build -p mamut-import-sim ($T)"
+cargo build -p mamut-import-sim "${CARGO_ARGS[@]}"
+[ -f "$CARGO_TARGET_DIR/$T/debug/mamut-import-sim.exe" ] || fail "no mamut-import-sim.exe after the build"
 
 step "cargo test ${PKGS[*]} under wine ($T)"
 cargo test "${PKGS[@]}" "${CARGO_ARGS[@]}"

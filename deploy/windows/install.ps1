@@ -111,10 +111,13 @@ Step "restricting $DataDir to Administrators and SYSTEM"
 if ($LASTEXITCODE -ne 0) { Fail "icacls could not set the permissions of $DataDir (exit $LASTEXITCODE)" }
 
 $stateFile = Join-Path $stateDir "agent-state.json"
+$spoolDir = Join-Path $stateDir "spool"
 if (-not (Test-Path $config)) {
     # The change cursors go to the state folder, the one folder besides logs the service may
     # write to (a TOML literal string: backslashes as they are).
     $text = (Get-Content -Raw $example) -replace '(?m)^state_file = [^\r\n]*', "state_file = '$stateFile'"
+    # The import writer's spool folder too (writer = "import").
+    $text = $text -replace '(?m)^spool_dir = [^\r\n]*', "spool_dir = '$spoolDir'"
     # UTF-8 without a byte order mark (PowerShell 5.1's Set-Content -Encoding UTF8 writes one).
     [System.IO.File]::WriteAllText($config, $text, (New-Object System.Text.UTF8Encoding $false))
     Write-Host ""
@@ -132,6 +135,15 @@ $configured = if ($null -ne $line) { $line.Matches[0].Groups[1].Value -replace '
 $resolved = [System.IO.Path]::GetFullPath([System.IO.Path]::Combine($DataDir, $configured))
 if (-not $resolved.StartsWith($stateDir + "\", [System.StringComparison]::OrdinalIgnoreCase)) {
     Fail "[watch] state_file in $config is $resolved, where the service may not write: set state_file = '$stateFile' and run install.ps1 again"
+}
+# The same for the import writer's spool, when orders go through Mamut's import.
+if (Select-String -Path $config -Pattern '^\s*writer\s*=\s*["'']import["'']' -Quiet) {
+    $line = Select-String -Path $config -Pattern '^\s*spool_dir\s*=\s*["'']([^"'']+)["'']' | Select-Object -First 1
+    $configured = if ($null -ne $line) { $line.Matches[0].Groups[1].Value -replace '\\\\', '\' } else { "spool" }
+    $resolved = [System.IO.Path]::GetFullPath([System.IO.Path]::Combine($DataDir, $configured))
+    if (-not $resolved.StartsWith($stateDir + "\", [System.StringComparison]::OrdinalIgnoreCase)) {
+        Fail "[mamut.import] spool_dir in $config is $resolved, where the service may not write: set spool_dir = '$spoolDir' and run install.ps1 again"
+    }
 }
 
 # --- 2. agent check, with the new agent.exe, before anything is stopped ----------------------

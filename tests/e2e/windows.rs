@@ -3,7 +3,8 @@
 //! a copy of its `WINEPREFIX`). One test in two phases, as starting wine is slow:
 //!
 //! 1. `agent.exe run`: an order from the shop is written once in Mamut, a stock change in
-//!    Mamut reaches the shop as a push.
+//!    Mamut reaches the shop as a push; then with `writer = "import"`, an order imported once
+//!    by `mamut-import-sim.exe` (`MAMUT_IMPORT_SIM_WINDOWS_EXE`), which agent.exe starts.
 //! 2. In one wine session (`wine cmd`; services live only while it does): `agent.exe service
 //!    install`, `start`, the service's command line and state as wine's `reg` and `sc` (not
 //!    ours) show them, `service status`, an order written by the service and a clean `service
@@ -11,12 +12,14 @@
 //!    back by `after_commit_delay_ms`): the drain acknowledges it once, then the service
 //!    stops; the service's log file, `service uninstall`.
 //!
-//! Without `AGENT_WINDOWS_EXE`/`WINEPREFIX` the test says "skipped", and fails in CI.
+//! Without `AGENT_WINDOWS_EXE`/`MAMUT_IMPORT_SIM_WINDOWS_EXE`/`WINEPREFIX` the test says
+//! "skipped", and fails in CI.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tests::mamut_db::MamutDb;
+use tests::process::ImportOptions;
 use tests::wine::{Wine, WineShell};
 use tests::{AgentOptions, RelayOptions, SqlServerOptions, TENANT, World, eventually, setup_with};
 
@@ -39,8 +42,8 @@ fn windows_agent(test: &str) -> Option<Wine> {
             tests::requirements_met(
                 test,
                 &missing,
-                "run `bash scripts/windows-check.sh` and set AGENT_WINDOWS_EXE and WINEPREFIX \
-                 as scripts/test.sh does",
+                "run `bash scripts/windows-check.sh` and set AGENT_WINDOWS_EXE, \
+                 MAMUT_IMPORT_SIM_WINDOWS_EXE and WINEPREFIX as scripts/test.sh does",
             );
             None
         }
@@ -80,6 +83,11 @@ async fn the_windows_agent_under_wine_applies_orders_and_pushes_stock_in_the_for
     .await;
     world.agent.kill().await;
 
+    // Phase 1b: orders through the import writer: agent.exe starts mamut-import-sim.exe, a
+    // Windows program started by a Windows program, with the six documented parameters, a
+    // spool path with a space in it, and the spool's lock shared with it as its standard input.
+    import_phase(&mut world, &mamut, &prefix.wine, &options).await;
+
     // Phase 2: the same configuration as a Windows service, in one wine session, except that
     // an order's ack is held back after its commit, so that the stop comes while it is applied.
     world.agent.configure(&AgentOptions {
@@ -91,6 +99,59 @@ async fn the_windows_agent_under_wine_applies_orders_and_pushes_stock_in_the_for
     });
     service_phase(&world, &mamut, &prefix.wine).await;
     assert_eq!(written(&mamut, "wine-run-1"), 1, "{:?}", mamut.orders());
+}
+
+/// `agent.exe run` with `writer = "import"`: one order imported once by the Windows stand-in
+/// of Mamut's import program, acknowledged with Mamut's number, its file moved to `done\`.
+async fn import_phase(world: &mut World, mamut: &MamutDb, wine: &Wine, options: &AgentOptions) {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/mamut/import/gbaox10.toml");
+    let fixture = std::path::absolute(fixture).expect("absolute path");
+    let import = ImportOptions {
+        program: Some(wine.import_exe.clone()),
+        ..ImportOptions::new(mamut.import_env())
+    }
+    .with_env("MAMUT_IMPORT_SIM_FORMAT", Wine::path(&fixture));
+    world.agent.configure(&AgentOptions {
+        import: Some(import),
+        ..options.clone()
+    });
+    let sessions = world.agent.sessions();
+    world.agent.restart().await;
+    eventually(
+        "agent.exe with the import writer connects",
+        WINE_START,
+        || async { world.agent.sessions() > sessions },
+    )
+    .await;
+    let order = send_order(world, "wine-import-1").await;
+    let event = delivered(world, order).await;
+    let orders: Vec<_> = mamut
+        .orders()
+        .into_iter()
+        .filter(|o| o.external_no == "wine-import-1")
+        .collect();
+    assert_eq!(orders.len(), 1, "imported once: {orders:?}");
+    assert_eq!(
+        orders[0].shop_id, None,
+        "written by the import, not by the agent's SQL"
+    );
+    assert_eq!(
+        event["mamut_ref"],
+        orders[0].order_no.to_string(),
+        "{event}"
+    );
+    let done: Vec<_> = std::fs::read_dir(world.agent.spool_dir().join("done"))
+        .expect("the spool's done folder")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        done.iter()
+            .any(|n| n.contains("wine-import-1") && n.ends_with(".xml")),
+        "{done:?}\n{}",
+        world.agent.logs()
+    );
+    world.agent.kill().await;
 }
 
 /// Install, start, the command line and state, status, an order stopped in the middle of its

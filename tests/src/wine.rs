@@ -3,9 +3,9 @@
 //! session fed one command line at a time (Windows services live only as long as the wine
 //! session that started them).
 //!
-//! `AGENT_WINDOWS_EXE` names the agent.exe and `WINEPREFIX` the prefix (with the
-//! `bcryptprimitives.dll` shim) that `scripts/windows-check.sh` builds; `scripts/test.sh` sets
-//! both. A test runs in a copy of the prefix ([`Wine::private_copy`]) so that what it does
+//! `AGENT_WINDOWS_EXE` names the agent.exe, `MAMUT_IMPORT_SIM_WINDOWS_EXE` the import
+//! stand-in built for Windows and `WINEPREFIX` the prefix (with the `bcryptprimitives.dll`
+//! shim) that `scripts/windows-check.sh` builds; `scripts/test.sh` sets all three. A test runs in a copy of the prefix ([`Wine::private_copy`]) so that what it does
 //! there (services registered, `wineserver -k` at the end) touches no other wine user of that
 //! prefix, such as a `windows-check.sh` running at the same time.
 
@@ -20,11 +20,15 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 pub const EXE_VAR: &str = "AGENT_WINDOWS_EXE";
 /// The wine prefix made by `scripts/windows-check.sh`.
 pub const PREFIX_VAR: &str = "WINEPREFIX";
+/// Where the import stand-in built for Windows (`mamut-import-sim.exe`) is.
+pub const IMPORT_EXE_VAR: &str = "MAMUT_IMPORT_SIM_WINDOWS_EXE";
 
-/// agent.exe and the wine prefix it runs in.
+/// agent.exe, the import stand-in for Windows, and the wine prefix they run in.
 #[derive(Debug, Clone)]
 pub struct Wine {
     pub exe: PathBuf,
+    /// `mamut-import-sim.exe`, the program agent.exe's import writer runs.
+    pub import_exe: PathBuf,
     pub prefix: PathBuf,
 }
 
@@ -34,14 +38,20 @@ impl Wine {
     pub fn from_env() -> Result<Self, String> {
         let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
         let exe = var(EXE_VAR).map(PathBuf::from);
+        let import_exe = var(IMPORT_EXE_VAR).map(PathBuf::from);
         let prefix = var(PREFIX_VAR).map(PathBuf::from);
         let mut missing = Vec::new();
-        match &exe {
-            None => missing.push(format!("{EXE_VAR} (the path of agent.exe)")),
-            Some(exe) if !exe.is_file() => {
-                missing.push(format!("{EXE_VAR}={} (no such file)", exe.display()))
+        for (name, path, what) in [
+            (EXE_VAR, &exe, "agent.exe"),
+            (IMPORT_EXE_VAR, &import_exe, "mamut-import-sim.exe"),
+        ] {
+            match path {
+                None => missing.push(format!("{name} (the path of {what})")),
+                Some(p) if !p.is_file() => {
+                    missing.push(format!("{name}={} (no such file)", p.display()))
+                }
+                Some(_) => {}
             }
-            Some(_) => {}
         }
         match &prefix {
             None => missing.push(format!("{PREFIX_VAR} (the wine prefix)")),
@@ -57,9 +67,11 @@ impl Wine {
                 missing.push(format!("{tool} on PATH (Debian wine)"));
             }
         }
-        match (exe, prefix) {
-            (Some(exe), Some(prefix)) if missing.is_empty() => Ok(Self {
+        match (exe, import_exe, prefix) {
+            (Some(exe), Some(import_exe), Some(prefix)) if missing.is_empty() => Ok(Self {
                 exe: std::path::absolute(exe).unwrap_or_else(|e| panic!("{EXE_VAR}: {e}")),
+                import_exe: std::path::absolute(import_exe)
+                    .unwrap_or_else(|e| panic!("{IMPORT_EXE_VAR}: {e}")),
                 prefix: std::path::absolute(prefix).unwrap_or_else(|e| panic!("{PREFIX_VAR}: {e}")),
             }),
             _ => Err(missing.join(", ")),
@@ -87,6 +99,7 @@ impl Wine {
         WinePrefix {
             wine: Self {
                 exe: self.exe.clone(),
+                import_exe: self.import_exe.clone(),
                 prefix: copy,
             },
             _dir: dir,

@@ -37,6 +37,31 @@ pub fn arguments(config: &ImportConfig, file: &Path) -> Vec<std::ffi::OsString> 
     ]
 }
 
+/// On Windows each parameter in double quotes, as the documentation writes the command line
+/// (`"IO" "001" "c:\temp\abc.txt" …`); a Windows path holds no `"`, so nothing needs escaping.
+#[cfg(windows)]
+fn add_arguments(command: &mut Command, args: Vec<std::ffi::OsString>) -> Result<(), String> {
+    for arg in args {
+        if arg.to_string_lossy().contains('"') {
+            return Err(format!(
+                "the import's parameter {} holds a \", which the command line cannot carry",
+                arg.to_string_lossy()
+            ));
+        }
+        let mut quoted = std::ffi::OsString::from("\"");
+        quoted.push(&arg);
+        quoted.push("\"");
+        command.raw_arg(quoted);
+    }
+    Ok(())
+}
+
+#[cfg(not(windows))]
+fn add_arguments(command: &mut Command, args: Vec<std::ffi::OsString>) -> Result<(), String> {
+    command.args(args);
+    Ok(())
+}
+
 /// Runs the program on `file`, appending its output to `log`, holding `lock` as its standard
 /// input.
 pub async fn run(
@@ -58,8 +83,8 @@ pub async fn run(
         .for_child()
         .map_err(|e| format!("cannot hand the spool's lock to the import program: {e}"))?;
     let mut command = Command::new(program);
+    add_arguments(&mut command, arguments(config, file))?;
     command
-        .args(arguments(config, file))
         .current_dir(file.parent().unwrap_or(Path::new(".")))
         .stdin(Stdio::from(stdin))
         .stdout(Stdio::from(out))

@@ -186,8 +186,11 @@ async fn import(config: &ImportConfig, server: &SqlServer, database: &str) -> Ve
         Err(e) => findings.push(fail(e)),
     }
     findings.push(match server.find_imported("agent-check").await {
-        Ok(_) => ok("imported orders are found by their external order number \
-                     (orders.external_no)"),
+        Ok(_) => ok(
+            "the lookup of imported orders by their external order number runs \
+                     (orders.external_no; that Mamut's import fills that column shows with the \
+                     first order: if it does not, the order is refused, never imported twice)",
+        ),
         Err(e) => fail(format!(
             "cannot look up orders by external order number: {e}"
         )),

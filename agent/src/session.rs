@@ -5,10 +5,11 @@
 //! Generic over the socket so tests drive it through channels.
 
 use std::collections::HashSet;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use shared::protocol::{
     Ack, Deliver, Envelope, Heartbeat, Hello, Message, Nack, PROTOCOL_VERSION, SessionRole,
 };
@@ -108,7 +109,18 @@ where
                     Incoming::Deliver(delivery) => {
                         let mamut = mamut.clone();
                         applying.spawn(async move {
-                            let result = mamut.apply_order(&delivery).await;
+                            // A panic (a bug) fails this order, not the session and the
+                            // other orders in flight with it.
+                            let result = AssertUnwindSafe(mamut.apply_order(&delivery))
+                                .catch_unwind()
+                                .await
+                                .unwrap_or_else(|_| {
+                                    Err(ApplyError::Permanent(
+                                        "the agent failed on this order; this is a bug in the \
+                                         agent, please report it with the agent's log"
+                                            .to_owned(),
+                                    ))
+                                });
                             (delivery.seq, result)
                         });
                     }

@@ -85,6 +85,8 @@ CREATE TABLE orders (
     rv              ROWVERSION
 );
 CREATE INDEX orders_external ON orders (shop_id, external_no);
+-- The import writer finds Mamut's orders by the external order number alone.
+CREATE INDEX orders_external_no ON orders (external_no);
 CREATE INDEX orders_rv ON orders (rv);
 
 CREATE TABLE order_lines (

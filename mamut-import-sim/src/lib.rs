@@ -16,6 +16,9 @@
 //! - `MAMUT_IMPORT_SIM_FORMAT`: the field table (default: the repository's
 //!   `deploy/mamut/import/gbaox10.toml`, found from the build);
 //! - `MAMUT_IMPORT_SIM_LOCK_TIMEOUT_MS`: how long to wait for the table locks (default 60000);
+//! - `MAMUT_IMPORT_SIM_EXTERNAL`: `EXTERNALID` (default) keeps the external order number tag
+//!   as the order's external number, `ORDERID` the file's order number (the documentation's
+//!   two readings);
 //! - test hooks: `MAMUT_IMPORT_SIM_STARTED=<path>` (written once the file is checked and the
 //!   transaction holds its locks), `MAMUT_IMPORT_SIM_DELAY_MS` (the transaction is held open
 //!   that long after the first order head, before the lines and the commit).
@@ -70,6 +73,10 @@ pub struct Settings {
     pub lock_timeout: Duration,
     pub started: Option<PathBuf>,
     pub delay: Duration,
+    /// `MAMUT_IMPORT_SIM_EXTERNAL=ORDERID`: keep ORDERID as the external order number, as the
+    /// import rules read ("the existing order number is saved in the field for external order
+    /// numbers"), not the external order number tag.
+    pub external_from_orderid: bool,
 }
 
 impl Settings {
@@ -105,6 +112,15 @@ impl Settings {
             lock_timeout: millis("MAMUT_IMPORT_SIM_LOCK_TIMEOUT_MS", 60_000)?,
             started: var("MAMUT_IMPORT_SIM_STARTED").map(PathBuf::from),
             delay: millis("MAMUT_IMPORT_SIM_DELAY_MS", 0)?,
+            external_from_orderid: match var("MAMUT_IMPORT_SIM_EXTERNAL").as_deref() {
+                None | Some("EXTERNALID") => false,
+                Some("ORDERID") => true,
+                Some(other) => {
+                    return Err(format!(
+                        "MAMUT_IMPORT_SIM_EXTERNAL={other:?}: ORDERID or EXTERNALID"
+                    ));
+                }
+            },
         })
     }
 }
@@ -158,10 +174,16 @@ pub fn run(args: &[String], settings: Result<Settings, String>) -> Outcome {
         Ok(Err(refused)) => return Outcome::fail(1, format!("GBAOX10 {file}: {refused}")),
         Err(e) => return Outcome::fail(2, format!("cannot read {file}: {e}")),
     };
-    let orders = match file::read(&bytes, &format) {
+    let mut orders = match file::read(&bytes, &format) {
         Ok(o) => o,
         Err(refused) => return Outcome::fail(1, format!("GBAOX10 {file}: {refused}")),
     };
+    if settings.external_from_orderid {
+        // The other reading of the documentation: the file's order number is what Mamut keeps.
+        for order in &mut orders {
+            order.external_no.clear();
+        }
+    }
     let target = db::Target {
         postgres_url: settings.postgres_url,
         schema,

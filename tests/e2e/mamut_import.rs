@@ -521,6 +521,9 @@ async fn a_refused_order_is_a_dead_letter_with_the_reason_and_a_replay_after_the
     let mut long = body("300001");
     long["order"]["customer"]["type"] = "company".into();
     long["order"]["customer"]["company_name"] = company.clone().into();
+    // A customer of its own: with the other order's customer id it would be matched to that
+    // customer (by ExtID) whichever order is imported first.
+    long["order"]["customer"]["id"] = "7001".into();
     let long_id = send(&world, &long).await;
     let reason = dead(&world, long_id).await;
     assert!(
@@ -661,4 +664,89 @@ async fn swedish_characters_survive_iso_8859_1_and_others_are_replaced_and_repor
     assert!(has(b"<EXTERNALID>demo-se:400001</EXTERNALID>"));
     validate("mamut_import::swedish_characters", &files);
     println!("elapsed {:?}", started.elapsed());
+}
+
+/// A Mamut that keeps the file's order number (ORDERID) as the external order number, the
+/// documentation's other reading: the agent cannot find the order it had imported. The relay
+/// connection drops while the program runs; the import runs to its end all the same, and the
+/// order is refused with a marker, never imported a second time — not on redelivery, not on a
+/// replay — until someone has looked.
+#[tokio::test]
+async fn an_order_mamut_keeps_under_another_number_is_refused_once_never_imported_twice() {
+    let mamut = MamutDb::start();
+    let mut world = world_with(&mamut, import(&mamut)).await;
+    world.agent.kill().await;
+    let started_marker = world.agent.dir().join("import-started");
+    world.agent.configure(&options(
+        &mamut,
+        import(&mamut)
+            .with_env("MAMUT_IMPORT_SIM_EXTERNAL", "ORDERID")
+            .with_env("MAMUT_IMPORT_SIM_DELAY_MS", "1500")
+            .with_env(
+                "MAMUT_IMPORT_SIM_STARTED",
+                started_marker.display().to_string(),
+            ),
+    ));
+    world.agent.restart().await;
+
+    // "web-600" is no number: ORDERID is 1, which this Mamut keeps as the external number.
+    let id = send(&world, &body("web-600")).await;
+    eventually("the import program has begun", WAIT, || async {
+        started_marker.exists()
+    })
+    .await;
+    // The relay goes away while the program runs: the session ends, its apply is abandoned.
+    world.relay.kill().await;
+    eventually("Mamut has the imported order", WAIT, || async {
+        mamut.count_external("1") == 1
+    })
+    .await;
+    let marker = files(
+        &world.agent.spool_dir(),
+        &format!("{SHOP}-web-600-"),
+        ".imported",
+    );
+    eventually("the agent marked the order as imported", WAIT, || async {
+        !files(
+            &world.agent.spool_dir(),
+            &format!("{SHOP}-web-600-"),
+            ".imported",
+        )
+        .is_empty()
+    })
+    .await;
+    drop(marker);
+    world.relay.restart().await;
+
+    let reason = dead(&world, id).await;
+    assert!(
+        reason.contains("exited 0, yet Mamut has no order with external order number web-600"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains(".imported"),
+        "the reason names the marker: {reason}"
+    );
+    // A replay does not run the program again while the marker is there.
+    let refusals = |event: &Value| {
+        event["history"]
+            .to_string()
+            .matches("not imported again")
+            .count()
+    };
+    let before = refusals(&state(&world, id).await);
+    world.admin.replay_event(TENANT, id).await;
+    eventually("the replay is refused again", WAIT, || async {
+        let event = state(&world, id).await;
+        event["event"]["state"] == "dead" && refusals(&event) > before
+    })
+    .await;
+    assert_eq!(
+        mamut.orders().len(),
+        1,
+        "imported twice: {:?}",
+        mamut.orders()
+    );
+    let reason = dead(&world, id).await;
+    assert!(reason.contains("not imported again by itself"), "{reason}");
 }

@@ -303,6 +303,18 @@ impl ExternalNo {
                  or the shop could not be told from the order id"
             ));
         }
+        // The text after {shop_id} must hold a character no shop id has, or where the shop id
+        // ends could not be told.
+        let slug = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
+        if let Some(i) = parts.iter().position(|p| *p == Piece::Shop)
+            && let Some(Piece::Text(after)) = parts.get(i + 1)
+            && after.chars().all(slug)
+        {
+            return Err(format!(
+                "{template:?}: {after:?} after {{shop_id}} could be part of a shop id; separate \
+                 with a character a shop id never has, such as \":\" or \"/\""
+            ));
+        }
         let fixed_shop = if count(&Piece::Shop) == 0 {
             let Some(shop) = shop else {
                 return Err(format!(
@@ -329,7 +341,7 @@ impl ExternalNo {
                  take orders of several shops"
             ));
         }
-        Ok(self
+        let external: String = self
             .parts
             .iter()
             .map(|p| match p {
@@ -337,7 +349,17 @@ impl ExternalNo {
                 Piece::Shop => shop.as_str(),
                 Piece::Order => order_id,
             })
-            .collect())
+            .collect();
+        // One external number for one shop order, and back: else two orders could share one
+        // (the second acknowledged with the first's number) or a status change go astray.
+        if self.shop_order(&external) != Some((shop.clone(), order_id.to_owned())) {
+            return Err(format!(
+                "the external order number {external:?} of shop {shop}'s order {order_id:?} \
+                 cannot be read back (the order id holds text of mamut.import.external_no): \
+                 choose a template whose separators never appear in order ids"
+            ));
+        }
+        Ok(external)
     }
 
     /// The shop and the shop's order id of an external number this template made.
@@ -405,6 +427,15 @@ mod tests {
             Some((shop("shop-se"), "100234".to_owned()))
         );
         assert_eq!(single.shop_order("100234"), None);
+
+        // An order id holding the text after {order_id} would not read back: refused.
+        let suffix = ExternalNo::parse("{order_id}@{shop_id}", None).expect("template");
+        assert_eq!(
+            suffix.render(&shop("shop-se"), "7").as_deref(),
+            Ok("7@shop-se")
+        );
+        let e = suffix.render(&shop("shop-se"), "a@b").unwrap_err();
+        assert!(e.contains("cannot be read back"), "{e}");
     }
 
     #[test]
@@ -412,6 +443,7 @@ mod tests {
         for (template, shop, expect) in [
             ("{order_id}", None, "does not name the shop"),
             ("{shop_id}{order_id}", None, "separator"),
+            ("{shop_id}-{order_id}", None, "could be part of a shop id"),
             ("{shop_id}", None, "{order_id} once"),
             ("{order_id}-{order_id}", Some("s"), "{order_id} once"),
             ("{order}", Some("s"), "not a placeholder"),

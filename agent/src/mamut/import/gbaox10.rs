@@ -198,15 +198,22 @@ pub fn document(order: &Order, external: &str, config: &ImportConfig) -> Result<
     let mut lines = Vec::with_capacity(order.lines.len() + 1);
     for (i, line) in order.lines.iter().enumerate() {
         let at = format!("line {}", i + 1);
-        let gross = line.unit_price * Decimal::from(line.quantity);
+        let too_large = || Refused(format!("{at}: the amounts are too large to compute"));
+        let gross = line
+            .unit_price
+            .checked_mul(Decimal::from(line.quantity))
+            .ok_or_else(too_large)?;
         let discount = if gross.is_zero() {
             Decimal::ZERO
         } else {
-            line.discount / gross * Decimal::ONE_HUNDRED
+            (line.discount / gross)
+                .checked_mul(Decimal::ONE_HUNDRED)
+                .ok_or_else(too_large)?
         };
         // The format takes a percentage with 2 decimals: say so when Mamut's amount differs.
         let percent = discount.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
-        let mut mamut = (gross * percent / Decimal::ONE_HUNDRED).round_dp(2);
+        let mut mamut =
+            (gross.checked_mul(percent).ok_or_else(too_large)? / Decimal::ONE_HUNDRED).round_dp(2);
         mamut.rescale(2);
         if mamut != line.discount.round_dp(2) {
             b.notes.push(format!(
@@ -220,7 +227,7 @@ pub fn document(order: &Order, external: &str, config: &ImportConfig) -> Result<
             Some(line.article_number.as_str()),
             &line.name,
             Decimal::from(line.quantity),
-            b.net(order, line.unit_price, line.vat_rate),
+            b.net(&at, order, line.unit_price, line.vat_rate)?,
             discount,
             line.vat_rate,
         )?);
@@ -231,7 +238,7 @@ pub fn document(order: &Order, external: &str, config: &ImportConfig) -> Result<
             config.shipping_article.as_deref(),
             &shipping.name,
             Decimal::ONE,
-            b.net(order, shipping.price, shipping.vat_rate),
+            b.net("shipping", order, shipping.price, shipping.vat_rate)?,
             Decimal::ZERO,
             shipping.vat_rate,
         )?);
@@ -314,12 +321,23 @@ impl Build<'_> {
     }
 
     /// A price excluding VAT (Mamut's order lines are priced without it).
-    fn net(&self, order: &Order, price: Decimal, vat_rate: Decimal) -> Decimal {
-        if order.prices_include_vat {
+    fn net(
+        &self,
+        at: &str,
+        order: &Order,
+        price: Decimal,
+        vat_rate: Decimal,
+    ) -> Result<Decimal, Refused> {
+        if !(Decimal::ZERO..=Decimal::ONE_HUNDRED).contains(&vat_rate) {
+            return Err(Refused(format!(
+                "{at}: the VAT rate {vat_rate} % is not a VAT rate (0 to 100)"
+            )));
+        }
+        Ok(if order.prices_include_vat {
             price / (Decimal::ONE + vat_rate / Decimal::ONE_HUNDRED)
         } else {
             price
-        }
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -389,6 +407,18 @@ impl Build<'_> {
         };
         let name = format!("{element}.{}", spec.tag);
         let (latin1, replaced) = latin1(&value);
+        if spec.key && latin1 != value {
+            return Err(Refused(format!(
+                "{at}: {} {value:?} has characters Mamut's import cannot carry ({}): it \
+                 identifies the order or the product and must arrive as it is",
+                spec.label,
+                if replaced.is_empty() {
+                    "line breaks".to_owned()
+                } else {
+                    replaced.join(" ")
+                }
+            )));
+        }
         if !replaced.is_empty() {
             self.notes.push(format!(
                 "{at}: {} ({name}): {} not in ISO-8859-1, replaced",
@@ -476,7 +506,8 @@ pub fn latin1(value: &str) -> (String, Vec<String>) {
         .chars()
         .map(|c| {
             let plain = match c {
-                '\t' | '\n' | '\r' => " ",
+                // A line break in a text is a space (in an address, `:` breaks lines).
+                '\t' | '\n' | '\r' => return " ".to_owned(),
                 c if c.is_control() => " ",
                 c if (c as u32) <= 0xFF => return c.to_string(),
                 '\u{2018}' | '\u{2019}' | '\u{201A}' | '\u{2032}' => "'",

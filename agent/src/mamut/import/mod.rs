@@ -25,6 +25,7 @@ pub mod gbaox10;
 pub mod run;
 pub mod spool;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shared::domain::{DocumentType, Product};
@@ -42,6 +43,10 @@ use crate::watch::Cursors;
 const LOCK_RETRY: Duration = Duration::from_millis(200);
 
 pub struct ImportWriter {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     sql: SqlServer,
     config: ImportConfig,
     external: ExternalNo,
@@ -55,18 +60,39 @@ impl ImportWriter {
         let external = config.external()?;
         let spool = Spool::open(&config.spool_dir)?;
         Ok(Self {
-            sql: sql.with_imported(external.clone()),
-            config,
-            external,
-            spool,
-            turn: Mutex::new(()),
+            inner: Arc::new(Inner {
+                sql: sql.with_imported(external.clone()),
+                config,
+                external,
+                spool,
+                turn: Mutex::new(()),
+            }),
         })
     }
 
     pub fn spool(&self) -> &Spool {
-        &self.spool
+        &self.inner.spool
     }
 
+    /// Applies one delivery in a task of its own: when the relay connection drops, the apply
+    /// that waits here is abandoned, but the import it started runs to its end and its outcome
+    /// is recorded (the order found, the file kept with its reason, the marker), so the
+    /// order's next delivery finds what happened.
+    async fn apply(&self, delivery: &Deliver) -> Result<Applied, ApplyError> {
+        let inner = self.inner.clone();
+        let delivery = delivery.clone();
+        tokio::spawn(async move { inner.apply(&delivery).await })
+            .await
+            .unwrap_or_else(|e| {
+                Err(ApplyError::Permanent(format!(
+                    "the agent failed on this order ({e}); this is a bug in the agent, please \
+                     report it with the agent's log"
+                )))
+            })
+    }
+}
+
+impl Inner {
     /// Waits for the spool's lock: held by a run of the program, maybe one an earlier agent
     /// process started.
     async fn lock(&self) -> Result<ImportLock, ApplyError> {
@@ -127,12 +153,13 @@ impl ImportWriter {
         }
         let marker = self.spool.imported_marker(&name);
         if marker.exists() {
+            let why = std::fs::read_to_string(&marker).unwrap_or_default();
             return Err(ApplyError::Permanent(format!(
-                "Mamut's import program reported this order imported earlier, yet Mamut has no \
-                 order with external order number {external}: it is not imported again by \
-                 itself. Check Mamut (the order, the import's log; does this Mamut version keep \
-                 the external order number in the mapped column orders.external_no?), then \
-                 delete {} and replay the order",
+                "{} (Mamut has no order with external order number {external} now either); \
+                 the order is not imported again by itself. Check Mamut (the order, the \
+                 import's log; does this Mamut version keep the external order number in the \
+                 mapped column orders.external_no?), then delete {} and replay the order",
+                why.trim(),
                 marker.display()
             )));
         }
@@ -148,7 +175,25 @@ impl ImportWriter {
         let ended = run::run(&self.config, &file, &log, &lock)
             .await
             .map_err(ApplyError::Retryable)?;
-        let found = self.sql.find_imported(&external).await?;
+        let found = match self.sql.find_imported(&external).await {
+            Ok(found) => found,
+            Err(e) => {
+                // Unknown whether the run imported it: the next delivery looks it up again,
+                // but a run that said it imported the order is not repeated.
+                if ended == Ended::Exited(Some(0)) {
+                    self.spool
+                        .mark_imported(
+                            &name,
+                            &format!(
+                                "the import program exited 0 for external order number \
+                                 {external}, and Mamut could not be asked afterwards"
+                            ),
+                        )
+                        .map_err(ApplyError::Permanent)?;
+                }
+                return Err(e);
+            }
+        };
         tracing::info!(shop = %delivery.shop_id, order = %order.id, external, ended = ?ended, found = found.is_some(), ms = started.elapsed().as_millis() as u64, "import program ran");
         let applied = match (found, &ended) {
             (Some(found), _) => {
@@ -171,19 +216,26 @@ impl ImportWriter {
                     "the import program exited 0, yet Mamut has no order with external order \
                      number {external}"
                 );
-                let kept = self
-                    .spool
-                    .refused(&name, &reason)
-                    .map_err(ApplyError::Retryable)?;
+                // The marker first: whatever fails after it, the order is not imported again.
                 let marker = self
                     .spool
                     .mark_imported(&name, &reason)
-                    .map_err(ApplyError::Retryable)?;
+                    .map_err(ApplyError::Permanent)?;
+                let kept = self
+                    .spool
+                    .refused(&name, &reason)
+                    .map_err(ApplyError::Permanent)?;
                 return Err(ApplyError::Permanent(format!(
                     "{reason}: check Mamut's import log; the file is kept as {}. Delete {} and \
                      replay the order to import it again",
                     kept.display(),
                     marker.display()
+                )));
+            }
+            (None, Ended::Exited(None)) => {
+                return Err(ApplyError::Retryable(format!(
+                    "the import program was ended by a signal before it finished; Mamut has no \
+                     order {external}; the order is tried again"
                 )));
             }
             (None, Ended::Exited(code)) => {
@@ -250,7 +302,7 @@ impl Mamut for ImportWriter {
     }
 
     fn poll_changes<'a>(&'a self, cursors: &'a Cursors, batch: u32) -> ChangesFuture<'a> {
-        self.sql.poll_changes(cursors, batch)
+        self.inner.sql.poll_changes(cursors, batch)
     }
 
     fn list_products<'a>(
@@ -258,14 +310,14 @@ impl Mamut for ImportWriter {
         after: Option<&'a str>,
         limit: u32,
     ) -> SyncFuture<'a, (Vec<Product>, Option<String>)> {
-        self.sql.list_products(after, limit)
+        self.inner.sql.list_products(after, limit)
     }
 
     fn count_products(&self) -> SyncFuture<'_, u64> {
-        self.sql.count_products()
+        self.inner.sql.count_products()
     }
 
     fn upsert_product<'a>(&'a self, product: &'a Product) -> SyncFuture<'a, SyncOutcome> {
-        self.sql.upsert_product(product)
+        self.inner.sql.upsert_product(product)
     }
 }

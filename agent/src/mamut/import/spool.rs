@@ -7,7 +7,7 @@
 //! <spool>/<name>.imported          the program said it imported the file, and Mamut had no
 //!                                  such order afterwards: never imported again by itself
 //! <spool>/done/<name>.xml          imported (kept 30 days)
-//! <spool>/failed/<name>-<UTC>.xml  refused by the program, with <name>-<UTC>.log
+//! <spool>/failed/<name>-<UTC>.xml  refused by the program, with <name>-<UTC>.log (UTC to ms)
 //! <spool>/import.lock              held by the agent and by the running program
 //! ```
 
@@ -114,13 +114,14 @@ impl Spool {
             fs::rename(&from, &to).map_err(|e| context("cannot move", &from, e))?;
         }
         let _ = fs::remove_file(self.log(name));
+        let _ = fs::remove_file(self.imported_marker(name));
         Ok(())
     }
 
     /// Keeps a refused file in `failed/` with its reason and the program's output; returns the
     /// kept file's path.
     pub fn refused(&self, name: &str, reason: &str) -> Result<PathBuf, String> {
-        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
         let failed = self.dir.join("failed");
         let xml = failed.join(format!("{name}-{stamp}.xml"));
         let log = failed.join(format!("{name}-{stamp}.log"));
@@ -138,7 +139,13 @@ impl Spool {
     /// Records that the program reported success for `name` and Mamut had no such order.
     pub fn mark_imported(&self, name: &str, reason: &str) -> Result<PathBuf, String> {
         let path = self.imported_marker(name);
-        fs::write(&path, reason).map_err(|e| context("cannot write", &path, e))?;
+        let written = (|| {
+            let mut file = File::create(&path)?;
+            file.write_all(reason.as_bytes())?;
+            file.sync_all()?;
+            sync_dir(&self.dir)
+        })();
+        written.map_err(|e| context("cannot write", &path, e))?;
         Ok(path)
     }
 

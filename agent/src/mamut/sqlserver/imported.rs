@@ -32,7 +32,15 @@ impl SqlServer {
                         .into_first_result()
                         .await
                         .map_err(|e| classify_at(e, at))?;
-                    let Some(first) = rows.first() else {
+                    // SQL Server compares with the column's collation, by default without
+                    // case and trailing spaces: only the same text is the same order.
+                    let exact: Vec<_> = rows
+                        .iter()
+                        .filter(
+                            |row| matches!(row.try_get::<&str, _>(1), Ok(Some(e)) if e == external),
+                        )
+                        .collect();
+                    let Some(first) = exact.first() else {
                         return Ok(None);
                     };
                     let order_no = value::required_int(first, 0).map_err(super::unreadable)?;
@@ -47,7 +55,7 @@ impl SqlServer {
                     Ok(Some(Imported {
                         order_no,
                         lines,
-                        orders: rows.len(),
+                        orders: exact.len(),
                     }))
                 },
                 |e| ApplyError::Retryable(self.pool_failure(&what, e)),

@@ -65,11 +65,13 @@ pub fn find_order(m: &Mapping) -> String {
     )
 }
 
-/// The orders Mamut's import made for an external order number (`@P1`), oldest first.
+/// The orders Mamut's import made for an external order number (`@P1`), oldest first, with
+/// the number as stored (the comparison follows the column's collation: the caller compares
+/// exactly).
 pub fn find_imported(m: &Mapping) -> String {
     let c = &m.columns.orders;
     format!(
-        "SELECT {no} FROM {t} WHERE {ext} = @P1 ORDER BY {no}",
+        "SELECT {no}, {ext} FROM {t} WHERE {ext} = @P1 ORDER BY {no}",
         no = c.order_no,
         t = m.tables.orders,
         ext = c.external_no

@@ -490,3 +490,31 @@ fn a_discount_the_percentage_cannot_carry_to_the_cent_is_reported() {
         ]
     );
 }
+
+#[test]
+fn keys_that_would_not_arrive_as_they_are_and_impossible_vat_rates_are_refused() {
+    let mut order = order();
+    order.lines[0].article_number =
+        shared::ArticleNumber::new("MUG\u{2013}01").expect("article number");
+    let e = document(&order, "100234", &config()).unwrap_err();
+    assert!(
+        e.0.contains("product number") && e.0.contains("U+2013"),
+        "{e}"
+    );
+    let e = document(&self::order(), "web\u{1F600}1", &config()).unwrap_err();
+    assert!(e.0.contains("external order number"), "{e}");
+
+    let mut vat = self::order();
+    vat.lines[1].vat_rate = Decimal::new(-100, 0);
+    let e = document(&vat, "1", &config()).unwrap_err();
+    assert!(e.0.contains("line 2: the VAT rate -100 %"), "{e}");
+
+    let mut tabs = self::order();
+    tabs.lines[0].name = "T-shirt\tröd".to_owned();
+    let doc = document(&tabs, "1", &config()).expect("written");
+    assert!(
+        doc.notes.is_empty(),
+        "a tab is a space, not a replaced character: {:?}",
+        doc.notes
+    );
+}

@@ -701,11 +701,6 @@ async fn an_order_mamut_keeps_under_another_number_is_refused_once_never_importe
         mamut.count_external("1") == 1
     })
     .await;
-    let marker = files(
-        &world.agent.spool_dir(),
-        &format!("{SHOP}-web-600-"),
-        ".imported",
-    );
     eventually("the agent marked the order as imported", WAIT, || async {
         !files(
             &world.agent.spool_dir(),
@@ -715,7 +710,6 @@ async fn an_order_mamut_keeps_under_another_number_is_refused_once_never_importe
         .is_empty()
     })
     .await;
-    drop(marker);
     world.relay.restart().await;
 
     let reason = dead(&world, id).await;

@@ -192,6 +192,19 @@ struct At {
 }
 
 impl<'d, 'i> Reader<'d, 'i> {
+    /// An order `n` whose lines element is missing.
+    fn without_lines(&self, n: usize, node: Node) -> Refused {
+        let f = self.format;
+        self.refuse(
+            At {
+                order: Some(n),
+                line: None,
+            },
+            node,
+            format!("<{}> without <{}>", f.order, f.lines),
+        )
+    }
+
     fn refuse(&self, at: At, node: Node, what: String) -> Refused {
         let pos = self.doc.text_pos_at(node.range().start);
         let f = self.format;
@@ -302,14 +315,7 @@ impl<'d, 'i> Reader<'d, 'i> {
             let name = self.element(at, child)?;
             if name == f.order {
                 if let Some((n, node, _)) = pending.take() {
-                    return Err(self.refuse(
-                        At {
-                            order: Some(n),
-                            line: None,
-                        },
-                        node,
-                        format!("<{}> without <{}>", f.order, f.lines),
-                    ));
+                    return Err(self.without_lines(n, node));
                 }
                 self.count += 1;
                 let count = self.count;
@@ -388,14 +394,7 @@ impl<'d, 'i> Reader<'d, 'i> {
             }
         }
         if let Some((n, node, _)) = pending {
-            return Err(self.refuse(
-                At {
-                    order: Some(n),
-                    line: None,
-                },
-                node,
-                format!("<{}> without <{}>", f.order, f.lines),
-            ));
+            return Err(self.without_lines(n, node));
         }
         Ok(())
     }

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+use crate::mamut_orders::dec;
 use tests::mamut_db::MamutDb;
 use tests::process::ImportOptions;
 use tests::shop::order_body;
@@ -15,13 +17,6 @@ use tests::{
 };
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// A stored decimal, compared by value.
-fn dec(text: &str) -> rust_decimal::Decimal {
-    text.parse::<rust_decimal::Decimal>()
-        .unwrap_or_else(|e| panic!("{text:?} is not a decimal: {e}"))
-        .normalize()
-}
 
 /// The import stand-in on `mamut`'s schema, for the test shop.
 fn import(mamut: &MamutDb) -> ImportOptions {

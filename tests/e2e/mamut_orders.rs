@@ -11,7 +11,7 @@ use tests::{
 const WAIT: Duration = Duration::from_secs(30);
 
 /// A stored decimal, compared by value (the stand-in keeps the digits it was sent).
-fn dec(text: &str) -> rust_decimal::Decimal {
+pub(crate) fn dec(text: &str) -> rust_decimal::Decimal {
     text.parse::<rust_decimal::Decimal>()
         .unwrap_or_else(|e| panic!("{text:?} is not a decimal: {e}"))
         .normalize()

@@ -3,7 +3,7 @@
 # release build of agent.exe, its unit tests under wine), then packs
 #   target/dist/mamut-agent-<version>-windows-x86_64.zip
 # with agent.exe, agent.example.toml, install.ps1, uninstall.ps1, mapping.toml (the reference
-# mapping), README.txt and LICENSE in one folder, text files with Windows line endings, and a
+# mapping), gbaox10.toml (the order import format the agent writes), README.txt and LICENSE in one folder, text files with Windows line endings, and a
 # .sha256 beside it. Usage: scripts/windows-release.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +28,7 @@ files = [
     ("deploy/windows/install.ps1", "install.ps1", True),
     ("deploy/windows/uninstall.ps1", "uninstall.ps1", True),
     ("deploy/mamut/mapping.toml", "mapping.toml", True),
+    ("deploy/mamut/import/gbaox10.toml", "gbaox10.toml", True),
     ("deploy/windows/README.txt", "README.txt", True),
     ("LICENSE", "LICENSE", True),
 ]

@@ -739,3 +739,43 @@ async fn an_order_mamut_keeps_under_another_number_is_refused_once_never_importe
     let reason = dead(&world, id).await;
     assert!(reason.contains("not imported again by itself"), "{reason}");
 }
+
+/// `agent check` with the import writer: the program, the client number's database, why no
+/// dry run, the spool's permissions and the lookup; a missing program fails the check.
+#[tokio::test]
+async fn agent_check_reports_the_import_program_the_spool_and_the_lookup() {
+    let mamut = MamutDb::start();
+    let mut world = world_with(&mamut, import(&mamut)).await;
+    let (ok, report) = world.agent.check().await;
+    assert!(ok, "{report}");
+    for line in [
+        "[ ok ] import program ",
+        "[note] the import runs as ",
+        "IO 001 <file> 1 1 .F. and writes into company database 001",
+        "[note] a test import cannot be dry-run",
+        "[ ok ] spool folder ",
+        "is writable by the agent's account",
+        "[ ok ] the lookup of imported orders by their external order number runs",
+    ] {
+        assert!(report.contains(line), "{line:?} missing from:\n{report}");
+    }
+
+    let missing = world.agent.dir().join("no such program.exe");
+    world.agent.configure(&options(
+        &mamut,
+        ImportOptions {
+            program: Some(missing.clone()),
+            ..import(&mamut)
+        },
+    ));
+    let (ok, report) = world.agent.check().await;
+    assert!(!ok, "a missing program passes the check:\n{report}");
+    assert!(
+        report.contains(&format!(
+            "[FAIL] mamut.import.program {}",
+            missing.display()
+        )) && report.contains("Mamut ImportExport.exe"),
+        "{report}"
+    );
+    world.agent.kill().await;
+}

@@ -30,11 +30,19 @@ fn stderr(output: &Output) -> String {
 fn wrong_parameters_exit_2_with_the_usage() {
     let output = run(&["IO", "001", "{file}"], None);
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
-    assert!(stderr(&output).contains("six arguments, 3 given"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("six arguments, 3 given"),
+        "{}",
+        stderr(&output)
+    );
 
     let output = run(&["IO", "002", "{file}", "1", "1", ".F."], Some(b""));
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("client 002 not found"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("client 002 not found"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -44,6 +52,9 @@ fn a_file_against_the_documented_format_exits_1_naming_the_problem() {
     let output = run(&["IO", "001", "{file}", "1", "1", ".F."], Some(lower_case));
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let line = stderr(&output);
-    assert!(line.starts_with("GBAOX10 ") && line.contains("gbaox10"), "{line}");
+    assert!(
+        line.starts_with("GBAOX10 ") && line.contains("gbaox10"),
+        "{line}"
+    );
     assert!(output.stdout.is_empty());
 }

@@ -1,6 +1,6 @@
 //! `relay`: see `relay --help`.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -37,10 +37,15 @@ async fn main() -> ExitCode {
         command => {
             init_logging(false, "warn");
             match run_admin(&config, command).await {
-                Ok(value) => {
-                    println!("{value:#}");
-                    ExitCode::SUCCESS
-                }
+                Ok(value) => match writeln!(std::io::stdout().lock(), "{value:#}") {
+                    Ok(()) => ExitCode::SUCCESS,
+                    // The reader has gone (`relay events list | head`): nothing more to say.
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("relay: cannot write the answer to standard output: {e}");
+                        ExitCode::FAILURE
+                    }
+                },
                 Err(e) => {
                     eprintln!("relay: {e}");
                     ExitCode::FAILURE

@@ -154,3 +154,25 @@ fn a_shops_rules_are_set_from_a_file_and_its_api_key_is_never_printed() {
     assert!(!ok);
     assert!(stderr.contains("api.url"), "{stderr}");
 }
+
+#[test]
+fn an_answer_piped_into_a_reader_that_has_gone_ends_quietly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("relay.sqlite").display());
+    // A pipe whose reading end is closed before the relay writes (`relay ... | head` after
+    // head has read its lines): the write fails with EPIPE every time.
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let output = relay()
+        .args(["tenant", "create", "acme", "--name", "Acme AB"])
+        .env("RELAY_DATABASE_URL", &url)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("relay runs")
+        .wait_with_output()
+        .expect("relay ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(output.status.success(), "{:?}: {stderr}", output.status);
+}

@@ -35,10 +35,12 @@ pub type Socket = WebSocketStream<Box<dyn Io>>;
 pub enum ConnectError {
     #[error("relay refused the token (HTTP {0}); ask the operator for a new one")]
     Refused(u16),
-    #[error("cannot reach {target}: {source}")]
+    // The cause is part of the message, not a `source`: a chain printed with `{:#}` would say
+    // it twice ("Connection refused (os error 111): Connection refused (os error 111)").
+    #[error("cannot reach {target}: {cause}")]
     Tcp {
         target: String,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Says which proxy, what it answered and what to do.
     #[error("{0}")]
@@ -47,8 +49,80 @@ pub enum ConnectError {
     Tls(String),
     #[error("WebSocket handshake failed: {0}")]
     Handshake(String),
-    #[error("timed out after {0:?}")]
-    Timeout(Duration),
+    /// Which step hung, and what usually makes it hang.
+    #[error("timed out after {after:?} during {during}")]
+    Timeout { after: Duration, during: String },
+}
+
+/// The step of a connection attempt, for a timeout's message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    Tcp(String),
+    Proxy(String),
+    Tls(String),
+    WebSocket(String),
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::Tcp(target) => write!(
+                f,
+                "the TCP connection to {target} (a firewall that drops outbound traffic \
+                 silently, or a network where the relay is reached only through a proxy: \
+                 relay.proxy)"
+            ),
+            Step::Proxy(proxy) => write!(
+                f,
+                "the proxy's CONNECT ({proxy} took the connection but did not answer the \
+                 tunnel request)"
+            ),
+            Step::Tls(host) => write!(
+                f,
+                "the TLS handshake with {host} (something on the path, such as a firewall or \
+                 a TLS-inspecting proxy, does not complete it)"
+            ),
+            Step::WebSocket(url) => write!(
+                f,
+                "the WebSocket handshake with {url} (the relay, or a reverse proxy in front of \
+                 it, did not answer the upgrade)"
+            ),
+        }
+    }
+}
+
+/// A TLS failure with what to do about it: a certificate from a CA the agent does not trust
+/// is almost always a TLS-inspecting proxy, and no retry changes it.
+fn tls_failure(e: std::io::Error, host: &str) -> ConnectError {
+    use rustls::{CertificateError, Error as TlsError};
+    let what = match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<TlsError>())
+    {
+        // BadSignature: a trusted CA's name, another key (a proxy's CA named like a real one).
+        Some(TlsError::InvalidCertificate(
+            kind @ (CertificateError::UnknownIssuer | CertificateError::BadSignature),
+        )) => format!(
+            "invalid peer certificate: {kind:?}: the certificate {host} presented is not \
+             from a CA this agent trusts. When a proxy inspects TLS on this network, add its \
+             CA certificate (PEM or DER) as relay.ca_file{}; else the relay's certificate chain \
+             is incomplete (ask its operator)",
+            if cfg!(windows) {
+                " or to the Windows certificate store"
+            } else {
+                ""
+            }
+        ),
+        Some(TlsError::InvalidCertificate(CertificateError::NotValidForName))
+        | Some(TlsError::InvalidCertificate(CertificateError::NotValidForNameContext { .. })) => {
+            format!(
+                "invalid peer certificate: the certificate is not for {host}: check relay.url \
+                 (or a proxy answers with a certificate of its own)"
+            )
+        }
+        _ => e.to_string(),
+    };
+    ConnectError::Tls(what)
 }
 
 /// Where the relay is.
@@ -389,27 +463,33 @@ pub async fn connect(
     if matches!(plan, Plan::System { .. }) {
         tracing::debug!(relay = %config.url, proxy = %decision, "proxy for this attempt");
     }
-    tokio::time::timeout(timeout, open(config, tls, &decision))
-        .await
-        .map_err(|_| ConnectError::Timeout(timeout))?
+    let mut step = Step::Tcp(config.url.clone());
+    let opened = tokio::time::timeout(timeout, open(config, tls, &decision, &mut step)).await;
+    opened.map_err(|_| ConnectError::Timeout {
+        after: timeout,
+        during: step.to_string(),
+    })?
 }
 
 async fn open(
     config: &RelayConfig,
     tls: Option<Arc<ClientConfig>>,
     decision: &Decision,
+    step: &mut Step,
 ) -> Result<Socket, ConnectError> {
     let endpoint =
         Endpoint::parse(&config.url, config.insecure_dev).map_err(ConnectError::Handshake)?;
+    let target = format!("{}:{}", endpoint.host, endpoint.port);
     let tcp = match &decision.proxy {
         Some(proxy) => {
+            *step = Step::Proxy(format!("proxy {proxy} to {target}"));
             proxy::tunnel(proxy, &endpoint.host, endpoint.port, auth_for(decision)).await?
         }
         None => {
-            let target = format!("{}:{}", endpoint.host, endpoint.port);
+            *step = Step::Tcp(target.clone());
             TcpStream::connect((endpoint.host.as_str(), endpoint.port))
                 .await
-                .map_err(|source| ConnectError::Tcp { target, source })?
+                .map_err(|cause| ConnectError::Tcp { target, cause })?
         }
     };
     let _ = tcp.set_nodelay(true);
@@ -417,10 +497,11 @@ async fn open(
         let tls = tls.ok_or_else(|| ConnectError::Tls("no TLS configuration".into()))?;
         let name = ServerName::try_from(endpoint.host.clone())
             .map_err(|e| ConnectError::Tls(e.to_string()))?;
+        *step = Step::Tls(endpoint.host.clone());
         let stream = tokio_rustls::TlsConnector::from(tls)
             .connect(name, tcp)
             .await
-            .map_err(|e| ConnectError::Tls(e.to_string()))?;
+            .map_err(|e| tls_failure(e, &endpoint.host))?;
         Box::new(stream)
     } else {
         Box::new(tcp)
@@ -438,6 +519,7 @@ async fn open(
     request
         .headers_mut()
         .insert(http::header::AUTHORIZATION, bearer);
+    *step = Step::WebSocket(endpoint.url.clone());
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(8 * 1024)
         .write_buffer_size(0)
@@ -463,6 +545,88 @@ async fn open(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn relay(url: &str) -> RelayConfig {
+        RelayConfig {
+            url: url.to_owned(),
+            insecure_dev: true,
+            ..RelayConfig::default()
+        }
+    }
+
+    /// A server that accepts connections and never says a word.
+    async fn silent() -> (tokio::net::TcpListener, u16) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        (listener, port)
+    }
+
+    async fn attempt(config: &RelayConfig, tls: bool, plan: Plan) -> String {
+        let tls = tls.then(|| tls_config(config).expect("TLS configuration"));
+        let e = connect(config, tls, &plan, Duration::from_millis(300))
+            .await
+            .err()
+            .expect("no connection");
+        format!("{:#}", anyhow::Error::from(e))
+    }
+
+    #[tokio::test]
+    async fn a_timeout_says_which_step_hung() {
+        let (_held, port) = silent().await;
+        let direct = Plan::Fixed(Decision {
+            proxy: None,
+            source: proxy::Source::Config,
+        });
+        let tls = attempt(
+            &relay(&format!("wss://127.0.0.1:{port}/a")),
+            true,
+            direct.clone(),
+        )
+        .await;
+        assert!(
+            tls.contains("timed out after 300ms during the TLS handshake with 127.0.0.1"),
+            "{tls}"
+        );
+        let ws = attempt(&relay(&format!("ws://127.0.0.1:{port}/a")), false, direct).await;
+        assert!(
+            ws.contains(&format!(
+                "during the WebSocket handshake with ws://127.0.0.1:{port}/a"
+            )),
+            "{ws}"
+        );
+        let proxy = Plan::Fixed(Decision {
+            proxy: Some(
+                proxy::Proxy::parse(&format!("http://127.0.0.1:{port}")).expect("proxy URL"),
+            ),
+            source: proxy::Source::Config,
+        });
+        let tunnel = attempt(&relay("wss://relay.example:443/a"), true, proxy).await;
+        assert!(
+            tunnel.contains(&format!(
+                "during the proxy's CONNECT (proxy 127.0.0.1:{port} to relay.example:443"
+            )),
+            "{tunnel}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_names_its_cause_once() {
+        let (listener, port) = silent().await;
+        drop(listener);
+        let direct = Plan::Fixed(Decision {
+            proxy: None,
+            source: proxy::Source::Config,
+        });
+        let e = attempt(&relay(&format!("ws://127.0.0.1:{port}/a")), false, direct).await;
+        assert!(
+            e.starts_with(&format!("cannot reach 127.0.0.1:{port}: ")),
+            "{e}"
+        );
+        let cause = e.rsplit(": ").next().unwrap_or_default();
+        assert_eq!(e.matches(cause).count(), 1, "the cause is said twice: {e}");
+    }
 
     #[test]
     fn endpoints_default_their_ports_and_refuse_plain_ws() {

@@ -58,3 +58,50 @@ async fn agent_check_reports_mamut_mapping_and_relay() {
     assert!(!ok, "{report}");
     assert!(report.contains("refused the token"), "{report}");
 }
+
+/// A relay certificate from a CA the agent does not trust (what a TLS-inspecting proxy shows):
+/// `agent check` says so and what to do, not only rustls's "UnknownIssuer".
+#[tokio::test]
+async fn a_relay_certificate_from_a_ca_the_agent_does_not_trust_says_what_to_do() {
+    let world = setup_with(RelayOptions::default(), AgentOptions::default()).await;
+    for (ca, rustls_says) in [
+        // Another CA: what a TLS-inspecting proxy's certificate looks like to the agent.
+        (
+            tests::pki::Pki::named("Proxy Inspection CA"),
+            "UnknownIssuer",
+        ),
+        // A CA named like the relay's with another key.
+        (tests::pki::Pki::new(), "BadSignature"),
+    ] {
+        untrusted(&world, &ca, rustls_says);
+    }
+}
+
+fn untrusted(world: &tests::World, other: &tests::pki::Pki, rustls_says: &str) {
+    let text = std::fs::read_to_string(world.agent.config_file()).expect("agent.toml");
+    let ca_line = text
+        .lines()
+        .find(|l| l.starts_with("ca_file = "))
+        .expect("the test relay is TLS with a ca_file");
+    let config = world.agent.dir().join("other-ca.toml");
+    std::fs::write(
+        &config,
+        text.replace(ca_line, &format!("ca_file = {:?}", other.ca_file())),
+    )
+    .expect("write");
+    let output = std::process::Command::new(tests::process::bin_path("agent"))
+        .arg("check")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("agent check runs");
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(!output.status.success(), "{report}");
+    for words in [
+        &format!("invalid peer certificate: {rustls_says}"),
+        "is not from a CA this agent trusts",
+        "add its CA certificate (PEM or DER) as relay.ca_file",
+    ] {
+        assert!(report.contains(words), "{words:?} missing: {report}");
+    }
+}

@@ -11,13 +11,19 @@ pub struct Pki {
 
 impl Pki {
     pub fn new() -> Self {
+        Self::named("relay test CA")
+    }
+
+    /// A CA with this common name (a CA of another name than the relay's is "unknown" to an
+    /// agent that trusts the relay's; one of the same name has the wrong key).
+    pub fn named(ca_name: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let ca_key = KeyPair::generate().expect("CA key");
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca_params
             .distinguished_name
-            .push(DnType::CommonName, "relay test CA");
+            .push(DnType::CommonName, ca_name);
         let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
         let issuer = Issuer::new(ca_params, ca_key);
 

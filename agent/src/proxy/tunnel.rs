@@ -241,9 +241,9 @@ async fn step(
 async fn open(proxy: &Proxy) -> Result<TcpStream, ConnectError> {
     TcpStream::connect((proxy.host.as_str(), proxy.port))
         .await
-        .map_err(|source| ConnectError::Tcp {
+        .map_err(|cause| ConnectError::Tcp {
             target: format!("proxy {proxy}"),
-            source,
+            cause,
         })
 }
 

@@ -15,7 +15,8 @@ use crate::store::StoreLocation;
 pub struct Config {
     /// Address to listen on (`RELAY_LISTEN`).
     pub listen: SocketAddr,
-    /// `sqlite://path` (`RELAY_DATABASE_URL`).
+    /// `sqlite://path` or `postgres://user:password@host/db?sslmode=…` as libpq reads it
+    /// (`RELAY_DATABASE_URL`; see `store::pg::tls`).
     pub database_url: String,
     /// Bearer token of the admin API (`RELAY_ADMIN_TOKEN`); without it the admin API refuses
     /// every request.

@@ -778,3 +778,145 @@ conformance!(
     leases_are_exclusive_until_they_expire,
     retention_removes_only_finished_work,
 );
+
+// ---- SQLite: first opens at the same time ----
+
+/// `relay serve` and a `relay` command started together on an empty data directory both
+/// migrate the fresh database: every opener succeeds and the schema ends at the latest
+/// version, each migration applied once. Eight openers at once, twenty times over, so that
+/// reading the schema version outside the write lock would show.
+#[test]
+fn sqlite_concurrent_first_opens_all_succeed() {
+    const OPENERS: usize = 8;
+    for round in 0..20 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("data").join("relay.sqlite");
+        let start = std::sync::Arc::new(std::sync::Barrier::new(OPENERS));
+        let openers: Vec<_> = (0..OPENERS)
+            .map(|_| {
+                let (path, start) = (path.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    SqliteStore::open(&path).map(drop)
+                })
+            })
+            .collect();
+        for (i, opener) in openers.into_iter().enumerate() {
+            if let Err(e) = opener.join().expect("opener thread") {
+                panic!("round {round}: opener {i} failed: {e}");
+            }
+        }
+        let conn = rusqlite::Connection::open(&path).expect("open the database");
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .expect("user_version");
+        assert_eq!(
+            version,
+            relay::store::sqlite::SCHEMA_VERSION,
+            "round {round}: schema version"
+        );
+    }
+}
+
+// ---- PostgreSQL: URLs mean what libpq says ----
+
+/// A URL `psql` takes works here too: no `sslmode` (libpq's `prefer`) and `sslmode=require`
+/// encrypt without verifying the server's certificate, so they connect to a stock server with
+/// its self-signed certificate; `verify-full` verifies, and without the certificate's CA in
+/// `sslrootcert` it fails saying so, naming the setting and not the password. Against a server
+/// without TLS, `prefer` connects in plain and `require` says TLS is not offered.
+#[tokio::test]
+async fn postgres_urls_mean_what_libpq_says() {
+    let Some(db) = tests::pg::TestDb::create().await else {
+        return;
+    };
+    let base = db
+        .url
+        .strip_suffix("?sslmode=disable")
+        .expect("the test database's URL")
+        .to_owned();
+    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .expect("connect without TLS");
+    tokio::spawn(connection);
+    let ssl: String = client
+        .query_one("SHOW ssl", &[])
+        .await
+        .expect("show ssl")
+        .get(0);
+    let cert_file: String = client
+        .query_one("SHOW ssl_cert_file", &[])
+        .await
+        .expect("show ssl_cert_file")
+        .get(0);
+    drop(client);
+    let connect = |url: String| async move {
+        PgStore::connect(&url)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    };
+
+    if let Err(e) = connect(base.clone()).await {
+        panic!("a plain URL ({base}) does not connect: {e}");
+    }
+    let require = connect(format!("{base}?sslmode=require")).await;
+    if ssl != "on" {
+        println!("the server has TLS off: only prefer and require are tried");
+        let error = require.expect_err("require without TLS on the server");
+        assert!(
+            error.contains("does not offer TLS") && error.contains("sslmode=require"),
+            "{error}"
+        );
+        db.drop().await;
+        return;
+    }
+    if let Err(e) = require {
+        panic!("sslmode=require does not connect: {e}");
+    }
+
+    // The password is checked after TLS, and not at all by a trusting local server: it must
+    // not appear in what is said about TLS.
+    let with_password = base.replacen("://", "://postgres:hunter2@", 1).replacen(
+        "postgres:hunter2@postgres@",
+        "postgres:hunter2@",
+        1,
+    );
+    // A CA of our own, not the one that signed the server's certificate.
+    let pki = tests::pki::Pki::new();
+    let other_ca = pki.ca_file();
+    let error = connect(format!(
+        "{with_password}?sslmode=verify-full&sslrootcert={}",
+        other_ca.display()
+    ))
+    .await
+    .expect_err("verify-full without the server's CA");
+    assert!(
+        error.contains("not trusted") && error.contains("sslrootcert=/path/to/ca.pem"),
+        "the error says the certificate is not trusted and how to trust it: {error}"
+    );
+    assert!(
+        error.contains(&format!(
+            "sslmode=verify-full, sslrootcert={}",
+            other_ca.display()
+        )),
+        "the error names the URL's setting: {error}"
+    );
+    assert!(!error.contains("hunter2"), "no password in: {error}");
+
+    // With the server's own (self-signed) certificate as the root: verify-ca checks only who
+    // signed it, so it connects by IP address; verify-full also checks the name.
+    if std::fs::read(&cert_file).is_ok() && base.contains("127.0.0.1") {
+        let root = format!("sslrootcert={cert_file}");
+        if let Err(e) = connect(format!("{base}?sslmode=verify-ca&{root}")).await {
+            panic!("verify-ca with the server's certificate as the root: {e}");
+        }
+        let error = connect(format!("{base}?sslmode=verify-full&{root}"))
+            .await
+            .expect_err("verify-full by an IP address the certificate does not hold");
+        assert!(error.contains("not valid for the host name"), "{error}");
+    } else {
+        println!("the server's certificate ({cert_file}) is not readable: verify-ca not tried");
+    }
+    db.drop().await;
+}

@@ -68,7 +68,8 @@ impl std::fmt::Debug for StoreLocation {
 
 impl StoreLocation {
     /// `sqlite://relative/path.sqlite`, `sqlite:///absolute/path.sqlite`, or
-    /// `postgres://user:password@host:port/database`.
+    /// `postgres://user:password@host:port/database` (with libpq's `sslmode` and `sslrootcert`:
+    /// [`pg::tls`]).
     pub fn parse(url: &str) -> Result<Self, String> {
         if let Some(path) = url.strip_prefix("sqlite://") {
             if path.is_empty() {
@@ -77,8 +78,7 @@ impl StoreLocation {
             return Ok(StoreLocation::Sqlite(PathBuf::from(path)));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            url.parse::<tokio_postgres::Config>()
-                .map_err(|_| "the postgres:// URL is not valid".to_owned())?;
+            pg::tls::PgUrl::parse(url)?;
             return Ok(StoreLocation::Postgres(url.to_owned()));
         }
         Err("expected a sqlite:// or postgres:// URL".into())

@@ -8,12 +8,14 @@
 //! - Leases (`leases` table) make sure only one instance delivers a tenant's queue or
 //!   dispatches a shop's changes at a time; they expire when an instance dies.
 //! - Queue claims use `FOR UPDATE SKIP LOCKED`, so instances never wait on each other's rows.
-//! - TLS (rustls, the system's roots) as the URL's `sslmode` asks: `prefer` by default.
+//! - [`tls`]: TLS as the URL's `sslmode` and `sslrootcert` ask, meaning what libpq says
+//!   (`prefer` by default, which does not verify the server's certificate).
 
 mod dispatch;
 mod events;
 mod schema;
 mod tenants;
+pub mod tls;
 
 use std::time::Duration;
 
@@ -86,10 +88,9 @@ pub struct PgStore {
 impl PgStore {
     /// Connects, applies migrations and starts listening for other instances' notices.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|_| StoreError::Open("the postgres:// URL is not valid".into()))?;
-        let tls = tls()?;
+        let url = tls::PgUrl::parse(url).map_err(StoreError::Open)?;
+        let tls = url.connector()?;
+        let config = url.config.clone();
         let manager = Manager::from_config(
             config.clone(),
             tls.clone(),
@@ -104,14 +105,13 @@ impl PgStore {
             .build()
             .map_err(|e| StoreError::Open(e.to_string()))?;
         {
-            let mut client = pool.get().await.map_err(|e| {
-                let hint = if e.to_string().contains("TLS") {
-                    " (the server's certificate must be trusted by the system's roots; \
-                     sslmode=disable in the URL turns TLS off, for a trusted network only)"
-                } else {
-                    ""
-                };
-                StoreError::Open(format!("cannot connect to PostgreSQL: {e}{hint}"))
+            let mut client = pool.get().await.map_err(|e| match &e {
+                deadpool_postgres::PoolError::Backend(e) => StoreError::Open(url.explain(e)),
+                _ => StoreError::Open(format!(
+                    "PostgreSQL at {} ({}): {e}",
+                    url.server(),
+                    url.setting()
+                )),
             })?;
             schema::migrate(&mut client).await?;
         }
@@ -337,24 +337,6 @@ async fn listen(
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-}
-
-/// TLS to PostgreSQL with the system's root certificates, used as the URL's `sslmode` says
-/// (`prefer` by default: TLS when the server offers it; `require` to insist; `disable`).
-fn tls() -> Result<MakeRustlsConnect, StoreError> {
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for error in &native.errors {
-        tracing::debug!(%error, "a system root certificate could not be loaded");
-    }
-    roots.add_parsable_certificates(native.certs);
-    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| StoreError::Open(format!("TLS for PostgreSQL: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(MakeRustlsConnect::new(config))
 }
 
 /// A stored timestamp as the API shows it.

@@ -38,10 +38,18 @@ impl Db {
         }
         let mut conn = Connection::open(path)
             .map_err(|e| StoreError::Open(format!("cannot open {}: {e}", path.display())))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let failed = |what: &str, e: rusqlite::Error| {
+            StoreError::Open(format!("{}: {what}: {e}", path.display()))
+        };
+        // First, so that another process opening the same database at the same time (the
+        // journal mode switch, the migrations) is waited for rather than an error.
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|e| failed("setting the busy timeout", e))?;
+        switch_to_wal(&conn).map_err(|e| failed("switching to WAL", e))?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| failed("setting synchronous", e))?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(|e| failed("turning on foreign keys", e))?;
         super::schema::migrate(&mut conn)?;
 
         let (jobs, receiver) = mpsc::channel::<Job>();
@@ -71,6 +79,26 @@ impl Db {
         });
         self.jobs.send(job).map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// Puts the database in WAL mode. On a fresh database that another process is opening at the
+/// same moment, SQLite answers "database is locked" at once rather than wait (its busy handler
+/// is not called when waiting could deadlock), so this tries again for up to ten seconds.
+fn switch_to_wal(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(
+                    5 + rand::random::<u64>() % 20,
+                ));
+            }
+            other => return other,
+        }
     }
 }
 

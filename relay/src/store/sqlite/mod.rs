@@ -16,6 +16,8 @@ mod tenants;
 
 use std::path::Path;
 
+pub use schema::SCHEMA_VERSION;
+
 use super::StoreError;
 
 /// The SQLite store. Cheap to clone.

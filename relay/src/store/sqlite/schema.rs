@@ -1,6 +1,6 @@
 //! Versioned migrations, tracked in SQLite's `user_version`.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
 
 use super::StoreError;
 
@@ -119,20 +119,33 @@ CREATE INDEX events_order ON events (shop_id, order_id, state, id);
 "#,
 ];
 
+/// The schema version this relay's migrations lead to.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Applies the migrations the database lacks. Several processes may open a fresh database at
+/// once (`relay serve` and a `relay` command started together): each migration runs in a
+/// `BEGIN IMMEDIATE` transaction, which takes the write lock before `user_version` is read
+/// (the others wait for it by the busy timeout), so a migration another opener applied
+/// meanwhile is seen and not applied twice.
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let current: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
-    let known = MIGRATIONS.len() as i64;
-    if current > known {
-        return Err(StoreError::Open(format!(
-            "the database has schema version {current}, newer than this relay knows ({known}); \
-             upgrade the relay"
-        )));
-    }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-        let tx = conn.transaction()?;
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        if current > SCHEMA_VERSION {
+            return Err(StoreError::Open(format!(
+                "the database has schema version {current}, newer than this relay knows \
+                 ({SCHEMA_VERSION}); upgrade the relay"
+            )));
+        }
+        let Some(sql) = usize::try_from(current)
+            .ok()
+            .and_then(|i| MIGRATIONS.get(i))
+        else {
+            // Up to date: the transaction changed nothing and is rolled back when dropped.
+            return Ok(());
+        };
         tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        tx.pragma_update(None, "user_version", current + 1)?;
         tx.commit()?;
     }
-    Ok(())
 }

@@ -37,6 +37,11 @@ pub struct SessionSettings {
 pub enum SessionError {
     #[error("the relay closed the connection{}", .0.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
     Closed(Option<String>),
+    /// The relay ended the session because this agent's token was revoked (close code 1008).
+    #[error(
+        "the relay revoked this agent's token ({0}); the agent cannot connect with it again: ask the relay's operator for a new token (`relay agent create`) and put it in agent.toml"
+    )]
+    Revoked(String),
     #[error("no frame from the relay for {0:?}: connection presumed dead")]
     Dead(Duration),
     #[error("protocol error: {0}")]
@@ -180,9 +185,7 @@ fn read_frame(
     match frame {
         None => Err(SessionError::Closed(None)),
         Some(Err(e)) => Err(SessionError::Socket(e.to_string())),
-        Some(Ok(WsMessage::Close(frame))) => {
-            Err(SessionError::Closed(frame.map(|f| f.reason.to_string())))
-        }
+        Some(Ok(WsMessage::Close(frame))) => Err(closed(frame)),
         Some(Ok(WsMessage::Text(text))) => {
             let envelope = Envelope::from_json(text.as_str())
                 .map_err(|e| SessionError::Protocol(e.to_string()))?;
@@ -257,6 +260,23 @@ where
     Ok(())
 }
 
+/// What the relay's close frame says: a revoked token (policy violation, 1008, naming the
+/// revocation) is told apart from an ordinary end of the session.
+fn closed(frame: Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>) -> SessionError {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    match frame {
+        Some(frame) if frame.code == CloseCode::Policy && frame.reason.contains("revoked") => {
+            SessionError::Revoked(frame.reason.to_string())
+        }
+        Some(frame) => SessionError::Closed(Some(format!(
+            "{} (code {})",
+            frame.reason,
+            u16::from(frame.code)
+        ))),
+        None => SessionError::Closed(None),
+    }
+}
+
 async fn next_message<S>(socket: &mut S) -> Result<Message, SessionError>
 where
     S: Stream<Item = Result<WsMessage, tokio_tungstenite::tungstenite::Error>> + Unpin,
@@ -265,9 +285,7 @@ where
         match socket.next().await {
             None => return Err(SessionError::Closed(None)),
             Some(Err(e)) => return Err(SessionError::Socket(e.to_string())),
-            Some(Ok(WsMessage::Close(frame))) => {
-                return Err(SessionError::Closed(frame.map(|f| f.reason.to_string())));
-            }
+            Some(Ok(WsMessage::Close(frame))) => return Err(closed(frame)),
             Some(Ok(WsMessage::Text(text))) => {
                 return Envelope::from_json(text.as_str())
                     .map(|e| e.msg)

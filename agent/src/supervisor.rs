@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{AgentConfig, RelayConfig};
 use crate::mamut::Mamut;
 use crate::proxy::Plan;
-use crate::session::{SessionSettings, run_session};
+use crate::session::{SessionError, SessionSettings, run_session};
 use crate::transport::{self, ConnectError, Endpoint};
 use crate::watch::{self, WatchSettings};
 
@@ -96,9 +96,15 @@ pub async fn run(
             socket = connect(&relays[current % relays.len()], &tls) => socket,
         };
         let result = match outcome {
-            Ok(socket) => run_session(socket, mamut.clone(), &settings, &mut pushes, &cancel)
-                .await
-                .map_err(anyhow::Error::from),
+            Ok(socket) => {
+                match run_session(socket, mamut.clone(), &settings, &mut pushes, &cancel).await {
+                    Err(e @ SessionError::Revoked(_)) => {
+                        tracing::error!(error = %e, "the relay revoked this agent's token");
+                        Err(e.into())
+                    }
+                    result => result.map_err(anyhow::Error::from),
+                }
+            }
             Err(e @ ConnectError::Refused(_)) => {
                 tracing::error!(error = %e, "the relay refused this agent's token");
                 Err(e.into())

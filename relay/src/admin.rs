@@ -35,8 +35,29 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<
         Json::<T>::from_request(req, state)
             .await
             .map(|Json(value)| ApiJson(value))
-            .map_err(|e: JsonRejection| ApiError::BadRequest(e.body_text()))
+            .map_err(|e: JsonRejection| ApiError::BadRequest(without_values(&e.body_text())))
     }
+}
+
+/// A JSON error without the values it quotes: serde writes `invalid type: string "…"`, and
+/// the string may be a webhook secret or an API key sent in the wrong place. Field names
+/// (quoted with backticks) and positions stay.
+fn without_values(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut quoted = false;
+    for c in text.chars() {
+        if c == '"' {
+            if !quoted {
+                out.push_str("\"…");
+            } else {
+                out.push('"');
+            }
+            quoted = !quoted;
+        } else if !quoted {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[derive(Debug, Deserialize)]
@@ -457,7 +478,13 @@ async fn revoke_agent(
     State(app): State<Arc<AppState>>,
     Path(agent): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    admin(&app).revoke_agent(agent).await?;
+    admin(&app).revoke_agent(agent.clone()).await?;
+    // The agent's live sessions here end now; those on other instances notice on their next
+    // revocation check (see `deliver`).
+    if let Ok(id) = AgentId::new(agent) {
+        let ended = app.registry.revoke(&id);
+        tracing::info!(agent = %id, sessions = ended, "agent revoked");
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

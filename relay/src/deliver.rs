@@ -14,7 +14,8 @@ use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use shared::ShopId;
 use shared::domain::{DocumentType, OrderWebhook};
 use shared::protocol::{
-    Deliver, Envelope, Heartbeat, Message, PROTOCOL_VERSION, Push, PushAck, SessionRole, Welcome,
+    Deliver, Envelope, Heartbeat, MAX_FRAME_BYTES, Message, PROTOCOL_VERSION, ProtocolError, Push,
+    PushAck, SessionRole, Welcome,
 };
 use tokio::time::Instant;
 
@@ -26,16 +27,128 @@ use crate::store::{Notice, QueuedEvent, StoreError};
 /// Longest wait for the agent's hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How often a session checks in the store whether its agent was revoked (through another
+/// relay instance or the CLI; a revocation through this instance ends it at once).
+const REVOCATION_CHECK: Duration = Duration::from_secs(3);
+
+/// The message types of protocol v1. A well-formed frame of this version with any other type
+/// comes from a newer agent and is ignored, not an error.
+const KNOWN_TYPES: &[&str] = &[
+    "hello",
+    "welcome",
+    "deliver",
+    "ack",
+    "nack",
+    "push",
+    "push_ack",
+    "heartbeat",
+    "sync_put",
+    "sync_put_result",
+    "sync_fetch",
+    "sync_page",
+    "sync_error",
+];
+
+/// The close reason a revoked agent's session ends with (the agent looks for "revoked").
+pub const REVOKED_REASON: &str = "the agent's token is revoked";
+
 #[derive(Debug, thiserror::Error)]
 enum SessionError {
     #[error("the agent went away")]
     Gone,
+    #[error("the agent closed the session (code {0:?})")]
+    ClientClosed(Option<u16>),
     #[error("the agent was silent for too long")]
     Silent,
     #[error("protocol error: {0}")]
     Protocol(String),
+    #[error("invalid message: {0}")]
+    Malformed(String),
+    #[error("binary frames are not part of the protocol")]
+    Binary,
+    #[error("message too large: the limit is {MAX_FRAME_BYTES} bytes ({0})")]
+    TooLarge(String),
+    #[error("{REVOKED_REASON}")]
+    Revoked,
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl SessionError {
+    /// The close code (RFC 6455, 7.4.1) the relay ends the session with; `None` when the
+    /// connection is gone or the agent closed it (its Close is answered instead).
+    fn close_code(&self) -> Option<u16> {
+        match self {
+            SessionError::Gone | SessionError::ClientClosed(_) => None,
+            SessionError::Protocol(_) => Some(1002),
+            SessionError::Binary => Some(1003),
+            SessionError::Malformed(_) => Some(1007),
+            SessionError::Revoked => Some(1008),
+            SessionError::TooLarge(_) => Some(1009),
+            SessionError::Silent | SessionError::Store(_) => Some(1011),
+        }
+    }
+
+    /// What a failed read means: a message over the size limit, or a connection gone.
+    fn from_read(error: &axum::Error) -> Self {
+        let text = error.to_string();
+        // tungstenite's capacity error ("Space limit exceeded: Message too long: n > max"),
+        // for a frame or a message over the limit.
+        if text.contains("Message too long") {
+            SessionError::TooLarge(text)
+        } else {
+            SessionError::Gone
+        }
+    }
+}
+
+/// A text frame decoded: a protocol message, or one of a type this relay does not know.
+enum Decoded {
+    Message(Box<Message>),
+    Unknown(String),
+}
+
+/// Decodes a text frame: invalid JSON or fields are invalid data (1007), another protocol
+/// version a protocol error (1002), an unknown type within this version is ignored.
+fn decode(text: &str) -> Result<Decoded, SessionError> {
+    match Envelope::from_json(text) {
+        Ok(envelope) => Ok(Decoded::Message(Box::new(envelope.msg))),
+        Err(e @ ProtocolError::UnsupportedVersion(_)) => Err(SessionError::Protocol(e.to_string())),
+        Err(ProtocolError::Malformed(reason)) => {
+            #[derive(serde::Deserialize)]
+            struct Probe {
+                msg: ProbeMsg,
+            }
+            #[derive(serde::Deserialize)]
+            struct ProbeMsg {
+                #[serde(rename = "type")]
+                kind: String,
+            }
+            match serde_json::from_str::<Probe>(text) {
+                Ok(probe) if !KNOWN_TYPES.contains(&probe.msg.kind.as_str()) => {
+                    Ok(Decoded::Unknown(probe.msg.kind))
+                }
+                _ => Err(SessionError::Malformed(reason)),
+            }
+        }
+    }
+}
+
+/// Unknown message types seen in a session, each logged once.
+#[derive(Default)]
+struct Ignored(HashSet<String>);
+
+impl Ignored {
+    fn note(&mut self, kind: String) {
+        let kind: String = kind.chars().take(64).collect();
+        // Bounded: a misbehaving agent cannot grow this without limit.
+        if self.0.len() < 32 && self.0.insert(kind.clone()) {
+            tracing::warn!(
+                kind = %kind,
+                "ignoring a message type this relay does not know (a newer agent?); further ones of this type are ignored silently"
+            );
+        }
+    }
 }
 
 /// Most pushes stored in one transaction.
@@ -45,12 +158,17 @@ const PUSH_BATCH: usize = 512;
 enum Next {
     Nothing,
     Message(Box<Message>),
-    Gone,
+    /// The session ends (after the pushes before it are stored).
+    End(SessionError),
 }
 
 /// `first` and the pushes right behind it that have arrived already (without waiting), and
 /// what came after them.
-fn more_pushes<S>(socket: &mut S, first: Push) -> Result<(Vec<Push>, Next), SessionError>
+fn more_pushes<S>(
+    socket: &mut S,
+    first: Push,
+    ignored: &mut Ignored,
+) -> Result<(Vec<Push>, Next), SessionError>
 where
     S: Stream<Item = Result<WsMessage, axum::Error>> + Unpin,
 {
@@ -58,22 +176,20 @@ where
     while pushes.len() < PUSH_BATCH {
         match socket.next().now_or_never() {
             None => break,
-            Some(Some(Ok(WsMessage::Text(text)))) => {
-                let envelope = Envelope::from_json(text.as_str())
-                    .map_err(|e| SessionError::Protocol(e.to_string()))?;
-                match envelope.msg {
+            Some(Some(Ok(WsMessage::Text(text)))) => match decode(text.as_str())? {
+                Decoded::Message(msg) => match *msg {
                     Message::Push(push) => pushes.push(push),
                     other => return Ok((pushes, Next::Message(Box::new(other)))),
-                }
+                },
+                Decoded::Unknown(kind) => ignored.note(kind),
+            },
+            Some(Some(Ok(WsMessage::Binary(_)))) => return Err(SessionError::Binary),
+            Some(Some(Ok(WsMessage::Close(frame)))) => {
+                let code = frame.map(|f| f.code);
+                return Ok((pushes, Next::End(SessionError::ClientClosed(code))));
             }
-            Some(Some(Ok(WsMessage::Binary(_)))) => {
-                return Err(SessionError::Protocol(
-                    "binary frames are not part of the protocol".into(),
-                ));
-            }
-            Some(Some(Ok(WsMessage::Close(_))) | Some(Err(_)) | None) => {
-                return Ok((pushes, Next::Gone));
-            }
+            Some(Some(Err(e))) => return Ok((pushes, Next::End(SessionError::from_read(&e)))),
+            Some(None) => return Ok((pushes, Next::End(SessionError::Gone))),
             Some(Some(Ok(_))) => {} // ping/pong
         }
     }
@@ -97,11 +213,13 @@ pub async fn run<S>(app: Arc<AppState>, identity: AgentIdentity, mut socket: S)
 where
     S: Stream<Item = Result<WsMessage, axum::Error>> + Sink<WsMessage> + Unpin,
 {
+    // Revoking the agent through this instance ends the session at once.
+    let revocation = app.registry.watch_revocation(&identity.agent_id);
     let (credit, role) = match handshake(&app, &identity, &mut socket).await {
         Ok(hello) => hello,
         Err(e) => {
             tracing::warn!(error = %e, "agent session refused");
-            let _ = close(&mut socket, 1002, &e.to_string()).await;
+            end(&mut socket, &e).await;
             return;
         }
     };
@@ -164,6 +282,8 @@ where
         sync,
         in_flight: HashMap::new(),
         retries: HashMap::new(),
+        ignored: Ignored::default(),
+        revoked: revocation.revoked.clone(),
     };
     let result = session.serve(&mut socket, &registration).await;
     if !sync {
@@ -183,9 +303,38 @@ where
             let _ = close(&mut socket, 1001, reason).await;
         }
         Err(SessionError::Gone) => tracing::info!("agent disconnected"),
+        Err(SessionError::ClientClosed(code)) => {
+            tracing::info!(?code, "agent closed the session");
+            end(&mut socket, &SessionError::ClientClosed(code)).await;
+        }
+        Err(SessionError::Revoked) => {
+            tracing::warn!(
+                "the agent's token was revoked; its session ends and nothing more is delivered to it"
+            );
+            end(&mut socket, &SessionError::Revoked).await;
+        }
         Err(e) => {
             tracing::warn!(error = %e, "agent session failed");
-            let _ = close(&mut socket, 1011, &e.to_string()).await;
+            end(&mut socket, &e).await;
+        }
+    }
+    drop(revocation);
+}
+
+/// Ends the session after `error`: with a close frame naming it, or, when the agent closed
+/// the session, by answering its Close (tungstenite queued the echo; closing flushes it).
+async fn end<S>(socket: &mut S, error: &SessionError)
+where
+    S: Sink<WsMessage> + Unpin,
+{
+    match error.close_code() {
+        Some(code) => {
+            let _ = close(socket, code, &error.to_string()).await;
+        }
+        None => {
+            if matches!(error, SessionError::ClientClosed(_)) {
+                let _ = socket.close().await;
+            }
         }
     }
 }
@@ -198,10 +347,10 @@ async fn handshake<S>(
 where
     S: Stream<Item = Result<WsMessage, axum::Error>> + Sink<WsMessage> + Unpin,
 {
-    let first = tokio::time::timeout(HELLO_TIMEOUT, next_envelope(socket))
+    let first = tokio::time::timeout(HELLO_TIMEOUT, next_message(socket))
         .await
         .map_err(|_| SessionError::Protocol("no hello within 10 s".into()))??;
-    let Message::Hello(hello) = first.msg else {
+    let Message::Hello(hello) = first else {
         return Err(SessionError::Protocol(
             "the first message must be hello".into(),
         ));
@@ -236,9 +385,25 @@ struct Session {
     sync: bool,
     in_flight: HashMap<u64, InFlight>,
     retries: HashMap<u64, Retry>,
+    ignored: Ignored,
+    /// Cancelled when the agent is revoked through this instance.
+    revoked: tokio_util::sync::CancellationToken,
 }
 
 impl Session {
+    /// Whether the store says the agent is revoked (through another instance or the CLI). A
+    /// store that cannot answer ends nothing: the next check asks again.
+    async fn revoked_in_store(&self) -> bool {
+        match self.app.store.agent(self.identity.agent_id.clone()).await {
+            Ok(Some(agent)) => agent.revoked_at.is_some(),
+            Ok(None) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot check whether the agent is revoked");
+                false
+            }
+        }
+    }
+
     async fn serve<S>(
         &mut self,
         socket: &mut S,
@@ -254,13 +419,20 @@ impl Session {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut refill = true;
+        let mut last_checked = Instant::now();
 
         loop {
+            // Nothing more goes to a revoked agent, even if a wake-up is ready too.
+            if self.revoked.is_cancelled() {
+                return Err(SessionError::Revoked);
+            }
             if refill && self.refill(socket).await? {
                 last_sent = Instant::now();
             }
             refill = false;
             tokio::select! {
+                biased;
+                _ = self.revoked.cancelled() => return Err(SessionError::Revoked),
                 _ = registration.cancel.cancelled() => {
                     return Ok(if self.app.shutdown.is_cancelled() {
                         "the relay is shutting down"
@@ -272,20 +444,27 @@ impl Session {
                 frame = socket.next() => {
                     last_heard = Instant::now();
                     match frame {
-                        None | Some(Err(_)) => return Err(SessionError::Gone),
+                        None => return Err(SessionError::Gone),
+                        Some(Err(e)) => return Err(SessionError::from_read(&e)),
                         Some(Ok(WsMessage::Text(text))) => {
-                            let envelope = Envelope::from_json(text.as_str())
-                                .map_err(|e| SessionError::Protocol(e.to_string()))?;
-                            refill = match envelope.msg {
+                            let msg = match decode(text.as_str())? {
+                                Decoded::Message(msg) => *msg,
+                                Decoded::Unknown(kind) => {
+                                    self.ignored.note(kind);
+                                    continue;
+                                }
+                            };
+                            refill = match msg {
                                 // Pushes come in bursts: store the ones already received
                                 // together, one transaction for all.
                                 Message::Push(push) => {
-                                    let (pushes, next) = more_pushes(socket, push)?;
+                                    let (pushes, next) =
+                                        more_pushes(socket, push, &mut self.ignored)?;
                                     self.store_pushes(socket, pushes).await?;
                                     match next {
                                         Next::Message(msg) => self.handle(socket, *msg).await?,
                                         Next::Nothing => false,
-                                        Next::Gone => return Err(SessionError::Gone),
+                                        Next::End(e) => return Err(e),
                                     }
                                 }
                                 msg => self.handle(socket, msg).await?,
@@ -294,10 +473,10 @@ impl Session {
                             // agent was not silent meanwhile, it was waiting for the answer.
                             last_heard = Instant::now();
                         }
-                        Some(Ok(WsMessage::Close(_))) => return Err(SessionError::Gone),
-                        Some(Ok(WsMessage::Binary(_))) => {
-                            return Err(SessionError::Protocol("binary frames are not part of the protocol".into()));
+                        Some(Ok(WsMessage::Close(frame))) => {
+                            return Err(SessionError::ClientClosed(frame.map(|f| f.code)));
                         }
+                        Some(Ok(WsMessage::Binary(_))) => return Err(SessionError::Binary),
                         Some(Ok(_)) => {} // ping/pong: answered by the WebSocket layer
                     }
                 }
@@ -306,6 +485,12 @@ impl Session {
                         return Err(SessionError::Silent);
                     }
                     refill = self.expire_timeouts();
+                    if last_checked.elapsed() >= REVOCATION_CHECK {
+                        last_checked = Instant::now();
+                        if self.revoked_in_store().await {
+                            return Err(SessionError::Revoked);
+                        }
+                    }
 
                     if last_sent.elapsed() >= heartbeat {
                         let sent_at_ms = chrono::Utc::now().timestamp_millis();
@@ -516,22 +701,27 @@ fn retry_delay(attempt: i64) -> Duration {
     (Duration::from_secs(1) * 2u32.pow(exponent)).min(Duration::from_secs(60))
 }
 
-async fn next_envelope<S>(socket: &mut S) -> Result<Envelope, SessionError>
+async fn next_message<S>(socket: &mut S) -> Result<Message, SessionError>
 where
     S: Stream<Item = Result<WsMessage, axum::Error>> + Unpin,
 {
     loop {
         match socket.next().await {
-            None | Some(Err(_)) | Some(Ok(WsMessage::Close(_))) => return Err(SessionError::Gone),
+            None => return Err(SessionError::Gone),
+            Some(Err(e)) => return Err(SessionError::from_read(&e)),
+            Some(Ok(WsMessage::Close(frame))) => {
+                return Err(SessionError::ClientClosed(frame.map(|f| f.code)));
+            }
             Some(Ok(WsMessage::Text(text))) => {
-                return Envelope::from_json(text.as_str())
-                    .map_err(|e| SessionError::Protocol(e.to_string()));
+                return match decode(text.as_str())? {
+                    Decoded::Message(msg) => Ok(*msg),
+                    Decoded::Unknown(kind) => Err(SessionError::Protocol(format!(
+                        "the first message must be hello, not {:?}",
+                        kind.chars().take(64).collect::<String>()
+                    ))),
+                };
             }
-            Some(Ok(WsMessage::Binary(_))) => {
-                return Err(SessionError::Protocol(
-                    "binary frames are not part of the protocol".into(),
-                ));
-            }
+            Some(Ok(WsMessage::Binary(_))) => return Err(SessionError::Binary),
             Some(Ok(_)) => {}
         }
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::DashMap;
-use shared::TenantId;
+use shared::{AgentId, TenantId};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -39,6 +39,8 @@ impl Registration {
 
 pub struct Registry {
     sessions: DashMap<TenantId, Entry>,
+    /// Every session here (delivery and sync), by its agent: revoking the agent ends them.
+    agents: Arc<DashMap<u64, (AgentId, CancellationToken)>>,
     next: AtomicU64,
     /// This relay instance: the prefix of its sessions' lease holders.
     instance: String,
@@ -48,13 +50,52 @@ impl Default for Registry {
     fn default() -> Self {
         Self {
             sessions: DashMap::new(),
+            agents: Arc::new(DashMap::new()),
             next: AtomicU64::new(0),
             instance: uuid::Uuid::new_v4().to_string(),
         }
     }
 }
 
+/// A session's watch on its agent's revocation; leaves the registry when dropped.
+pub struct RevocationWatch {
+    id: u64,
+    agents: Arc<DashMap<u64, (AgentId, CancellationToken)>>,
+    /// Cancelled when the agent is revoked through this instance.
+    pub revoked: CancellationToken,
+}
+
+impl Drop for RevocationWatch {
+    fn drop(&mut self) {
+        self.agents.remove(&self.id);
+    }
+}
+
 impl Registry {
+    /// Watches for `agent`'s revocation for as long as the returned watch lives.
+    pub fn watch_revocation(&self, agent: &AgentId) -> RevocationWatch {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let revoked = CancellationToken::new();
+        self.agents.insert(id, (agent.clone(), revoked.clone()));
+        RevocationWatch {
+            id,
+            agents: self.agents.clone(),
+            revoked,
+        }
+    }
+
+    /// Ends every session of `agent` here (its token was revoked); returns how many.
+    pub fn revoke(&self, agent: &AgentId) -> usize {
+        let mut ended = 0;
+        for entry in self.agents.iter() {
+            if &entry.value().0 == agent {
+                entry.value().1.cancel();
+                ended += 1;
+            }
+        }
+        ended
+    }
+
     /// Registers a new session for `tenant`; a session already there is told to stop (the
     /// newest connection wins, e.g. after the agent reconnected over a half-dead link).
     /// A lease holder name for a new session of this instance.
@@ -145,6 +186,21 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn revoking_an_agent_ends_its_sessions_only() {
+        let registry = Registry::default();
+        let alice = AgentId::new("alice").expect("valid");
+        let bob = AgentId::new("bob").expect("valid");
+        let first = registry.watch_revocation(&alice);
+        let second = registry.watch_revocation(&alice);
+        let other = registry.watch_revocation(&bob);
+        assert_eq!(registry.revoke(&alice), 2);
+        assert!(first.revoked.is_cancelled() && second.revoked.is_cancelled());
+        assert!(!other.revoked.is_cancelled());
+        drop((first, second));
+        assert_eq!(registry.revoke(&alice), 0);
+    }
 
     #[test]
     fn a_newer_session_stops_the_older_one_and_survives_its_unregister() {

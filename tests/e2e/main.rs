@@ -3,6 +3,7 @@
 mod bench;
 mod check;
 mod clients;
+mod close_codes;
 mod crash;
 mod delivery;
 mod isolation;
@@ -15,6 +16,7 @@ mod mamut_wire;
 mod proxy;
 mod reconnect;
 mod rejections;
+mod revoke;
 mod scale;
 mod shops;
 mod sync;

@@ -153,3 +153,30 @@ async fn rejected_webhooks_store_nothing_and_deliver_nothing() {
     assert_eq!(applied.len(), 1, "only the control order may arrive");
     assert_eq!(applied[0].shop_order_id, "control");
 }
+
+/// An admin request with a secret in the wrong place: the 400 names the field and the problem,
+/// never the value (it may be a webhook secret or an API key).
+#[tokio::test]
+async fn an_admin_error_never_echoes_the_value_it_refused() {
+    let world = tests::setup().await;
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let (status, reply) = world
+        .admin
+        .call(
+            reqwest::Method::POST,
+            &format!("/tenants/{}/shops", tests::TENANT),
+            Some(serde_json::json!({
+                "shop_id": "leaky-se",
+                "webhook_secrets": secret,
+                "trigger_statuses": ["confirmed"],
+            })),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 400, "{reply}");
+    let text = reply.to_string();
+    assert!(!text.contains("MfKQ9r8G"), "the secret came back: {text}");
+    assert!(
+        text.contains("webhook_secrets") && text.contains("invalid type: string"),
+        "the error no longer says what is wrong: {text}"
+    );
+}

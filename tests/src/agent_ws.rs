@@ -114,6 +114,41 @@ impl RawAgent {
         }
     }
 
+    /// Sends a frame as it is (malformed, binary, oversized: whatever a test needs).
+    pub async fn send_frame(&mut self, frame: WsMessage) -> Result<(), String> {
+        self.socket.send(frame).await.map_err(|e| e.to_string())
+    }
+
+    /// Starts the closing handshake with `code` and `reason`.
+    pub async fn close_with(&mut self, code: u16, reason: &str) -> Result<(), String> {
+        use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+        self.socket
+            .close(Some(CloseFrame {
+                code: code.into(),
+                reason: reason.to_owned().into(),
+            }))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Waits for the relay's close frame and returns its code and reason; `Err` when the
+    /// connection ended without one (what a client reports as 1006).
+    pub async fn close_frame(&mut self) -> Result<(u16, String), String> {
+        loop {
+            match self.socket.next().await {
+                Some(Ok(WsMessage::Close(Some(frame)))) => {
+                    return Ok((u16::from(frame.code), frame.reason.to_string()));
+                }
+                Some(Ok(WsMessage::Close(None))) => {
+                    return Err("a close frame without a code".into());
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(format!("no close frame (1006): {e}")),
+                None => return Err("no close frame (1006): the connection ended".into()),
+            }
+        }
+    }
+
     /// Waits for the relay to close the session; returns the close frame's reason.
     pub async fn closed(&mut self) -> String {
         loop {

@@ -116,6 +116,10 @@ impl Tokens {
         validation.set_audience(&[AGENT_AUDIENCE]);
         validation.set_issuer(&[&self.issuer]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        // The relay issues and checks its own tokens: no clock skew to forgive. A token that
+        // has expired is refused at once, one that is not valid yet (`nbf`) too.
+        validation.leeway = 0;
+        validation.validate_nbf = true;
         let claims = jsonwebtoken::decode::<AgentClaims>(
             token,
             &DecodingKey::from_secret(&secret),
@@ -149,5 +153,78 @@ impl Tokens {
             self.keys.insert(key.kid, key.secret.clone());
             key.secret
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreLocation;
+
+    #[derive(serde::Serialize)]
+    struct Claims<'a> {
+        iss: &'a str,
+        aud: &'a str,
+        sub: &'a str,
+        tenant: &'a str,
+        jti: &'a str,
+        iat: i64,
+        exp: i64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        nbf: Option<i64>,
+    }
+
+    #[tokio::test]
+    async fn a_token_expired_seconds_ago_or_not_yet_valid_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = AnyStore::open(&StoreLocation::Sqlite(dir.path().join("relay.sqlite")))
+            .await
+            .expect("store opens");
+        let tenant = TenantId::new("acme").expect("tenant id");
+        store
+            .create_tenant(tenant.clone(), "Acme".into())
+            .await
+            .expect("tenant");
+        let agent = store
+            .create_agent(tenant.clone(), "mamut-1".into())
+            .await
+            .expect("agent");
+        let tokens = Tokens::new(store.clone(), "relay".into());
+        let key = store.current_signing_key().await.expect("signing key");
+        let now = Utc::now().timestamp();
+        let sign = |exp: i64, nbf: Option<i64>| {
+            let claims = Claims {
+                iss: "relay",
+                aud: AGENT_AUDIENCE,
+                sub: agent.id.as_str(),
+                tenant: "acme",
+                jti: "t",
+                iat: now - 3600,
+                exp,
+                nbf,
+            };
+            let header = Header {
+                kid: Some(key.kid.clone()),
+                ..Header::new(Algorithm::HS256)
+            };
+            jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(&key.secret))
+                .expect("signed")
+        };
+        assert!(tokens.verify(&sign(now + 600, None)).await.is_ok(), "valid");
+        assert!(
+            matches!(
+                tokens.verify(&sign(now - 30, None)).await,
+                Err(TokenError::Invalid)
+            ),
+            "expired 30 s ago"
+        );
+        assert!(
+            matches!(
+                tokens.verify(&sign(now + 600, Some(now + 60))).await,
+                Err(TokenError::Invalid)
+            ),
+            "not valid for another minute"
+        );
+        assert!(tokens.verify(&sign(now + 600, Some(now - 1))).await.is_ok());
     }
 }

@@ -95,21 +95,27 @@ pub async fn run(
             _ = cancel.cancelled() => return Ok(()),
             socket = connect(&relays[current % relays.len()], &tls) => socket,
         };
-        let result = match outcome {
+        // Failures that no retry mends (a revoked or refused token, a certificate the agent
+        // does not trust) are errors, said once per attempt; the rest pass by themselves.
+        let (result, lasting) = match outcome {
             Ok(socket) => {
                 match run_session(socket, mamut.clone(), &settings, &mut pushes, &cancel).await {
                     Err(e @ SessionError::Revoked(_)) => {
                         tracing::error!(error = %e, "the relay revoked this agent's token");
-                        Err(e.into())
+                        (Err(e.into()), true)
                     }
-                    result => result.map_err(anyhow::Error::from),
+                    result => (result.map_err(anyhow::Error::from), false),
                 }
             }
             Err(e @ ConnectError::Refused(_)) => {
                 tracing::error!(error = %e, "the relay refused this agent's token");
-                Err(e.into())
+                (Err(e.into()), true)
             }
-            Err(e) => Err(e.into()),
+            Err(e @ ConnectError::Tls(_)) => {
+                tracing::error!(error = %e, "the relay's TLS connection is refused; this does not pass by itself");
+                (Err(e.into()), true)
+            }
+            Err(e) => (Err(e.into()), false),
         };
         if cancel.is_cancelled() {
             return Ok(());
@@ -125,6 +131,7 @@ pub async fn run(
         let delay = full_jitter(backoff_ceiling(failures, initial, max));
         match result {
             Ok(()) => tracing::info!(?delay, "session ended; reconnecting"),
+            Err(_) if lasting => tracing::info!(?delay, "trying again"),
             Err(e) => tracing::warn!(
                 error = format!("{e:#}"),
                 ?delay,

@@ -105,3 +105,45 @@ fn untrusted(world: &tests::World, other: &tests::pki::Pki, rustls_says: &str) {
         assert!(report.contains(words), "{words:?} missing: {report}");
     }
 }
+
+/// The running agent says the same as an error that does not pass by itself, not as a
+/// passing network fault (a WARN on every retry).
+#[tokio::test]
+async fn a_running_agent_reports_an_untrusted_relay_certificate_as_an_error() {
+    let mut world = setup_with(RelayOptions::default(), AgentOptions::default()).await;
+    let other = tests::pki::Pki::named("Proxy Inspection CA");
+    let text = std::fs::read_to_string(world.agent.config_file()).expect("agent.toml");
+    let ca_line = text
+        .lines()
+        .find(|l| l.starts_with("ca_file = "))
+        .expect("the test relay is TLS with a ca_file")
+        .to_owned();
+    std::fs::write(
+        world.agent.config_file(),
+        text.replace(&ca_line, &format!("ca_file = {:?}", other.ca_file())),
+    )
+    .expect("write");
+    let before = world.agent.logs().len();
+    world.agent.restart().await;
+    tests::eventually(
+        "the agent reports the certificate",
+        std::time::Duration::from_secs(20),
+        || async {
+            world.agent.logs()[before..]
+                .matches("is not from a CA this agent trusts")
+                .count()
+                >= 2
+        },
+    )
+    .await;
+    let logs = world.agent.logs()[before..].to_owned();
+    assert!(
+        logs.contains("ERROR") && logs.contains("does not pass by itself"),
+        "{logs}"
+    );
+    assert!(
+        !logs.contains("session failed; reconnecting"),
+        "said as a passing fault: {logs}"
+    );
+    world.agent.kill().await;
+}

@@ -196,11 +196,14 @@ impl PgUrl {
                     .build()
                     .map_err(|e| open(format!("TLS: {e}")))?
             }
-            (SslMode::VerifyCa, _) | (_, Some(RootCert::File(_))) => Arc::new(ChainOnly {
-                roots: roots()?,
+            (SslMode::VerifyCa, _) | (_, Some(RootCert::File(_))) => Arc::new(NoHostCheck {
+                roots: Some(roots()?),
                 provider,
             }),
-            _ => Arc::new(AnyCertificate { provider }),
+            _ => Arc::new(NoHostCheck {
+                roots: None,
+                provider,
+            }),
         };
         let config = builder
             .dangerous()
@@ -327,68 +330,17 @@ fn load_roots(path: &std::path::Path) -> Result<Arc<RootCertStore>, String> {
     Ok(Arc::new(roots))
 }
 
-/// `prefer`/`require` without a root certificate: encrypted, the server not verified (libpq).
+/// The verifiers libpq's weaker modes mean: `prefer`/`require` without a root certificate
+/// (`roots` none: encrypted, the server not verified), and `verify-ca` (or `prefer`/`require`
+/// with `sslrootcert`: the chain must lead to one of `roots`). The host name is never checked;
+/// the handshake's signatures always are.
 #[derive(Debug)]
-struct AnyCertificate {
+struct NoHostCheck {
+    roots: Option<Arc<RootCertStore>>,
     provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// `verify-ca` (and `prefer`/`require` with `sslrootcert`): the chain must lead to one of
-/// `roots`; the host name is not checked.
-#[derive(Debug)]
-struct ChainOnly {
-    roots: Arc<RootCertStore>,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for NoHostCheck {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -397,14 +349,16 @@ impl ServerCertVerifier for ChainOnly {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
-        rustls::client::verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.provider.signature_verification_algorithms.all,
-        )?;
+        if let Some(roots) = &self.roots {
+            let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
+            rustls::client::verify_server_cert_signed_by_trust_anchor(
+                &cert,
+                roots,
+                intermediates,
+                now,
+                self.provider.signature_verification_algorithms.all,
+            )?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 

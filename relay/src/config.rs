@@ -58,6 +58,18 @@ pub struct Config {
     /// Finished events, pushes and sent changes are deleted after this many days
     /// (`RELAY_RETENTION_DAYS`); 0 keeps everything.
     pub retention_days: u32,
+    /// Open connections (HTTP and agent WebSockets together) beyond which a new one is closed
+    /// at once (`RELAY_MAX_CONNECTIONS`), so file descriptors remain for the store and for
+    /// the connections being served.
+    pub max_connections: usize,
+    /// A request's headers must arrive in full within this many seconds of the connection
+    /// opening or of the previous response (`RELAY_HEADER_TIMEOUT_SECS`); this also closes
+    /// idle keep-alive connections and slowloris requests.
+    pub header_timeout_secs: u64,
+    /// An HTTP connection on which nothing is received or sent for this many seconds is
+    /// closed, e.g. a stalled request body (`RELAY_IDLE_TIMEOUT_SECS`). Agent WebSocket
+    /// sessions are exempt: they have their own heartbeats.
+    pub idle_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -88,6 +100,9 @@ impl Default for Config {
             retry_cap_ms: 600_000,
             lease_secs: 15,
             retention_days: 30,
+            max_connections: 4096,
+            header_timeout_secs: 10,
+            idle_timeout_secs: 60,
         }
     }
 }
@@ -166,6 +181,15 @@ impl Config {
         if let Some(v) = get("RELAY_RETENTION_DAYS") {
             self.retention_days = parse("RELAY_RETENTION_DAYS", &v)?;
         }
+        if let Some(v) = get("RELAY_MAX_CONNECTIONS") {
+            self.max_connections = parse("RELAY_MAX_CONNECTIONS", &v)?;
+        }
+        if let Some(v) = get("RELAY_HEADER_TIMEOUT_SECS") {
+            self.header_timeout_secs = parse("RELAY_HEADER_TIMEOUT_SECS", &v)?;
+        }
+        if let Some(v) = get("RELAY_IDLE_TIMEOUT_SECS") {
+            self.idle_timeout_secs = parse("RELAY_IDLE_TIMEOUT_SECS", &v)?;
+        }
         match (get("RELAY_TLS_CERT"), get("RELAY_TLS_KEY")) {
             (Some(cert), Some(key)) => {
                 self.tls = Some(TlsConfig {
@@ -224,6 +248,15 @@ impl Config {
         }
         if self.retention_days > 36_500 {
             return Err(error("retention_days", "must be at most 36500"));
+        }
+        if !(1..=1_000_000).contains(&self.max_connections) {
+            return Err(error("max_connections", "must be between 1 and 1000000"));
+        }
+        if !(1..=3600).contains(&self.header_timeout_secs) {
+            return Err(error("header_timeout_secs", "must be between 1 and 3600"));
+        }
+        if !(1..=86_400).contains(&self.idle_timeout_secs) {
+            return Err(error("idle_timeout_secs", "must be between 1 and 86400"));
         }
         if self.retry_cap_ms > 86_400_000 {
             return Err(error("retry_cap_ms", "must be at most 86400000 (a day)"));

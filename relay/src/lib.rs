@@ -13,7 +13,8 @@
 //! - [`sync`]: the relay's half of the initial product sync.
 //! - [`auth`]: admin token and agent JWTs.
 //! - [`admin`]: the admin API; [`cli`]: the same operations from a shell.
-//! - [`tls`]: HTTPS/WSS listener.
+//! - [`serve`]: accepting and serving connections: connection cap, header and idle timeouts.
+//! - [`tls`]: HTTPS/WSS certificates.
 //! - [`metrics`], [`error`].
 
 #![forbid(unsafe_code)]
@@ -30,6 +31,7 @@ pub mod error;
 pub mod ingest;
 pub mod metrics;
 pub mod registry;
+pub mod serve;
 pub mod shop;
 pub mod shops;
 pub mod store;
@@ -246,28 +248,14 @@ impl App {
         let background = tokio::spawn(background(state.clone()));
         tokio::spawn(tell_others(state.clone(), self.outbox));
         let router = router(state.clone());
-        let graceful = shutdown.clone().cancelled_owned();
-        let served = match &state.config.tls {
-            Some(tls) => {
-                let config = tls::server_config(&tls.cert, &tls.key).map_err(StartError::Tls)?;
-                let listener = tls::TlsListener::new(self.listener, config, shutdown.clone())
-                    .map_err(|source| StartError::Listen {
-                        addr: self.local_addr,
-                        source,
-                    })?;
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(graceful)
-                    .await
-            }
-            None => {
-                axum::serve(self.listener, router)
-                    .with_graceful_shutdown(graceful)
-                    .await
-            }
+        serve::raise_file_limit(state.config.max_connections);
+        let tls = match &state.config.tls {
+            Some(tls) => Some(tokio_rustls::TlsAcceptor::from(
+                tls::server_config(&tls.cert, &tls.key).map_err(StartError::Tls)?,
+            )),
+            None => None,
         };
-        if let Err(e) = served {
-            tracing::error!(error = %e, "server failed");
-        }
+        serve::serve(self.listener, tls, router, state.clone(), shutdown.clone()).await;
         state.sessions.close();
         let drain = Duration::from_secs(state.config.shutdown_timeout_secs);
         let drained = async {

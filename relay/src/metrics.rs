@@ -8,6 +8,8 @@ pub struct Metrics {
     webhooks_rejected: AtomicU64,
     webhooks_stored: AtomicU64,
     agent_sessions: AtomicU64,
+    connections_refused: AtomicU64,
+    connections_timed_out: AtomicU64,
 }
 
 impl Metrics {
@@ -25,6 +27,16 @@ impl Metrics {
 
     pub fn session_ended(&self) {
         self.agent_sessions.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A connection closed at once because `max_connections` were open.
+    pub fn connection_refused(&self) {
+        self.connections_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection closed by the header or idle timeout.
+    pub fn connection_timed_out(&self) {
+        self.connections_timed_out.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn render(&self) -> String {
@@ -52,6 +64,18 @@ impl Metrics {
             "gauge",
             "Agent sessions connected to this instance.",
             self.agent_sessions.load(Ordering::Relaxed),
+        );
+        line(
+            "relay_connections_refused_total",
+            "counter",
+            "Connections closed at once because max_connections were open.",
+            self.connections_refused.load(Ordering::Relaxed),
+        );
+        line(
+            "relay_connections_timed_out_total",
+            "counter",
+            "HTTP connections closed by the header or idle timeout.",
+            self.connections_timed_out.load(Ordering::Relaxed),
         );
         out
     }

@@ -7,6 +7,7 @@ mod close_codes;
 mod crash;
 mod delivery;
 mod isolation;
+mod limits;
 mod mamut_changes;
 mod mamut_import;
 mod mamut_orders;

@@ -48,6 +48,8 @@ pub struct RelayOptions {
     /// Short flush and retry times so tests finish fast; off for benchmarks, which measure
     /// the product's defaults.
     pub quick_timings: bool,
+    /// More `RELAY_*` settings, set last.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for RelayOptions {
@@ -60,6 +62,7 @@ impl Default for RelayOptions {
             database_url: None,
             lease_secs: None,
             quick_timings: true,
+            env: Vec::new(),
         }
     }
 }
@@ -138,6 +141,9 @@ impl RelayProcess {
         }
         if let Some(secs) = self.options.lease_secs {
             command.env("RELAY_LEASE_SECS", secs.to_string());
+        }
+        for (name, value) in &self.options.env {
+            command.env(name, value);
         }
         let mut child = command.spawn().expect("relay starts");
         let stdout = child.stdout.take().expect("piped stdout");

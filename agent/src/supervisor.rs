@@ -111,8 +111,8 @@ pub async fn run(
                 tracing::error!(error = %e, "the relay refused this agent's token");
                 (Err(e.into()), true)
             }
-            Err(e @ ConnectError::Tls(_)) => {
-                tracing::error!(error = %e, "the relay's TLS connection is refused; this does not pass by itself");
+            Err(e @ ConnectError::Certificate(_)) => {
+                tracing::error!(error = %e, "the relay's certificate is refused; this does not pass by itself");
                 (Err(e.into()), true)
             }
             Err(e) => (Err(e.into()), false),

@@ -47,6 +47,9 @@ pub enum ConnectError {
     Proxy(String),
     #[error("TLS: {0}")]
     Tls(String),
+    /// The relay's certificate is refused: no retry mends it.
+    #[error("TLS: {0}")]
+    Certificate(String),
     #[error("WebSocket handshake failed: {0}")]
     Handshake(String),
     /// Which step hung, and what usually makes it hang.
@@ -120,9 +123,10 @@ fn tls_failure(e: std::io::Error, host: &str) -> ConnectError {
                  (or a proxy answers with a certificate of its own)"
             )
         }
-        _ => e.to_string(),
+        Some(TlsError::InvalidCertificate(_)) => e.to_string(),
+        _ => return ConnectError::Tls(e.to_string()),
     };
-    ConnectError::Tls(what)
+    ConnectError::Certificate(what)
 }
 
 /// Where the relay is.

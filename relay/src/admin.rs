@@ -39,25 +39,30 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<
     }
 }
 
-/// A JSON error without the values it quotes: serde writes `invalid type: string "…"`, and
-/// the string may be a webhook secret or an API key sent in the wrong place. Field names
-/// (quoted with backticks) and positions stay.
+/// A JSON error without the values it quotes: serde writes `invalid type: string "…"` or
+/// ``unknown variant `…` ``, and the value may be a webhook secret or an API key sent in the
+/// wrong place. What stays: where (the field's path, line and column) and what kind of problem;
+/// the name of a missing field (one of ours) too.
 fn without_values(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut quoted = false;
-    for c in text.chars() {
-        if c == '"' {
-            if !quoted {
-                out.push_str("\"…");
-            } else {
-                out.push('"');
-            }
-            quoted = !quoted;
-        } else if !quoted {
-            out.push(c);
-        }
-    }
-    out
+    let position = text
+        .rfind(" at line ")
+        .map(|at| &text[at..])
+        .filter(|tail| {
+            tail.trim_start_matches(" at line ")
+                .split(" column ")
+                .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .unwrap_or("");
+    let body = &text[..text.len() - position.len()];
+    let cut = match body.find(['"', '`']) {
+        Some(at) if body[..at].ends_with("missing field ") => body[at + 1..]
+            .find('`')
+            .map_or(at, |close| at + 1 + close + 1),
+        Some(at) => at,
+        None => body.len(),
+    };
+    let kept = body[..cut].trim_end_matches([' ', ':', ',']);
+    format!("{kept}{position}")
 }
 
 #[derive(Debug, Deserialize)]
@@ -530,4 +535,44 @@ async fn list_pushes(
     let limit = query.limit.unwrap_or(100).clamp(1, 10_000);
     let pushes = app.store.list_pushes(tenant, limit).await?;
     Ok(Json(json!({ "pushes": pushes })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_values;
+
+    #[test]
+    fn json_errors_keep_where_and_what_but_no_value() {
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        for (text, expect) in [
+            (
+                format!(
+                    "Failed to deserialize the JSON body into the target type: webhook_secrets: \
+                     invalid type: string \"{secret}\", expected a sequence at line 1 column 50"
+                ),
+                "Failed to deserialize the JSON body into the target type: webhook_secrets: \
+                 invalid type: string at line 1 column 50",
+            ),
+            (
+                format!("document_type: unknown variant `{secret}`, expected `order` or `invoice`"),
+                "document_type: unknown variant",
+            ),
+            (
+                format!("secret: invalid type: string \"a\\\"{secret}\" at line 2 column 9"),
+                "secret: invalid type: string at line 2 column 9",
+            ),
+            (
+                "missing field `shop_id` at line 1 column 2".to_owned(),
+                "missing field `shop_id` at line 1 column 2",
+            ),
+            (
+                "ttl_days: invalid value: integer `99999`, expected u32".to_owned(),
+                "ttl_days: invalid value: integer",
+            ),
+        ] {
+            let out = without_values(&text);
+            assert_eq!(out, expect, "{text}");
+            assert!(!out.contains("MfKQ9r8G"));
+        }
+    }
 }

@@ -420,6 +420,10 @@ impl Session {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut refill = true;
         let mut last_checked = Instant::now();
+        // A revocation between the token check and the watch's registration: seen here.
+        if self.revoked.is_cancelled() || self.revoked_in_store().await {
+            return Err(SessionError::Revoked);
+        }
 
         loop {
             // Nothing more goes to a revoked agent, even if a wake-up is ready too.
@@ -460,7 +464,12 @@ impl Session {
                                 Message::Push(push) => {
                                     let (pushes, next) =
                                         more_pushes(socket, push, &mut self.ignored)?;
-                                    self.store_pushes(socket, pushes).await?;
+                                    // The agent closed right behind them: stored, not
+                                    // acknowledged (it sends them again, stored once), and its
+                                    // Close still answered.
+                                    let closing =
+                                        matches!(next, Next::End(SessionError::ClientClosed(_)));
+                                    self.store_pushes(socket, pushes, !closing).await?;
                                     match next {
                                         Next::Message(msg) => self.handle(socket, *msg).await?,
                                         Next::Nothing => false,
@@ -545,7 +554,7 @@ impl Session {
                 }
             }
             Message::Push(push) => {
-                self.store_pushes(socket, vec![push]).await?;
+                self.store_pushes(socket, vec![push], true).await?;
                 return Ok(false);
             }
             Message::Heartbeat(_) => return Ok(false),
@@ -574,6 +583,7 @@ impl Session {
         &mut self,
         socket: &mut S,
         pushes: Vec<Push>,
+        acknowledge: bool,
     ) -> Result<(), SessionError>
     where
         S: Sink<WsMessage> + Unpin,
@@ -599,8 +609,10 @@ impl Session {
         for shop in shops {
             self.app.announce(Notice::Dispatch { shop }).await;
         }
-        for push_id in ids {
-            send(socket, Message::PushAck(PushAck { push_id })).await?;
+        if acknowledge {
+            for push_id in ids {
+                send(socket, Message::PushAck(PushAck { push_id })).await?;
+            }
         }
         Ok(())
     }

@@ -410,6 +410,9 @@ async fn renew_delivery_leases(state: &AppState) {
     }
 }
 
+/// The longest one HTTP request may take, body included.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 pub fn router(state: Arc<AppState>) -> Router {
     let admin = admin::router().layer(axum::middleware::from_fn_with_state(
         state.clone(),
@@ -426,6 +429,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/agent/v1/connect", get(connect::upgrade))
         .nest("/admin/v1", admin)
         .layer(DefaultBodyLimit::max(256 * 1024))
+        // A request (its body read in full, its answer made) has a time limit: a body sent a
+        // byte a minute would otherwise hold a connection slot as long as it likes. An agent's
+        // upgrade is answered at once; its WebSocket session is not a request.
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
             let request_id = request

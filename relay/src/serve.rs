@@ -83,6 +83,17 @@ pub async fn serve(
         };
         let (stream, peer) = match accepted {
             Ok(pair) => pair,
+            // One connection's trouble (reset before it was accepted): the next one.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionAborted
+                        | std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
             Err(e) => {
                 if let Some(suppressed) = accept_errors.due() {
                     tracing::warn!(error = %e, suppressed, "accept failed; backing off");
@@ -119,7 +130,17 @@ pub async fn serve(
     }
     drop(listener);
     connections.close();
-    connections.wait().await;
+    // Bounded: a client that keeps a request open does not hold the shutdown back.
+    let drain = Duration::from_secs(config.shutdown_timeout_secs);
+    if tokio::time::timeout(drain, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            left = connections.len(),
+            "HTTP connections still open at shutdown; closing them"
+        );
+    }
 }
 
 #[derive(Clone, Copy)]

@@ -102,6 +102,7 @@ impl Agent {
 struct Fixture {
     app: Arc<AppState>,
     tenant: TenantId,
+    agent_id: AgentId,
     _dir: tempfile::TempDir,
 }
 
@@ -119,6 +120,12 @@ async fn fixture_with(config: Config) -> Fixture {
         .create_tenant(tenant.clone(), "Acme".into())
         .await
         .expect("tenant");
+    // A real agent row: the session checks that its agent is not revoked.
+    let agent_id = store
+        .create_agent(tenant.clone(), "mamut-1".into())
+        .await
+        .expect("agent")
+        .id;
     store
         .add_shop(relay::store::ShopRecord {
             shop_id: ShopId::new("demo-se").expect("valid"),
@@ -161,6 +168,7 @@ async fn fixture_with(config: Config) -> Fixture {
     Fixture {
         app,
         tenant,
+        agent_id,
         _dir: dir,
     }
 }
@@ -192,7 +200,7 @@ fn connect(f: &Fixture) -> Agent {
     let (to_relay, incoming) = mpsc::unbounded_channel();
     let (outgoing, from_relay) = mpsc::unbounded_channel();
     let identity = AgentIdentity {
-        agent_id: AgentId::new("agt-1").expect("valid"),
+        agent_id: f.agent_id.clone(),
         tenant_id: f.tenant.clone(),
     };
     tokio::spawn(relay::deliver::run(

@@ -89,6 +89,15 @@ impl PgStore {
     /// Connects, applies migrations and starts listening for other instances' notices.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let url = tls::PgUrl::parse(url).map_err(StoreError::Open)?;
+        if !url.verifies_server() {
+            tracing::warn!(
+                server = %url.server(),
+                setting = %url.setting(),
+                "the PostgreSQL server's certificate is not checked (as libpq does with this \
+                 sslmode): on a network that is not trusted, add sslrootcert=/path/to/ca.pem \
+                 or use sslmode=verify-full"
+            );
+        }
         let tls = url.connector()?;
         let config = url.config.clone();
         let manager = Manager::from_config(

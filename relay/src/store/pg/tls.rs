@@ -13,8 +13,9 @@
 //! like `verify-ca`; `sslrootcert=system` takes the system's roots and makes `verify-full` the
 //! default (a weaker mode with it is an error). Two differences from libpq: `allow` tries TLS
 //! first (tokio-postgres has no plain-first mode; either way the connection is not verified),
-//! and `verify-ca`/`verify-full` without `sslrootcert` use the system's roots where libpq
-//! looks for `~/.postgresql/root.crt` and fails without it.
+//! and `verify-full` without `sslrootcert` uses the system's roots where libpq looks for
+//! `~/.postgresql/root.crt` and fails without it (`verify-ca` without it is refused, as the
+//! system's roots would let any public certificate pass).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -130,6 +131,17 @@ impl PgUrl {
                     m.as_str()
                 ));
             }
+            // The chain only, against every public CA: any certificate for any name would
+            // pass. libpq refuses it for that reason (it wants a root file).
+            (Some(SslMode::VerifyCa), None) => {
+                return Err(
+                    "sslmode=verify-ca needs sslrootcert=/path/to/ca.pem (the CA that signed \
+                     the server's certificate): against the system's roots any public \
+                     certificate for any name would pass; for a server with a public \
+                     certificate use sslmode=verify-full"
+                        .into(),
+                );
+            }
             (m, _) => m.unwrap_or(SslMode::Prefer),
         };
         config.ssl_mode(match mode {
@@ -174,6 +186,13 @@ impl PgUrl {
             .collect();
         let db = self.config.get_dbname().unwrap_or("");
         format!("{}/{db}", hosts.join(","))
+    }
+
+    /// Whether the server's certificate is checked at all (libpq's `prefer`, `allow` and
+    /// `require` without `sslrootcert` encrypt without checking who answers).
+    pub fn verifies_server(&self) -> bool {
+        matches!(self.mode, SslMode::VerifyCa | SslMode::VerifyFull)
+            || matches!(self.root_cert, Some(RootCert::File(_)))
     }
 
     /// The TLS connector the settings ask for; reads `sslrootcert`.
@@ -241,8 +260,8 @@ impl PgUrl {
             Some(rustls::Error::InvalidCertificate(_)) => format!(
                 "{at}: the server's certificate is not trusted by {roots} ({text}); give the \
                  certificate of the CA that signed it with sslrootcert=/path/to/ca.pem in the \
-                 URL, or use sslmode=require to encrypt without verifying the server (as psql \
-                 does by default)"
+                 URL, or use sslmode=require to encrypt without verifying the server (what \
+                 psql's default, prefer, does when the server offers TLS)"
             ),
             Some(_) => format!("{at}: TLS failed: {text}"),
             None if text.contains("server does not support TLS") => format!(
@@ -416,7 +435,6 @@ mod tests {
             ("allow", SslMode::Allow, Wire::Prefer),
             ("prefer", SslMode::Prefer, Wire::Prefer),
             ("require", SslMode::Require, Wire::Require),
-            ("verify-ca", SslMode::VerifyCa, Wire::Require),
             ("verify-full", SslMode::VerifyFull, Wire::Require),
         ] {
             let url = parse(&format!(
@@ -427,6 +445,17 @@ mod tests {
             assert_eq!(url.config.get_application_name(), Some("relay"));
             url.connector().expect("a connector");
         }
+        assert!(!parse("postgres://db/app?sslmode=require").verifies_server());
+        assert!(parse("postgres://db/app?sslmode=verify-full").verifies_server());
+        // verify-ca against every public CA would check next to nothing: a root file it is.
+        let error = PgUrl::parse("postgres://db/app?sslmode=verify-ca")
+            .err()
+            .expect("verify-ca without sslrootcert");
+        assert!(error.contains("needs sslrootcert"), "{error}");
+        let with_root = parse("postgres://db/app?sslmode=verify-ca&sslrootcert=%2Fca.pem");
+        assert_eq!(with_root.mode, SslMode::VerifyCa);
+        assert_eq!(with_root.config.get_ssl_mode(), Wire::Require);
+        assert!(with_root.verifies_server());
     }
 
     #[test]

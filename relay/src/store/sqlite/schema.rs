@@ -128,9 +128,21 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// (the others wait for it by the busy timeout), so a migration another opener applied
 /// meanwhile is seen and not applied twice.
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    // Up to date (every open but the first): no write lock taken, so a read-only command
+    // does not wait for a busy writer.
+    let current: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if current == SCHEMA_VERSION {
+        return Ok(());
+    }
     loop {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let current: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        if current < 0 {
+            return Err(StoreError::Open(format!(
+                "the database has schema version {current}, which no relay writes; it is not a \
+                 relay database"
+            )));
+        }
         if current > SCHEMA_VERSION {
             return Err(StoreError::Open(format!(
                 "the database has schema version {current}, newer than this relay knows \

@@ -72,14 +72,16 @@ async fn closed_after<S: AsyncRead + Unpin>(mut stream: S, opened: Instant) -> O
 async fn slowloris(stream: TlsStream<TcpStream>, opened: Instant) -> Option<Duration> {
     let (reader, mut writer) = tokio::io::split(stream);
     let trickle = async move {
+        // The pace of a slowloris client: one header line per tick.
+        let mut pace = tokio::time::interval(Duration::from_millis(300));
         let mut n = 0u64;
-        while writer
-            .write_all(format!("x-slow-{n}: 1\r\n").as_bytes())
-            .await
-            .is_ok()
-        {
+        loop {
+            pace.tick().await;
+            let line = format!("x-slow-{n}: 1\r\n");
+            if writer.write_all(line.as_bytes()).await.is_err() {
+                break;
+            }
             n += 1;
-            tokio::time::sleep(Duration::from_millis(300)).await;
         }
         std::future::pending::<()>().await;
     };

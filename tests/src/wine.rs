@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
@@ -168,19 +168,21 @@ const WINESERVER_WAIT: Duration = Duration::from_secs(20);
 /// Runs `command` to its end, or kills it once `limit` has passed.
 fn run_bounded(command: &mut std::process::Command, limit: Duration) -> Result<(), String> {
     let mut child = command.spawn().map_err(|e| format!("does not run: {e}"))?;
-    let deadline = Instant::now() + limit;
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => return Ok(()),
-            Ok(None) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("still running after {limit:?}, killed"));
-            }
-            Err(e) => return Err(format!("cannot wait for it: {e}")),
+    let pid = child.id();
+    // The child's end is waited for on a thread of its own; this one waits for that, bounded.
+    let (ended, end) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = ended.send(child.wait());
+    });
+    match end.recv_timeout(limit) {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("cannot wait for it: {e}")),
+        Err(_) => {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            let _ = end.recv_timeout(WINESERVER_WAIT);
+            Err(format!("still running after {limit:?}, killed"))
         }
     }
 }

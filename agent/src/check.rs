@@ -100,7 +100,14 @@ async fn mamut(config: &AgentConfig) -> Vec<Finding> {
             };
             let server = SqlServer::new(sql.clone(), mapping, config.watch.currency.clone());
             let mut findings = match server.check_mapping().await {
-                Err(e) => return vec![fail(format!("cannot connect to {target}: {e}"))],
+                Err(e) => {
+                    // What does not need the database is still checked.
+                    let mut findings = vec![fail(format!("cannot connect to {target}: {e}"))];
+                    if config.mamut.writer == Writer::Import {
+                        findings.extend(import_files(&config.mamut.import, &sql.database));
+                    }
+                    return findings;
+                }
                 Ok(problems) if problems.is_empty() => {
                     vec![
                         ok(format!("connected to {target}")),
@@ -119,7 +126,8 @@ async fn mamut(config: &AgentConfig) -> Vec<Finding> {
                 server.read_committed_snapshot().await,
             ));
             if config.mamut.writer == Writer::Import {
-                findings.extend(import(&config.mamut.import, &server, &sql.database).await);
+                findings.extend(import_files(&config.mamut.import, &sql.database));
+                findings.push(import_lookup(&server).await);
             }
             findings
         }
@@ -127,7 +135,7 @@ async fn mamut(config: &AgentConfig) -> Vec<Finding> {
 }
 
 /// Mamut's import program, the spool folder and the lookup the import writer relies on.
-async fn import(config: &ImportConfig, server: &SqlServer, database: &str) -> Vec<Finding> {
+fn import_files(config: &ImportConfig, database: &str) -> Vec<Finding> {
     let program = &config.program;
     let mut findings = vec![match std::fs::metadata(program) {
         Ok(m) if m.is_file() => ok(format!("import program {} is there", program.display())),
@@ -185,7 +193,12 @@ async fn import(config: &ImportConfig, server: &SqlServer, database: &str) -> Ve
         }
         Err(e) => findings.push(fail(e)),
     }
-    findings.push(match server.find_imported("agent-check").await {
+    findings
+}
+
+/// The lookup of imported orders by their external order number.
+async fn import_lookup(server: &SqlServer) -> Finding {
+    match server.find_imported("agent-check").await {
         Ok(_) => ok(
             "the lookup of imported orders by their external order number runs \
                      (orders.external_no; that Mamut's import fills that column shows with the \
@@ -194,8 +207,7 @@ async fn import(config: &ImportConfig, server: &SqlServer, database: &str) -> Ve
         Err(e) => fail(format!(
             "cannot look up orders by external order number: {e}"
         )),
-    });
-    findings
+    }
 }
 
 /// The database's `READ_COMMITTED_SNAPSHOT` setting: off (SQL Server's default) is advice, not

@@ -256,8 +256,13 @@ pub fn document(order: &Order, external: &str, config: &ImportConfig) -> Result<
     })
 }
 
-fn find(fields: &'static [Spec], tag: &str) -> &'static Spec {
-    fields.iter().find(|s| s.tag == tag).unwrap_or(&fields[0])
+/// The documented field `tag` of `fields` (the writer names only fields of its own tables).
+fn find(fields: &'static [Spec], tag: &str) -> Result<&'static Spec, Refused> {
+    fields.iter().find(|s| s.tag == tag).ok_or_else(|| {
+        Refused(format!(
+            "the writer has no field {tag} (a bug in the agent)"
+        ))
+    })
 }
 
 impl Build<'_> {
@@ -314,7 +319,7 @@ impl Build<'_> {
         values
             .into_iter()
             .map(|(tag, value)| {
-                let spec = find(ORDER_FIELDS, tag);
+                let spec = find(ORDER_FIELDS, tag)?;
                 Ok((spec, self.text("ORDER", "order", spec, value)?))
             })
             .collect()
@@ -370,7 +375,7 @@ impl Build<'_> {
         values
             .into_iter()
             .map(|(tag, value)| {
-                let spec = find(LINE_FIELDS, tag);
+                let spec = find(LINE_FIELDS, tag)?;
                 Ok((spec, self.text("ORDERLINE", at, spec, value)?))
             })
             .collect()
@@ -378,7 +383,7 @@ impl Build<'_> {
 
     /// A decimal with exactly the documented decimals, a full stop as separator.
     fn number(&self, at: &str, tag: &str, value: Decimal) -> Result<String, Refused> {
-        let spec = find(LINE_FIELDS, tag);
+        let spec = find(LINE_FIELDS, tag)?;
         let Kind::Numeric(decimals) = spec.kind else {
             return Ok(value.to_string());
         };

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
-use shared::domain::DocumentType;
+use shared::domain::{DocumentType, OrderWebhook};
 use shared::settings::Secret;
 use shared::signature::WebhookSecret;
 use shared::{AgentId, ShopId, TenantId};
@@ -24,6 +24,7 @@ use crate::auth::{Tokens, check_admin};
 use crate::error::ApiError;
 use crate::shop::{ApiSettings, Flow, ShopSettings, StatusRule};
 use crate::store::{AnyStore, EventState, Notice, ShopRecord};
+use crate::validate::{self, Problem};
 
 /// `Json` whose rejections use our error body.
 pub struct ApiJson<T>(pub T);
@@ -200,6 +201,25 @@ pub struct IssuedAgent {
     pub expires_at: String,
 }
 
+#[derive(Debug, Deserialize, Default)]
+pub struct ReplayQuery {
+    /// Replay an order that is still invalid (the operator has checked it).
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// The order's problems when `payload` is a full order webhook (a thin one has no order yet).
+fn stored_problems(payload: &str) -> Vec<Problem> {
+    serde_json::from_str::<OrderWebhook>(payload)
+        .map(|webhook| validate::problems(&webhook.order))
+        .unwrap_or_default()
+}
+
+/// A stored body as JSON (as text if it is not JSON).
+fn as_json(payload: String) -> Value {
+    serde_json::from_str(&payload).unwrap_or(Value::String(payload))
+}
+
 #[derive(Debug, Deserialize)]
 pub struct EventQuery {
     pub state: Option<String>,
@@ -345,7 +365,7 @@ impl Admin<'_> {
             None | Some("") => None,
             Some(s) => Some(EventState::parse(s).ok_or_else(|| {
                 ApiError::BadRequest(format!(
-                    "unknown state {s:?}: use pending, delivered, ignored or dead"
+                    "unknown state {s:?}: use fetching, pending, delivered, ignored, dead or held"
                 ))
             })?),
         };
@@ -355,6 +375,102 @@ impl Admin<'_> {
         let limit = query.limit.unwrap_or(100).clamp(1, 10_000);
         let events = self.store.list_events(tenant_id, state, limit).await?;
         Ok(json!({ "events": events }))
+    }
+
+    /// An event's stored body (the one received too, when it was edited) and its order's
+    /// problems.
+    pub async fn event_payload(&self, tenant: String, id: i64) -> Result<Value, ApiError> {
+        let stored = self
+            .store
+            .event_payload(tenant_id(tenant)?, id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("event {id} not found")))?;
+        let problems = stored_problems(&stored.payload);
+        Ok(json!({
+            "id": id,
+            "payload": as_json(stored.payload),
+            "original": stored.original.map(as_json),
+            "problems": problems,
+        }))
+    }
+
+    /// Replaces the body of a dead or held event with an operator's correction: a full order
+    /// webhook for the same shop and order. The body received is kept; the event stays where
+    /// it is until it is replayed.
+    pub async fn edit_event(
+        &self,
+        tenant: String,
+        id: i64,
+        body: Value,
+    ) -> Result<Value, ApiError> {
+        let tenant = tenant_id(tenant)?;
+        let (event, _) = self
+            .store
+            .event(tenant.clone(), id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("event {id} not found")))?;
+        let webhook: OrderWebhook = serde_json::from_value(body).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "the body is not an order webhook: {}",
+                without_values(&e.to_string())
+            ))
+        })?;
+        if webhook.shop_id.as_str() != event.shop_id {
+            return Err(ApiError::BadRequest(format!(
+                "shop_id must stay {}: the event came from that shop",
+                event.shop_id
+            )));
+        }
+        if webhook.order.id != event.order_id {
+            return Err(ApiError::BadRequest(format!(
+                "order.id must stay {:?}: it is the key the order is known by in Mamut",
+                event.order_id
+            )));
+        }
+        let problems = validate::problems(&webhook.order);
+        let payload = serde_json::to_string(&webhook)
+            .map_err(|e| ApiError::BadRequest(format!("cannot encode the order: {e}")))?;
+        let note = if problems.is_empty() {
+            "payload edited by an operator".to_owned()
+        } else {
+            format!(
+                "payload edited by an operator; {}",
+                validate::describe(&problems)
+            )
+        };
+        self.store
+            .edit_event(tenant, id, payload, webhook.order.status, note)
+            .await?;
+        Ok(json!({ "id": id, "state": event.state, "problems": problems }))
+    }
+
+    /// Puts a dead or held event back in the queue. Its order is checked again: one that is
+    /// still invalid is refused with its problems unless `force` is set.
+    pub async fn replay_event(
+        &self,
+        tenant: String,
+        id: i64,
+        query: ReplayQuery,
+    ) -> Result<Value, ApiError> {
+        let tenant = tenant_id(tenant)?;
+        let stored = self
+            .store
+            .event_payload(tenant.clone(), id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("event {id} not found")))?;
+        let problems = stored_problems(&stored.payload);
+        if !problems.is_empty() && !query.force {
+            return Err(ApiError::InvalidOrder {
+                message: format!(
+                    "event {id} was not replayed: its order is still invalid; correct it with \
+                     PUT /admin/v1/tenants/{tenant}/events/{id}/payload, or replay it with \
+                     ?force=true if it is right as it is"
+                ),
+                problems,
+            });
+        }
+        self.store.replay(tenant, id).await?;
+        Ok(json!({ "id": id, "state": "pending", "forced": !problems.is_empty() }))
     }
 }
 
@@ -371,6 +487,10 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/tenants/{tenant}/agents", post(create_agent))
         .route("/tenants/{tenant}/events", get(list_events))
         .route("/tenants/{tenant}/events/{id}", get(event))
+        .route(
+            "/tenants/{tenant}/events/{id}/payload",
+            get(event_payload).put(edit_event),
+        )
         .route("/tenants/{tenant}/events/{id}/replay", post(replay))
         .route("/tenants/{tenant}/pushes", get(list_pushes))
         .route("/agents/{agent}/revoke", post(revoke_agent))
@@ -513,17 +633,32 @@ async fn event(
     Ok(Json(json!({ "event": event, "history": history })))
 }
 
-async fn replay(
+async fn event_payload(
     State(app): State<Arc<AppState>>,
     Path((tenant, id)): Path<(String, i64)>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = tenant_id(tenant)?;
-    app.store.replay(tenant.clone(), id).await?;
+    Ok(Json(admin(&app).event_payload(tenant, id).await?))
+}
+
+async fn edit_event(
+    State(app): State<Arc<AppState>>,
+    Path((tenant, id)): Path<(String, i64)>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(admin(&app).edit_event(tenant, id, body).await?))
+}
+
+async fn replay(
+    State(app): State<Arc<AppState>>,
+    Path((tenant, id)): Path<(String, i64)>,
+    Query(query): Query<ReplayQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let reply = admin(&app).replay_event(tenant.clone(), id, query).await?;
     app.announce(Notice::Event {
-        tenant: tenant.clone(),
+        tenant: tenant_id(tenant)?,
     })
     .await;
-    Ok(Json(json!({ "id": id, "state": "pending" })))
+    Ok(Json(reply))
 }
 
 async fn list_pushes(

@@ -1,6 +1,6 @@
 //! Thin webhooks: an event that carries only an order id and status is stored at once (state
 //! `fetching`), then the order is fetched from the shop's API and the event joins the delivery
-//! queue with the full order. A failed fetch is retried with backoff, never dropped; later
+//! queue with the full order (or is held when the order is invalid: [`crate::validate`]). A failed fetch is retried with backoff, never dropped; later
 //! events of the same order wait behind it.
 
 use std::collections::{HashMap, HashSet};
@@ -14,7 +14,8 @@ use tokio::sync::Notify;
 use crate::AppState;
 use crate::dispatch::Backoff;
 use crate::shop::{CallError, ShopClient};
-use crate::store::{AnyStore, FetchJob, Notice, StoreError, timestamp};
+use crate::store::{AnyStore, Enriched, FetchJob, Notice, StoreError, timestamp};
+use crate::validate;
 
 /// Permanent refusals (the shop says the order cannot be had) before a thin webhook is given
 /// up and dead-lettered.
@@ -79,9 +80,17 @@ impl Enricher {
                 Err(e) => Err(Failed::retry(format!("the store failed: {e}"))),
             };
             match fetched {
-                Ok((payload, deliver)) => {
+                Ok((payload, outcome)) => {
                     failures.remove(&job.id);
-                    if store.enriched(job.id, payload, deliver).await?
+                    let deliver = outcome == Enriched::Deliver;
+                    if matches!(outcome, Enriched::Hold(_)) {
+                        app.metrics.held();
+                        tracing::warn!(
+                            event_id = job.id,
+                            "the fetched order is invalid; held for an operator"
+                        );
+                    }
+                    if store.enriched(job.id, payload, outcome).await?
                         && deliver
                         && let Ok(tenant) = TenantId::new(job.tenant_id.clone())
                     {
@@ -131,13 +140,14 @@ impl Failed {
     }
 }
 
-/// Fetches one thin webhook's order: the full webhook, and whether the order's status (as the
-/// shop has it now) is still a trigger status. The inner `Err` is why it could not be fetched.
+/// Fetches one thin webhook's order: the full webhook, and what becomes of it: delivered,
+/// ignored when the order's status (as the shop has it now) is no longer a trigger status, or
+/// held when the order is invalid. The inner `Err` is why it could not be fetched.
 async fn fetch(
     store: &AnyStore,
     http: &reqwest::Client,
     job: &FetchJob,
-) -> Result<Result<(String, bool), Failed>, StoreError> {
+) -> Result<Result<(String, Enriched), Failed>, StoreError> {
     let thin: ThinOrderWebhook = match serde_json::from_str(&job.payload) {
         Ok(thin) => thin,
         Err(e) => {
@@ -175,7 +185,16 @@ async fn fetch(
             }));
         }
     };
-    let deliver = shop.trigger_statuses.contains(&order.status);
+    let outcome = if !shop.trigger_statuses.contains(&order.status) {
+        Enriched::Ignore
+    } else {
+        let problems = validate::problems(&order);
+        if problems.is_empty() {
+            Enriched::Deliver
+        } else {
+            Enriched::Hold(validate::describe(&problems))
+        }
+    };
     let webhook = OrderWebhook {
         event: thin.event,
         shop_id: thin.shop_id,
@@ -183,7 +202,7 @@ async fn fetch(
         order,
     };
     Ok(serde_json::to_string(&webhook)
-        .map(|payload| (payload, deliver))
+        .map(|payload| (payload, outcome))
         .map_err(|e| Failed::retry(format!("cannot encode the order: {e}"))))
 }
 

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::store::StoreError;
+use crate::validate::Problem;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -20,6 +21,12 @@ pub enum ApiError {
     Conflict(String),
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// The request is understood but the order in it is invalid; the body lists its problems.
+    #[error("{message}")]
+    InvalidOrder {
+        message: String,
+        problems: Vec<Problem>,
+    },
     #[error("internal error")]
     Internal(#[source] StoreError),
 }
@@ -42,6 +49,10 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::InvalidOrder { message, problems } => {
+                let body = json!({ "error": message, "problems": problems });
+                return (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response();
+            }
             ApiError::Internal(cause) => {
                 tracing::error!(error = %cause, "request failed");
                 StatusCode::INTERNAL_SERVER_ERROR

@@ -2,7 +2,8 @@
 //!
 //! A full order webhook joins the delivery queue; a thin one (order id and status only) is
 //! stored as `fetching` and its order fetched from the shop first (see [`crate::enrich`]).
-//! The answer is 2xx only after the event is committed. Rejected requests (401 bad, missing or
+//! A full order that fails validation ([`crate::validate`]) is stored as `held` with its
+//! problems and not delivered. The answer is 2xx only after the event is committed. Rejected requests (401 bad, missing or
 //! stale signature, 404 unknown shop, 400 malformed body, 413 too large) store nothing.
 
 use std::sync::Arc;
@@ -20,10 +21,12 @@ use shared::signature::{SignedHeaders, verify};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::store::{EventState, NewEvent, Notice};
+use crate::validate;
 
 #[derive(Debug, Serialize)]
 pub struct IngestReply {
-    /// `accepted`, `duplicate` or `ignored`.
+    /// `accepted`, `duplicate`, `ignored` or `held` (stored, but the order is invalid: it waits
+    /// for an operator, see [`crate::validate`]).
     pub status: &'static str,
     pub event_id: i64,
 }
@@ -76,16 +79,21 @@ pub async fn receive(
     tracing::Span::current().record("webhook_id", webhook_id.as_str());
 
     // A full order webhook, or a thin one (order id and status) whose order is fetched later.
-    let (body_shop, order_id, order_status, thin) =
+    // A full order's problems, if it has any (see `crate::validate`).
+    let (body_shop, order_id, order_status, thin, problems) =
         match serde_json::from_slice::<OrderWebhook>(&body) {
-            Ok(webhook) => (
-                webhook.shop_id,
-                webhook.order.id,
-                webhook.order.status,
-                false,
-            ),
+            Ok(webhook) => {
+                let problems = validate::problems(&webhook.order);
+                (
+                    webhook.shop_id,
+                    webhook.order.id,
+                    webhook.order.status,
+                    false,
+                    problems,
+                )
+            }
             Err(full_error) => match serde_json::from_slice::<ThinOrderWebhook>(&body) {
-                Ok(thin) => (thin.shop_id, thin.order_id, thin.status, true),
+                Ok(thin) => (thin.shop_id, thin.order_id, thin.status, true, Vec::new()),
                 Err(_) => {
                     app.metrics.rejected();
                     return Err(ApiError::BadRequest(format!(
@@ -104,12 +112,14 @@ pub async fn receive(
             "the order id must be 1 to 128 characters".into(),
         ));
     }
-    let state = if !shop.trigger_statuses.contains(&order_status) {
-        EventState::Ignored
+    let (state, hold_reason) = if !shop.trigger_statuses.contains(&order_status) {
+        (EventState::Ignored, None)
     } else if thin {
-        EventState::Fetching
+        (EventState::Fetching, None)
+    } else if !problems.is_empty() {
+        (EventState::Held, Some(validate::describe(&problems)))
     } else {
-        EventState::Pending
+        (EventState::Pending, None)
     };
     let payload = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::BadRequest("the body is not UTF-8".into()))?;
@@ -124,6 +134,7 @@ pub async fn receive(
             document_type: shop.document_type,
             payload,
             state,
+            hold_reason,
         })
         .await?;
     let status = if ingested.duplicate {
@@ -131,6 +142,14 @@ pub async fn receive(
     } else if ingested.state == EventState::Ignored {
         app.metrics.stored();
         "ignored"
+    } else if ingested.state == EventState::Held {
+        app.metrics.stored();
+        app.metrics.held();
+        tracing::warn!(
+            problems = problems.len(),
+            "the order is invalid; held for an operator"
+        );
+        "held"
     } else if ingested.state == EventState::Fetching {
         app.metrics.stored();
         app.announce(Notice::Fetch).await;

@@ -37,6 +37,7 @@ pub mod shops;
 pub mod store;
 pub mod sync;
 pub mod tls;
+pub mod validate;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Metrics {
     webhooks_rejected: AtomicU64,
     webhooks_stored: AtomicU64,
+    orders_held: AtomicU64,
     agent_sessions: AtomicU64,
     connections_refused: AtomicU64,
     connections_timed_out: AtomicU64,
@@ -19,6 +20,11 @@ impl Metrics {
 
     pub fn stored(&self) {
         self.webhooks_stored.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An order stored but held: it is invalid.
+    pub fn held(&self) {
+        self.orders_held.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn session_started(&self) {
@@ -58,6 +64,12 @@ impl Metrics {
             "counter",
             "Webhooks committed to the store (new events).",
             self.webhooks_stored.load(Ordering::Relaxed),
+        );
+        line(
+            "relay_orders_held_total",
+            "counter",
+            "Orders stored but held for an operator because they are invalid.",
+            self.orders_held.load(Ordering::Relaxed),
         );
         line(
             "relay_agent_sessions",

@@ -190,6 +190,7 @@ async fn add_event(f: &Fixture, webhook_id: &str, order_id: &str) -> i64 {
             document_type: DocumentType::Order,
             payload: body.to_string(),
             state: EventState::Pending,
+            hold_reason: None,
         })
         .await
         .expect("ingest")

@@ -21,4 +21,5 @@ mod revoke;
 mod scale;
 mod shops;
 mod sync;
+mod validation;
 mod windows;

@@ -9,7 +9,9 @@ use std::time::Duration;
 use relay::shop::{ApiSettings, Flow, Platform, ShopSettings, StatusRule};
 use relay::store::pg::PgStore;
 use relay::store::sqlite::SqliteStore;
-use relay::store::{DispatchFailure, EventState, NewEvent, ShopRecord, Store, StoreError};
+use relay::store::{
+    DispatchFailure, Enriched, EventState, NewEvent, ShopRecord, Store, StoreError,
+};
 use rust_decimal::Decimal;
 use shared::domain::{Change, DocumentType, OrderStatusChange, StockLevel};
 use shared::settings::Secret;
@@ -66,6 +68,7 @@ fn event(tenant_id: &str, shop: &str, webhook: &str, order: &str, state: EventSt
         document_type: DocumentType::Order,
         payload: format!("{{\"order\":\"{order}\"}}"),
         state,
+        hold_reason: None,
     }
 }
 
@@ -348,13 +351,13 @@ async fn thin_webhooks_are_claimed_retried_and_enriched<S: Store>(store: &S) {
     assert!(store.next_fetch_at().await.expect("query").is_some());
     assert!(
         store
-            .enriched(stored.event_id, "{}".into(), true)
+            .enriched(stored.event_id, "{}".into(), Enriched::Deliver)
             .await
             .expect("enrich")
     );
     assert!(
         !store
-            .enriched(stored.event_id, "{}".into(), true)
+            .enriched(stored.event_id, "{}".into(), Enriched::Deliver)
             .await
             .expect("enrich")
     );
@@ -400,6 +403,156 @@ async fn thin_webhooks_are_claimed_retried_and_enriched<S: Store>(store: &S) {
         "a thin webhook is fetched again"
     );
     assert_eq!(store.due_fetches(10).await.expect("claim").len(), 1);
+}
+
+/// An invalid order is stored held with its reason, is never handed out for delivery and holds
+/// back nothing; an operator's edit keeps the body received; a replay queues it; a thin
+/// webhook whose fetched order is invalid is held too.
+async fn held_orders_wait_for_an_edit_and_a_replay<S: Store>(store: &S) {
+    tenant_with_shops(store).await;
+    let mut bad = event("acme", "erp-se", "w-held", "o-held", EventState::Held);
+    bad.hold_reason = Some("held, the order is invalid: order.total: -1 is negative".into());
+    let received = bad.payload.clone();
+    let held = store.ingest(bad).await.expect("ingest");
+    assert_eq!(held.state, EventState::Held);
+    let later = store
+        .ingest(event(
+            "acme",
+            "erp-se",
+            "w-later",
+            "o-held",
+            EventState::Pending,
+        ))
+        .await
+        .expect("ingest");
+    let queued = store
+        .next_deliveries(tenant("acme"), HashSet::new(), HashSet::new(), 10)
+        .await
+        .expect("deliveries");
+    let ids: Vec<i64> = queued.iter().map(|e| e.id).collect();
+    assert_eq!(ids, [later.event_id], "the held event is not delivered");
+    let (summary, history) = store
+        .event(tenant("acme"), held.event_id)
+        .await
+        .expect("query")
+        .expect("event");
+    assert_eq!(summary.state, EventState::Held);
+    assert_eq!(
+        summary.last_error.as_deref(),
+        Some("held, the order is invalid: order.total: -1 is negative")
+    );
+    assert!(
+        history[0]
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("order.total: -1 is negative")),
+        "{history:?}"
+    );
+    let listed = store
+        .list_events(tenant("acme"), Some(EventState::Held), 10)
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), 1);
+    assert!(
+        matches!(
+            store
+                .edit_event(
+                    tenant("acme"),
+                    later.event_id,
+                    "{}".into(),
+                    "paid".into(),
+                    "x".into()
+                )
+                .await,
+            Err(StoreError::Conflict(_))
+        ),
+        "a pending event cannot be edited"
+    );
+    assert!(matches!(
+        store
+            .edit_event(
+                tenant("other"),
+                held.event_id,
+                "{}".into(),
+                "paid".into(),
+                "x".into()
+            )
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    for body in [r#"{"order":{"total":"1"}}"#, r#"{"order":{"total":"2"}}"#] {
+        store
+            .edit_event(
+                tenant("acme"),
+                held.event_id,
+                body.into(),
+                "paid".into(),
+                "edited".into(),
+            )
+            .await
+            .expect("edit");
+    }
+    let stored = store
+        .event_payload(tenant("acme"), held.event_id)
+        .await
+        .expect("query")
+        .expect("payload");
+    assert_eq!(stored.payload, r#"{"order":{"total":"2"}}"#);
+    assert_eq!(
+        stored.original.as_deref(),
+        Some(received.as_str()),
+        "the body received is kept"
+    );
+    assert!(
+        store
+            .event_payload(tenant("other"), held.event_id)
+            .await
+            .expect("query")
+            .is_none()
+    );
+    store
+        .replay(tenant("acme"), held.event_id)
+        .await
+        .expect("replay");
+    let (summary, history) = store
+        .event(tenant("acme"), held.event_id)
+        .await
+        .expect("query")
+        .expect("event");
+    assert_eq!(summary.state, EventState::Pending);
+    assert_eq!(summary.order_status, "paid");
+    let states: Vec<&str> = history.iter().map(|h| h.state.as_str()).collect();
+    assert_eq!(states, ["held", "edited", "edited", "pending"]);
+
+    let thin = store
+        .ingest(event(
+            "acme",
+            "erp-se",
+            "w-thin",
+            "o-thin",
+            EventState::Fetching,
+        ))
+        .await
+        .expect("ingest");
+    assert!(
+        store
+            .enriched(
+                thin.event_id,
+                "{}".into(),
+                Enriched::Hold("held: no lines".into())
+            )
+            .await
+            .expect("enrich")
+    );
+    let (summary, _) = store
+        .event(tenant("acme"), thin.event_id)
+        .await
+        .expect("query")
+        .expect("event");
+    assert_eq!(
+        (summary.state, summary.last_error.as_deref()),
+        (EventState::Held, Some("held: no lines"))
+    );
 }
 
 fn relay_time(at: chrono::DateTime<chrono::Utc>) -> String {
@@ -774,6 +927,7 @@ conformance!(
     webhooks_are_stored_once_with_their_history,
     delivery_keeps_order_and_records_outcomes,
     thin_webhooks_are_claimed_retried_and_enriched,
+    held_orders_wait_for_an_edit_and_a_replay,
     pushes_fan_out_by_flow_and_coalesce,
     leases_are_exclusive_until_they_expire,
     retention_removes_only_finished_work,

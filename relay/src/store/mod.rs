@@ -21,7 +21,7 @@ use shared::domain::Change;
 use shared::{AgentId, ShopId, TenantId};
 
 pub use types::{
-    AgentRecord, DispatchItem, DispatchSummary, EventState, EventSummary,
+    AgentRecord, DispatchItem, DispatchSummary, Enriched, EventPayload, EventState, EventSummary,
     Failure as DispatchFailure, FetchJob, HistoryEntry, Ingested, NewEvent, Notice, Purged,
     PushSummary, QueuedEvent, ShopRecord, SigningKey, TenantRecord,
 };
@@ -180,15 +180,21 @@ store_api! {
     fn record_failure(&self, tenant: TenantId, id: i64, reason: String) -> ();
     /// A permanent failure: the event moves to the dead-letter list.
     fn dead_letter(&self, tenant: TenantId, id: i64, reason: String) -> ();
-    /// Puts a dead event back in the queue (a thin webhook back to fetching its order).
+    /// Puts a dead or held event back in the queue (a thin webhook back to fetching its
+    /// order). Whether a held order is sound by now is the caller's to check.
     fn replay(&self, tenant: TenantId, id: i64) -> ();
+    /// An event's stored body, and the one received if it was edited.
+    fn event_payload(&self, tenant: TenantId, id: i64) -> Option<EventPayload>;
+    /// Replaces the body of a dead or held event (an operator's correction), keeping the one
+    /// received; `note` goes into its history.
+    fn edit_event(&self, tenant: TenantId, id: i64, payload: String, order_status: String, note: String) -> ();
     /// Claims thin webhooks whose order is due to be fetched (others skip them for a while).
     fn due_fetches(&self, limit: usize) -> Vec<FetchJob>;
     /// When the earliest waiting fetch is due (`Some("")`: now).
     fn next_fetch_at(&self) -> Option<String>;
-    /// The order was fetched: the event holds the full webhook and joins the queue, or, when
-    /// the order's status by now is not a trigger (`deliver` false), is ignored.
-    fn enriched(&self, id: i64, payload: String, deliver: bool) -> bool;
+    /// The order was fetched: the event holds the full webhook and joins the queue, or is
+    /// ignored (its status by now is not a trigger) or held (the order is invalid).
+    fn enriched(&self, id: i64, payload: String, outcome: Enriched) -> bool;
     /// Fetching the order failed: tried again at `retry_at`, or, without one, given up (the
     /// event is dead and holds back nothing; a replay fetches it again).
     fn fetch_failed(&self, id: i64, reason: String, retry_at: Option<String>) -> ();

@@ -71,6 +71,9 @@ pub enum EventState {
     Ignored,
     /// Refused permanently by the agent; waits for an operator's replay.
     Dead,
+    /// The order is invalid (see [`crate::validate`]): not delivered; waits for an operator's
+    /// edit and replay.
+    Held,
 }
 
 impl EventState {
@@ -81,6 +84,7 @@ impl EventState {
             EventState::Delivered => "delivered",
             EventState::Ignored => "ignored",
             EventState::Dead => "dead",
+            EventState::Held => "held",
         }
     }
 
@@ -91,6 +95,7 @@ impl EventState {
             "delivered" => Some(EventState::Delivered),
             "ignored" => Some(EventState::Ignored),
             "dead" => Some(EventState::Dead),
+            "held" => Some(EventState::Held),
             _ => None,
         }
     }
@@ -107,8 +112,20 @@ pub struct NewEvent {
     pub document_type: DocumentType,
     /// The request body exactly as received.
     pub payload: String,
-    /// `Pending`, `Fetching` (a thin webhook) or `Ignored`.
+    /// `Pending`, `Fetching` (a thin webhook), `Ignored` or `Held`.
     pub state: EventState,
+    /// Why a `Held` event is held (its order's problems).
+    pub hold_reason: Option<String>,
+}
+
+impl NewEvent {
+    /// Its first history entry.
+    pub(crate) fn received_detail(&self) -> String {
+        match &self.hold_reason {
+            Some(reason) => format!("received, order status {}; {reason}", self.order_status),
+            None => format!("received, order status {}", self.order_status),
+        }
+    }
 }
 
 /// What storing a webhook did.
@@ -225,16 +242,48 @@ pub(crate) fn encode_pushes(
         .collect()
 }
 
-/// The state and history note of an enriched thin webhook.
-pub(crate) fn enriched_state(deliver: bool) -> (&'static str, &'static str) {
-    if deliver {
-        ("pending", "order fetched from the shop")
-    } else {
-        (
-            "ignored",
-            "order fetched from the shop; its status by now is not a trigger status",
-        )
+/// What became of a thin webhook whose order was fetched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enriched {
+    /// The order joins the delivery queue.
+    Deliver,
+    /// Its status by now is not a trigger status.
+    Ignore,
+    /// The order is invalid: held with this reason.
+    Hold(String),
+}
+
+impl Enriched {
+    /// The event's new state, its history note and its `last_error`.
+    pub(crate) fn outcome(&self) -> (&'static str, String, Option<String>) {
+        match self {
+            Enriched::Deliver => ("pending", "order fetched from the shop".into(), None),
+            Enriched::Ignore => (
+                "ignored",
+                "order fetched from the shop; its status by now is not a trigger status".into(),
+                None,
+            ),
+            Enriched::Hold(reason) => (
+                "held",
+                format!("order fetched from the shop; {reason}"),
+                Some(reason.clone()),
+            ),
+        }
     }
+}
+
+/// The stored body of an event, and the one received when an operator has edited it.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventPayload {
+    pub payload: String,
+    pub original: Option<String>,
+}
+
+/// The error for an event an operator may not replay or edit in its state.
+pub(crate) fn not_replayable(id: i64, state: &str, what: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "event {id} is {state}; only dead or held events can be {what}"
+    ))
 }
 
 /// What retention removed.

@@ -11,8 +11,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::{PgStore, parse_time, text};
 use crate::store::StoreError;
 use crate::store::types::{
-    EventState, EventSummary, FetchJob, HistoryEntry, Ingested, NewEvent, PushSummary, QueuedEvent,
-    encode_pushes, enriched_state,
+    Enriched, EventPayload, EventState, EventSummary, FetchJob, HistoryEntry, Ingested, NewEvent,
+    PushSummary, QueuedEvent, encode_pushes, not_replayable,
 };
 
 /// How long a claimed fetch is left to the instance that claimed it.
@@ -21,8 +21,8 @@ const FETCH_CLAIM_SECS: f64 = 60.0;
 /// The event and its first history entry in one statement, or nothing for a duplicate.
 const INGEST: &str = "WITH new AS (
         INSERT INTO events (tenant_id, shop_id, webhook_id, order_id, order_status,
-                            document_type, payload, state, received_at, updated_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), now())
+                            document_type, payload, state, received_at, updated_at, last_error)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), now(), $10)
         ON CONFLICT (shop_id, webhook_id) DO NOTHING RETURNING id)
      INSERT INTO event_history (event_id, at, state, detail)
      SELECT id, now(), $8, $9 FROM new RETURNING event_id";
@@ -121,10 +121,7 @@ async fn insert_batch(pool: &Pool, batch: &[&NewEvent]) -> Result<Vec<Option<i64
         .map_err(|e| BatchError::Unavailable(e.into()))?;
     let tx = client.transaction().await?;
     let statement = tx.prepare_cached(INGEST).await?;
-    let details: Vec<String> = batch
-        .iter()
-        .map(|event| format!("received, order status {}", event.order_status))
-        .collect();
+    let details: Vec<String> = batch.iter().map(|event| event.received_detail()).collect();
     let queries = batch.iter().zip(&details).map(|(e, detail)| {
         let statement = &statement;
         let tx = &tx;
@@ -141,6 +138,7 @@ async fn insert_batch(pool: &Pool, batch: &[&NewEvent]) -> Result<Vec<Option<i64
                     &e.payload,
                     &e.state.as_str(),
                     detail,
+                    &e.hold_reason,
                 ],
             )
             .await
@@ -442,7 +440,7 @@ impl PgStore {
             .map(|r| r.get(0));
         match state.as_deref() {
             None => return Err(StoreError::NotFound(format!("event {id} not found"))),
-            Some("dead") => {
+            Some("dead" | "held") => {
                 // A thin webhook (no order in it yet) goes back to fetching its order.
                 let state: String = tx
                     .query_one(
@@ -456,11 +454,65 @@ impl PgStore {
                     .get(0);
                 record(&tx, id, &state, Some("replayed by an operator")).await?;
             }
-            Some(other) => {
-                return Err(StoreError::Conflict(format!(
-                    "event {id} is {other}; only dead events can be replayed"
-                )));
+            Some(other) => return Err(not_replayable(id, other, "replayed")),
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn event_payload(
+        &self,
+        tenant: TenantId,
+        id: i64,
+    ) -> Result<Option<EventPayload>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT payload, original_payload FROM events WHERE id = $1 AND tenant_id = $2",
+                &[&id, &tenant.as_str()],
+            )
+            .await?;
+        row.map(|r| {
+            Ok(EventPayload {
+                payload: r.try_get(0)?,
+                original: r.try_get(1)?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn edit_event(
+        &self,
+        tenant: TenantId,
+        id: i64,
+        payload: String,
+        order_status: String,
+        note: String,
+    ) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let state: Option<String> = tx
+            .query_opt(
+                "SELECT state FROM events WHERE id = $1 AND tenant_id = $2 FOR UPDATE",
+                &[&id, &tenant.as_str()],
+            )
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?;
+        match state.as_deref() {
+            None => return Err(StoreError::NotFound(format!("event {id} not found"))),
+            Some("dead" | "held") => {
+                tx.execute(
+                    "UPDATE events SET original_payload = COALESCE(original_payload, payload),
+                            payload = $2, order_status = $3, updated_at = now()
+                     WHERE id = $1",
+                    &[&id, &payload, &order_status],
+                )
+                .await?;
+                record(&tx, id, "edited", Some(&note)).await?;
             }
+            Some(other) => return Err(not_replayable(id, other, "edited")),
         }
         tx.commit().await?;
         Ok(())
@@ -518,21 +570,21 @@ impl PgStore {
         &self,
         id: i64,
         payload: String,
-        deliver: bool,
+        outcome: Enriched,
     ) -> Result<bool, StoreError> {
-        let (state, detail) = enriched_state(deliver);
+        let (state, detail, last_error) = outcome.outcome();
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let changed = tx
             .execute(
                 "UPDATE events SET state = $3, payload = $2, next_attempt_at = NULL,
-                        last_error = NULL, updated_at = now()
+                        last_error = $4, updated_at = now()
                  WHERE id = $1 AND state = 'fetching'",
-                &[&id, &payload, &state],
+                &[&id, &payload, &state, &last_error],
             )
             .await?;
         if changed == 1 {
-            record(&tx, id, state, Some(detail)).await?;
+            record(&tx, id, state, Some(&detail)).await?;
         }
         tx.commit().await?;
         Ok(changed == 1)

@@ -106,6 +106,10 @@ CREATE TABLE leases (
 -- Delivery checks for an earlier event of the same order still fetching its order.
 CREATE INDEX events_order ON events (shop_id, order_id, state, id);
 "#,
+    r#"
+-- An operator's edit of a held or dead event keeps the body as it was received.
+ALTER TABLE events ADD COLUMN original_payload TEXT;
+"#,
 ];
 
 /// Any number that no other part of the relay uses as an advisory lock.

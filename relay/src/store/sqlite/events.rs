@@ -9,8 +9,8 @@ use shared::{AgentId, ShopId, TenantId};
 
 use super::SqliteStore;
 use crate::store::types::{
-    EventState, EventSummary, FetchJob, HistoryEntry, Ingested, NewEvent, PushSummary, QueuedEvent,
-    encode_pushes, enriched_state,
+    Enriched, EventPayload, EventState, EventSummary, FetchJob, HistoryEntry, Ingested, NewEvent,
+    PushSummary, QueuedEvent, encode_pushes, not_replayable,
 };
 use crate::store::{StoreError, now, timestamp};
 
@@ -56,8 +56,9 @@ impl SqliteStore {
                 let inserted: Option<i64> = conn
                     .query_row(
                         "INSERT INTO events (tenant_id, shop_id, webhook_id, order_id, order_status,
-                                             document_type, payload, state, received_at, updated_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
+                                             document_type, payload, state, received_at, updated_at,
+                                             last_error)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)
                          ON CONFLICT (shop_id, webhook_id) DO NOTHING RETURNING id",
                         params![
                             event.tenant_id.as_str(),
@@ -68,14 +69,19 @@ impl SqliteStore {
                             event.document_type.as_str(),
                             event.payload,
                             event.state.as_str(),
-                            at
+                            at,
+                            event.hold_reason
                         ],
                         |r| r.get(0),
                     )
                     .optional()?;
                 if let Some(event_id) = inserted {
-                    let detail = format!("received, order status {}", event.order_status);
-                    record(conn, event_id, event.state.as_str(), Some(&detail))?;
+                    record(
+                        conn,
+                        event_id,
+                        event.state.as_str(),
+                        Some(&event.received_detail()),
+                    )?;
                     return Ok(Ingested {
                         event_id,
                         state: event.state,
@@ -312,7 +318,7 @@ impl SqliteStore {
                     .optional()?;
                 match state.as_deref() {
                     None => Err(StoreError::NotFound(format!("event {id} not found"))),
-                    Some("dead") => {
+                    Some("dead" | "held") => {
                         // A thin webhook (no order in it yet) goes back to fetching its order.
                         let state: String = conn.query_row(
                             "UPDATE events SET state = CASE WHEN json_type(payload, '$.order') = 'object'
@@ -324,9 +330,65 @@ impl SqliteStore {
                         )?;
                         record(conn, id, &state, Some("replayed by an operator"))
                     }
-                    Some(other) => Err(StoreError::Conflict(format!(
-                        "event {id} is {other}; only dead events can be replayed"
-                    ))),
+                    Some(other) => Err(not_replayable(id, other, "replayed")),
+                }
+            })
+            .await
+    }
+
+    pub async fn event_payload(
+        &self,
+        tenant: TenantId,
+        id: i64,
+    ) -> Result<Option<EventPayload>, StoreError> {
+        self.db
+            .call(move |conn| {
+                Ok(conn
+                    .query_row(
+                        "SELECT payload, original_payload FROM events
+                         WHERE id = ?1 AND tenant_id = ?2",
+                        params![id, tenant.as_str()],
+                        |r| {
+                            Ok(EventPayload {
+                                payload: r.get(0)?,
+                                original: r.get(1)?,
+                            })
+                        },
+                    )
+                    .optional()?)
+            })
+            .await
+    }
+
+    pub async fn edit_event(
+        &self,
+        tenant: TenantId,
+        id: i64,
+        payload: String,
+        order_status: String,
+        note: String,
+    ) -> Result<(), StoreError> {
+        self.db
+            .call(move |conn| {
+                let state: Option<String> = conn
+                    .query_row(
+                        "SELECT state FROM events WHERE id = ?1 AND tenant_id = ?2",
+                        params![id, tenant.as_str()],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                match state.as_deref() {
+                    None => Err(StoreError::NotFound(format!("event {id} not found"))),
+                    Some("dead" | "held") => {
+                        conn.execute(
+                            "UPDATE events SET original_payload = COALESCE(original_payload, payload),
+                                    payload = ?2, order_status = ?3, updated_at = ?4
+                             WHERE id = ?1",
+                            params![id, payload, order_status, now()],
+                        )?;
+                        record(conn, id, "edited", Some(&note))
+                    }
+                    Some(other) => Err(not_replayable(id, other, "edited")),
                 }
             })
             .await
@@ -387,19 +449,19 @@ impl SqliteStore {
         &self,
         id: i64,
         payload: String,
-        deliver: bool,
+        outcome: Enriched,
     ) -> Result<bool, StoreError> {
-        let (state, detail) = enriched_state(deliver);
+        let (state, detail, last_error) = outcome.outcome();
         self.db
             .call(move |conn| {
                 let changed = conn.execute(
                     "UPDATE events SET state = ?4, payload = ?2, next_attempt_at = NULL,
-                            last_error = NULL, updated_at = ?3
+                            last_error = ?5, updated_at = ?3
                      WHERE id = ?1 AND state = 'fetching'",
-                    params![id, payload, now(), state],
+                    params![id, payload, now(), state, last_error],
                 )?;
                 if changed == 1 {
-                    record(conn, id, state, Some(detail))?;
+                    record(conn, id, state, Some(&detail))?;
                 }
                 Ok(changed == 1)
             })

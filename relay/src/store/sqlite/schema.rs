@@ -117,6 +117,10 @@ CREATE INDEX pushes_received ON pushes (received_at);
 -- Delivery checks for an earlier event of the same order still fetching its order.
 CREATE INDEX events_order ON events (shop_id, order_id, state, id);
 "#,
+    r#"
+-- An operator's edit of a held or dead event keeps the body as it was received.
+ALTER TABLE events ADD COLUMN original_payload TEXT;
+"#,
 ];
 
 /// The schema version this relay's migrations lead to.

@@ -20,7 +20,7 @@ use shared::signature::{SignedHeaders, verify};
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::store::{EventState, NewEvent, Notice};
+use crate::store::{EventState, NewEvent, Notice, StoreError};
 use crate::validate;
 
 #[derive(Debug, Serialize)]
@@ -136,7 +136,13 @@ pub async fn receive(
             state,
             hold_reason,
         })
-        .await?;
+        .await
+        .inspect_err(|e| {
+            if !matches!(e, StoreError::NotFound(_) | StoreError::Conflict(_)) {
+                app.metrics.store_write_failed();
+            }
+        })?;
+    app.metrics.store_write_succeeded();
     let status = if ingested.duplicate {
         "duplicate"
     } else if ingested.state == EventState::Ignored {

@@ -450,12 +450,25 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// Ready when the store answers and its last webhook write did not fail (see
+/// [`metrics::UNREADY_AFTER_WRITE_FAILURE`]): a store that reads but cannot write (a full
+/// disk) would otherwise keep an instance in rotation that answers every webhook with 500.
 async fn readyz(
     axum::extract::State(state): axum::extract::State<Arc<AppState>>,
-) -> axum::http::StatusCode {
+) -> (axum::http::StatusCode, &'static str) {
+    use axum::http::StatusCode;
+    if state.metrics.store_writes_failing() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the store could not write the last webhook (see the log)\n",
+        );
+    }
     match state.store.current_signing_key().await {
-        Ok(_) => axum::http::StatusCode::OK,
-        Err(_) => axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        Ok(_) => (StatusCode::OK, "ready\n"),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the store does not answer (see the log)\n",
+        ),
     }
 }
 

@@ -1,7 +1,15 @@
 //! Counters for `/metrics`, in the Prometheus text format.
 
 use std::fmt::Write;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long `/readyz` answers 503 after a webhook could not be stored, unless one is stored
+/// meanwhile. Then a load balancer sends webhooks here again, and one more failure makes the
+/// instance unready again: a store that cannot write (a full disk, a read-only database) takes
+/// the instance out of rotation without keeping it out once it recovers.
+pub const UNREADY_AFTER_WRITE_FAILURE: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
 pub struct Metrics {
@@ -11,6 +19,9 @@ pub struct Metrics {
     agent_sessions: AtomicU64,
     connections_refused: AtomicU64,
     connections_timed_out: AtomicU64,
+    store_write_failures: AtomicU64,
+    /// When the last webhook could not be stored, if none has been stored since.
+    write_failed_at: Mutex<Option<Instant>>,
 }
 
 impl Metrics {
@@ -20,6 +31,32 @@ impl Metrics {
 
     pub fn stored(&self) {
         self.webhooks_stored.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A webhook could not be stored (the store failed, not the request).
+    pub fn store_write_failed(&self) {
+        self.store_write_failures.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut at) = self.write_failed_at.lock() {
+            *at = Some(Instant::now());
+        }
+    }
+
+    /// A webhook was stored: the store writes again.
+    pub fn store_write_succeeded(&self) {
+        if let Ok(mut at) = self.write_failed_at.lock()
+            && at.is_some()
+        {
+            *at = None;
+        }
+    }
+
+    /// Whether the last webhook write failed less than [`UNREADY_AFTER_WRITE_FAILURE`] ago
+    /// and none has succeeded since.
+    pub fn store_writes_failing(&self) -> bool {
+        self.write_failed_at
+            .lock()
+            .ok()
+            .is_some_and(|at| at.is_some_and(|at| at.elapsed() < UNREADY_AFTER_WRITE_FAILURE))
     }
 
     /// An order stored but held: it is invalid.
@@ -70,6 +107,12 @@ impl Metrics {
             "counter",
             "Orders stored but held for an operator because they are invalid.",
             self.orders_held.load(Ordering::Relaxed),
+        );
+        line(
+            "relay_store_write_failures_total",
+            "counter",
+            "Webhooks answered 5xx because the store could not write them.",
+            self.store_write_failures.load(Ordering::Relaxed),
         );
         line(
             "relay_agent_sessions",

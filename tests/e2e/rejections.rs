@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use tests::shop::order_body;
-use tests::{RelayOptions, SHOP, TENANT, eventually, setup_with};
+use tests::{RelayOptions, SHOP, TENANT, eventually, setup, setup_with};
 
 #[tokio::test]
 async fn rejected_webhooks_store_nothing_and_deliver_nothing() {
@@ -179,4 +179,49 @@ async fn an_admin_error_never_echoes_the_value_it_refused() {
         text.contains("webhook_secrets") && text.contains("invalid type: string"),
         "the error no longer says what is wrong: {text}"
     );
+}
+
+/// A store that can no longer write (a full disk, here a trigger that fails every insert as
+/// SQLite fails on a full disk) answers webhooks with 500, and `/readyz` says so, so a load
+/// balancer takes the instance out of rotation; once a webhook is stored again it is ready.
+#[tokio::test]
+async fn readyz_says_not_ready_while_webhooks_cannot_be_stored() {
+    let world = setup().await;
+    let client = world.pki.client();
+    let readyz = || async {
+        let response = client
+            .get(format!("{}/readyz", world.relay.base_url()))
+            .send()
+            .await
+            .expect("/readyz answers");
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
+    };
+    assert_eq!(readyz().await.0, 200);
+
+    let db = rusqlite::Connection::open(world.relay.db_path()).expect("the relay's database");
+    db.busy_timeout(Duration::from_secs(10))
+        .expect("busy timeout");
+    db.execute_batch(
+        "CREATE TRIGGER disk_full BEFORE INSERT ON events
+         BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END;",
+    )
+    .expect("trigger");
+    let (status, reply) = world
+        .shop
+        .send(SHOP, &order_body(SHOP, "full-1", "confirmed"))
+        .await;
+    assert_eq!(status.as_u16(), 500, "{reply}");
+    let (status, text) = readyz().await;
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("could not write"), "{text}");
+
+    db.execute_batch("DROP TRIGGER disk_full")
+        .expect("drop trigger");
+    let (status, reply) = world
+        .shop
+        .send(SHOP, &order_body(SHOP, "full-1", "confirmed"))
+        .await;
+    assert_eq!(status.as_u16(), 200, "{reply}");
+    assert_eq!(readyz().await.0, 200);
 }

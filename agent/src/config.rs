@@ -535,15 +535,32 @@ impl AgentConfig {
         file: Option<&Path>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let mut config = match file {
+        match file {
             Some(path) => {
                 let key = path.display().to_string();
                 let bytes = std::fs::read(path).map_err(|e| error(&key, e.to_string()))?;
-                let text = decode_text(&bytes).map_err(|e| error(&key, e))?;
-                toml::from_str(&text).map_err(|e| error(&key, e.to_string()))?
+                Self::from_bytes(&bytes, &key, env)
             }
-            None => AgentConfig::default(),
-        };
+            None => Self::finish(AgentConfig::default(), env),
+        }
+    }
+
+    /// The configuration from a file's bytes (UTF-8 or UTF-16 with its byte order mark, see
+    /// [`AgentConfig::load`]), then the environment; `origin` names the file in errors.
+    pub fn from_bytes(
+        bytes: &[u8],
+        origin: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let text = decode_text(bytes).map_err(|e| error(origin, e))?;
+        let config = toml::from_str(&text).map_err(|e| error(origin, e.to_string()))?;
+        Self::finish(config, env)
+    }
+
+    fn finish(
+        mut config: AgentConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         config.apply_env(env)?;
         config.validate()?;
         Ok(config)

@@ -205,6 +205,13 @@ fn read_frame(
     }
 }
 
+/// What a session makes of a text frame from the relay: `Ok` when it goes on (a delivery
+/// to apply, a push acknowledged, a heartbeat), the error it ends with otherwise. For
+/// checking the decoder from outside; sessions use the same decoding.
+pub fn read_text_frame(text: &str) -> Result<(), SessionError> {
+    read_frame(Some(Ok(WsMessage::text(text)))).map(drop)
+}
+
 fn answer(seq: u64, result: Result<Applied, ApplyError>) -> Message {
     match result {
         Ok(applied) => {

@@ -10,6 +10,9 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use http::Uri;
 use rustls::ClientConfig;
+#[cfg(not(windows))]
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::ServerCertVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use shared::protocol::{
@@ -24,6 +27,10 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::config::RelayConfig;
 use crate::proxy::{self, Decision, Plan};
+
+mod presented;
+
+use presented::Presented;
 
 /// Any byte stream the WebSocket can run over (plain TCP, TLS, through a proxy or not).
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -95,36 +102,53 @@ impl std::fmt::Display for Step {
 }
 
 /// A TLS failure with what to do about it: a certificate from a CA the agent does not trust
-/// is almost always a TLS-inspecting proxy, and no retry changes it.
-fn tls_failure(e: std::io::Error, host: &str) -> ConnectError {
+/// is almost always a TLS-inspecting proxy, and no retry changes it. `presented` names the
+/// refused certificate as the server sent it (whom it is for, who issued it).
+fn tls_failure(e: std::io::Error, host: &str, presented: Option<Presented>) -> ConnectError {
     use rustls::{CertificateError, Error as TlsError};
-    let what = match e
+    let Some(TlsError::InvalidCertificate(kind)) = e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<TlsError>())
-    {
+    else {
+        return ConnectError::Tls(e.to_string());
+    };
+    let presented = presented.unwrap_or_default();
+    let what = match kind {
         // BadSignature: a trusted CA's name, another key (a proxy's CA named like a real one).
-        Some(TlsError::InvalidCertificate(
-            kind @ (CertificateError::UnknownIssuer | CertificateError::BadSignature),
-        )) => format!(
+        CertificateError::UnknownIssuer | CertificateError::BadSignature => format!(
             "invalid peer certificate: {kind:?}: the certificate {host} presented is not \
-             from a CA this agent trusts. When a proxy inspects TLS on this network, add its \
-             CA certificate (PEM or DER) as relay.ca_file{}; else the relay's certificate chain \
-             is incomplete (ask its operator)",
+             from a CA this agent trusts: {presented}. When a proxy inspects TLS on this \
+             network, add its CA certificate (PEM or DER) as relay.ca_file{}{}; else the \
+             relay's certificate chain is incomplete (ask its operator)",
             if cfg!(windows) {
                 " or to the Windows certificate store"
             } else {
                 ""
+            },
+            match presented.root() {
+                Some(root) => format!(" (the certificate of {root})"),
+                None => String::new(),
             }
         ),
-        Some(TlsError::InvalidCertificate(CertificateError::NotValidForName))
-        | Some(TlsError::InvalidCertificate(CertificateError::NotValidForNameContext { .. })) => {
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
             format!(
-                "invalid peer certificate: the certificate is not for {host}: check relay.url \
-                 (or a proxy answers with a certificate of its own)"
+                "invalid peer certificate: the certificate is not for {host} ({presented}): \
+                 check relay.url (or a proxy answers with a certificate of its own: then add \
+                 its CA certificate as relay.ca_file)"
             )
         }
-        Some(TlsError::InvalidCertificate(_)) => e.to_string(),
-        _ => return ConnectError::Tls(e.to_string()),
+        CertificateError::Expired
+        | CertificateError::ExpiredContext { .. }
+        | CertificateError::NotValidYet
+        | CertificateError::NotValidYetContext { .. } => format!(
+            "{e} ({presented}): check this computer's date and time; when they are right, \
+             the certificate's owner must renew it (the relay's operator, or for a \
+             TLS-inspecting proxy's certificate its administrators)"
+        ),
+        _ => format!(
+            "{e} ({presented}): when a proxy inspects TLS on this network, add its CA \
+             certificate (PEM or DER) as relay.ca_file; else ask the relay's operator"
+        ),
     };
     ConnectError::Certificate(what)
 }
@@ -177,7 +201,8 @@ impl Endpoint {
 /// with roots Windows fetches on demand (automatic root update, which a root list read once from
 /// the store would miss), revocation checked where it can be (unknown revocation does not fail,
 /// as in browsers); when that does not trust it, `ca_file`'s certificates are tried (webpki).
-/// Elsewhere: the system's root certificates (`rustls-native-certs`) plus `ca_file`.
+/// Elsewhere: the system's root certificates (`rustls-native-certs`) plus `ca_file`. Either way a
+/// refused certificate's names are noted for the error (module `presented`).
 pub fn tls_config(config: &RelayConfig) -> Result<Arc<ClientConfig>, ConnectError> {
     let extra = match &config.ca_file {
         Some(path) => read_ca_file(path)?,
@@ -188,16 +213,11 @@ pub fn tls_config(config: &RelayConfig) -> Result<Arc<ClientConfig>, ConnectErro
         .with_safe_default_protocol_versions()
         .map_err(|e| ConnectError::Tls(e.to_string()))?;
     #[cfg(windows)]
-    let config = {
-        let verifier = windows_trust::SystemThenCaFile::new(extra, provider)?;
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth()
-    };
+    let verifier: Option<Arc<dyn ServerCertVerifier>> = Some(Arc::new(
+        windows_trust::SystemThenCaFile::new(extra, provider.clone())?,
+    ));
     #[cfg(not(windows))]
-    let config = {
-        drop(provider);
+    let verifier: Option<Arc<dyn ServerCertVerifier>> = {
         let mut roots = rustls::RootCertStore::empty();
         let native = rustls_native_certs::load_native_certs();
         for error in &native.errors {
@@ -212,8 +232,26 @@ pub fn tls_config(config: &RelayConfig) -> Result<Arc<ClientConfig>, ConnectErro
                 .add(cert)
                 .map_err(|e| ConnectError::Tls(format!("relay.ca_file: {e}")))?;
         }
-        builder.with_root_certificates(roots).with_no_client_auth()
+        if roots.is_empty() {
+            // No root at all (a system without a CA bundle, no ca_file): every certificate
+            // is refused as from an unknown issuer, as webpki's verifier would (which refuses
+            // to be built without roots).
+            tracing::debug!("no root certificate: neither the system's nor relay.ca_file");
+            None
+        } else {
+            let verifier =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .map_err(|e| ConnectError::Tls(format!("root certificates: {e}")))?;
+            Some(verifier)
+        }
     };
+    // The verifier's decisions are its own; the wrapper notes a refused certificate's names
+    // for the error (see [`presented`]).
+    let config = builder
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(presented::Noting::new(verifier, provider)))
+        .with_no_client_auth();
     Ok(Arc::new(config))
 }
 
@@ -296,8 +334,15 @@ mod windows_trust {
                 (Ok(verified), _) => Ok(verified),
                 (Err(refused), Some(ca_file)) => ca_file
                     .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-                    // Neither trusts it: the system's reason, which names what Windows saw.
-                    .map_err(|_| refused),
+                    // Neither trusts it. When the chain leads to a ca_file certificate, the
+                    // ca_file's reason (the name, the dates); else the system's, which names
+                    // what Windows saw.
+                    .map_err(|by_ca_file| match by_ca_file {
+                        rustls::Error::InvalidCertificate(
+                            rustls::CertificateError::UnknownIssuer,
+                        ) => refused,
+                        other => other,
+                    }),
                 (Err(refused), None) => Err(refused),
             }
         }
@@ -502,10 +547,9 @@ async fn open(
         let name = ServerName::try_from(endpoint.host.clone())
             .map_err(|e| ConnectError::Tls(e.to_string()))?;
         *step = Step::Tls(endpoint.host.clone());
-        let stream = tokio_rustls::TlsConnector::from(tls)
-            .connect(name, tcp)
-            .await
-            .map_err(|e| tls_failure(e, &endpoint.host))?;
+        let (handshake, presented) =
+            presented::noting(tokio_rustls::TlsConnector::from(tls).connect(name, tcp)).await;
+        let stream = handshake.map_err(|e| tls_failure(e, &endpoint.host, presented))?;
         Box::new(stream)
     } else {
         Box::new(tcp)
@@ -712,6 +756,141 @@ mod tests {
             std::fs::write(&path, bytes).expect("write");
             let certs = read_ca_file(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(certs, plain, "{name}");
+        }
+    }
+
+    /// A test CA: its certificate, and what signs with it.
+    struct TestCa {
+        cert: rcgen::Certificate,
+        issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    }
+
+    impl TestCa {
+        fn new(common_name: &str, organization: &str) -> Self {
+            let key = rcgen::KeyPair::generate().expect("CA key");
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            // In the order CAs write it, the most general part first: RFC 4514 reverses it.
+            params.distinguished_name = rcgen::DistinguishedName::new();
+            params
+                .distinguished_name
+                .push(rcgen::DnType::OrganizationName, organization);
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, common_name);
+            let cert = params.self_signed(&key).expect("CA certificate");
+            let issuer = rcgen::Issuer::new(params, key);
+            Self { cert, issuer }
+        }
+
+        /// Writes the CA certificate (DER) as a `relay.ca_file`.
+        fn ca_file(&self, dir: &std::path::Path) -> std::path::PathBuf {
+            let path = dir.join(format!("ca-{}.cer", rand::random::<u32>()));
+            std::fs::write(&path, self.cert.der().as_ref()).expect("write CA");
+            path
+        }
+
+        /// A TLS server on 127.0.0.1 with a certificate from this CA for `names` (valid now,
+        /// or `expired`), sent with the CA's certificate as a chain; it takes handshakes until
+        /// the test ends. Its port.
+        async fn serve(&self, names: &[&str], expired: bool) -> u16 {
+            let key = rcgen::KeyPair::generate().expect("server key");
+            let mut params = rcgen::CertificateParams::new(
+                names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+            )
+            .expect("params");
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, names[0]);
+            if expired {
+                params.not_before = rcgen::date_time_ymd(2001, 1, 1);
+                params.not_after = rcgen::date_time_ymd(2002, 1, 1);
+            }
+            let cert = params.signed_by(&key, &self.issuer).expect("certificate");
+            let chain = vec![cert.der().clone(), self.cert.der().clone()];
+            let key = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            let server = rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("protocols")
+                .with_no_client_auth()
+                .with_single_cert(chain, key)
+                .expect("server configuration");
+            let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let port = listener.local_addr().expect("addr").port();
+            tokio::spawn(async move {
+                while let Ok((tcp, _)) = listener.accept().await {
+                    // The agent refuses the certificate: the handshake fails, as it should.
+                    let _ = acceptor.accept(tcp).await;
+                }
+            });
+            port
+        }
+    }
+
+    /// Connects as an agent trusting `ca_file` (besides the system's roots) would; the error.
+    async fn refused(port: u16, ca_file: std::path::PathBuf) -> ConnectError {
+        let config = RelayConfig {
+            url: format!("wss://127.0.0.1:{port}/agent/v1/connect"),
+            ca_file: Some(ca_file),
+            ..RelayConfig::default()
+        };
+        let direct = Plan::Fixed(Decision {
+            proxy: None,
+            source: proxy::Source::Config,
+        });
+        let tls = tls_config(&config).expect("TLS configuration");
+        connect(&config, Some(tls), &direct, Duration::from_secs(20))
+            .await
+            .err()
+            .expect("the certificate is refused")
+    }
+
+    /// A refused relay certificate is named as the server presented it: whom it is for, who
+    /// issued it (e.g. a TLS-inspecting proxy's CA, the one relay.ca_file needs).
+    #[tokio::test]
+    async fn a_refused_relay_certificate_names_its_subject_and_issuer() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let trusted = TestCa::new("Relay Test CA", "Relay Operator");
+        let proxy = TestCa::new("Corp Proxy CA", "Acme");
+
+        let port = proxy.serve(&["127.0.0.1"], false).await;
+        let e = refused(port, trusted.ca_file(dir.path())).await;
+        let text = e.to_string();
+        assert!(matches!(e, ConnectError::Certificate(_)), "{e:?}");
+        for words in [
+            "invalid peer certificate: UnknownIssuer",
+            "is not from a CA this agent trusts",
+            "it is for CN=127.0.0.1, issued by CN=Corp Proxy CA, O=Acme",
+            "add its CA certificate (PEM or DER) as relay.ca_file",
+            "(the certificate of CN=Corp Proxy CA, O=Acme)",
+        ] {
+            assert!(text.contains(words), "{words:?} missing: {text}");
+        }
+
+        // Trusted, but for another host: which one, and from whom.
+        let port = trusted.serve(&["relay.example"], false).await;
+        let text = refused(port, trusted.ca_file(dir.path())).await.to_string();
+        for words in [
+            "the certificate is not for 127.0.0.1",
+            "it is for CN=relay.example, issued by CN=Relay Test CA, O=Relay Operator",
+            "check relay.url",
+        ] {
+            assert!(text.contains(words), "{words:?} missing: {text}");
+        }
+
+        // Expired: whose, and what to check.
+        let port = trusted.serve(&["127.0.0.1"], true).await;
+        let text = refused(port, trusted.ca_file(dir.path())).await.to_string();
+        for words in [
+            "expired",
+            "it is for CN=127.0.0.1, issued by CN=Relay Test CA, O=Relay Operator",
+            "check this computer's date and time",
+        ] {
+            assert!(text.contains(words), "{words:?} missing: {text}");
         }
     }
 

@@ -1,7 +1,11 @@
 //! Relay configuration: defaults, then an optional TOML file, then `RELAY_*` environment
-//! variables. Validated before start-up; every error names the key it is about.
+//! variables. Validated before start-up; every error names the setting it is about as the user
+//! wrote it: the environment variable (`RELAY_MAX_CONNECTIONS`) when the value came from the
+//! environment, else the file's key (`max_connections`), and says what is allowed.
 
+use std::fmt::Display;
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -70,6 +74,11 @@ pub struct Config {
     /// closed, e.g. a stalled request body (`RELAY_IDLE_TIMEOUT_SECS`). Agent WebSocket
     /// sessions are exempt: they have their own heartbeats.
     pub idle_timeout_secs: u64,
+    /// Events a tenant may have waiting (for delivery, or for their order to be fetched)
+    /// before its webhooks are answered 503 with `Retry-After`, so the shop sends them again
+    /// later (`RELAY_MAX_QUEUED_PER_TENANT`): an agent offline for weeks does not fill the
+    /// relay's disk for every tenant.
+    pub max_queued_per_tenant: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -103,12 +112,81 @@ impl Default for Config {
             max_connections: 4096,
             header_timeout_secs: 10,
             idle_timeout_secs: 60,
+            max_queued_per_tenant: 100_000,
         }
     }
 }
 
 fn error(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::new(key, message)
+}
+
+/// The environment variable of the file's key `key` (`max_connections`:
+/// `RELAY_MAX_CONNECTIONS`).
+fn env_var(key: &str) -> String {
+    format!("RELAY_{}", key.to_ascii_uppercase())
+}
+
+/// Where each setting's value came from, so that an invalid one is named as the user set it.
+#[derive(Debug, Default)]
+struct Origins<'a> {
+    /// The configuration file read, if any (its path).
+    file: Option<&'a str>,
+    /// The keys that file sets.
+    in_file: Vec<String>,
+    /// The settings (by file key) an environment variable set.
+    from_env: Vec<&'static str>,
+}
+
+impl Origins<'_> {
+    /// The setting `key` as the user set it: its environment variable or the file's key.
+    fn name(&self, key: &str) -> String {
+        if self.from_env.contains(&key) {
+            env_var(key)
+        } else {
+            key.to_owned()
+        }
+    }
+
+    /// An error about setting `key` (a file key), named as it was set, and where.
+    fn error(&self, key: &str, message: impl Display) -> ConfigError {
+        if self.from_env.contains(&key) {
+            return error(
+                &env_var(key),
+                format!(
+                    "{message} (from the environment, where it overrides {key} of the \
+                     configuration file)"
+                ),
+            );
+        }
+        match self.file {
+            Some(file) if self.in_file.iter().any(|k| k == key) => {
+                error(key, format!("{message} (in {file})"))
+            }
+            _ => error(key, format!("{message} (the default)")),
+        }
+    }
+
+    /// `value` of setting `key` lies in `allowed`; the error says the range and the value
+    /// (only for numbers: never a secret).
+    fn within<T: PartialOrd + Display>(
+        &self,
+        key: &str,
+        value: T,
+        allowed: RangeInclusive<T>,
+    ) -> Result<(), ConfigError> {
+        if allowed.contains(&value) {
+            return Ok(());
+        }
+        Err(self.error(
+            key,
+            format!(
+                "must be between {} and {}, not {value}",
+                allowed.start(),
+                allowed.end()
+            ),
+        ))
+    }
 }
 
 impl Config {
@@ -118,78 +196,120 @@ impl Config {
         file: Option<&Path>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let mut config = match file {
+        match file {
             Some(path) => {
                 let key = path.display().to_string();
                 let text = std::fs::read_to_string(path).map_err(|e| error(&key, e.to_string()))?;
-                toml::from_str(&text).map_err(|e| error(&key, e.to_string()))?
+                Self::from_toml(&text, &key, env)
             }
-            None => Config::default(),
+            None => Self::finish(Config::default(), Origins::default(), env),
+        }
+    }
+
+    /// The configuration from a file's text, then the environment; `origin` names the file in
+    /// errors.
+    pub fn from_toml(
+        text: &str,
+        origin: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let config = toml::from_str(text).map_err(|e| error(origin, e.to_string()))?;
+        let origins = Origins {
+            file: Some(origin),
+            // It parsed as the configuration, so as a table too.
+            in_file: toml::from_str::<toml::Table>(text)
+                .map(|table| table.keys().cloned().collect())
+                .unwrap_or_default(),
+            from_env: Vec::new(),
         };
-        config.apply_env(env)?;
-        config.validate()?;
+        Self::finish(config, origins, env)
+    }
+
+    fn finish(
+        mut config: Config,
+        mut origins: Origins<'_>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        config.apply_env(env, &mut origins.from_env)?;
+        config.validate(&origins)?;
         Ok(config)
     }
 
-    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        let get = |key: &str| env(key).filter(|v| !v.is_empty());
-        if let Some(v) = get("RELAY_LISTEN") {
-            self.listen = parse("RELAY_LISTEN", &v)?;
+    /// Applies the `RELAY_*` variables set (and not empty); notes in `from_env` which
+    /// settings they set.
+    fn apply_env(
+        &mut self,
+        env: &dyn Fn(&str) -> Option<String>,
+        from_env: &mut Vec<&'static str>,
+    ) -> Result<(), ConfigError> {
+        // The variable of the file's key `key`, and its value, when set.
+        let mut get = |key: &'static str| {
+            let var = env_var(key);
+            let value = env(&var).filter(|v| !v.is_empty())?;
+            from_env.push(key);
+            Some((var, value))
+        };
+        if let Some((var, v)) = get("listen") {
+            self.listen = parse(&var, &v)?;
         }
-        if let Some(v) = get("RELAY_DATABASE_URL") {
+        if let Some((_, v)) = get("database_url") {
             self.database_url = v;
         }
-        if let Some(v) = get("RELAY_ADMIN_TOKEN") {
+        if let Some((_, v)) = get("admin_token") {
             self.admin_token = Some(Secret::new(v));
         }
-        if let Some(v) = get("RELAY_ISSUER") {
+        if let Some((_, v)) = get("issuer") {
             self.issuer = v;
         }
-        if let Some(v) = get("RELAY_MAX_BODY_BYTES") {
-            self.max_body_bytes = parse("RELAY_MAX_BODY_BYTES", &v)?;
+        if let Some((var, v)) = get("max_body_bytes") {
+            self.max_body_bytes = parse(&var, &v)?;
         }
-        if let Some(v) = get("RELAY_WEBHOOK_TOLERANCE_SECS") {
-            self.webhook_tolerance_secs = parse("RELAY_WEBHOOK_TOLERANCE_SECS", &v)?;
+        if let Some((var, v)) = get("webhook_tolerance_secs") {
+            self.webhook_tolerance_secs = parse(&var, &v)?;
         }
-        if let Some(v) = get("RELAY_ACK_TIMEOUT_SECS") {
-            self.ack_timeout_secs = parse("RELAY_ACK_TIMEOUT_SECS", &v)?;
+        if let Some((var, v)) = get("ack_timeout_secs") {
+            self.ack_timeout_secs = parse(&var, &v)?;
         }
-        if let Some(v) = get("RELAY_HEARTBEAT_SECS") {
-            self.heartbeat_secs = parse("RELAY_HEARTBEAT_SECS", &v)?;
+        if let Some((var, v)) = get("heartbeat_secs") {
+            self.heartbeat_secs = parse(&var, &v)?;
         }
-        if let Some(v) = get("RELAY_MAX_CREDIT") {
-            self.max_credit = parse("RELAY_MAX_CREDIT", &v)?;
+        if let Some((var, v)) = get("max_credit") {
+            self.max_credit = parse(&var, &v)?;
         }
-        if let Some(v) = get("RELAY_LOG_JSON") {
-            self.log_json = parse("RELAY_LOG_JSON", &v)?;
+        if let Some((var, v)) = get("log_json") {
+            self.log_json = parse(&var, &v)?;
         }
-        if let Some(v) = get("RELAY_DISPATCH_FLUSH_MS") {
-            self.dispatch_flush_ms = parse("RELAY_DISPATCH_FLUSH_MS", &v)?;
+        if let Some((var, v)) = get("dispatch_flush_ms") {
+            self.dispatch_flush_ms = parse(&var, &v)?;
         }
-        if let Some(v) = get("RELAY_DISPATCH_MAX_ATTEMPTS") {
-            self.dispatch_max_attempts = parse("RELAY_DISPATCH_MAX_ATTEMPTS", &v)?;
+        if let Some((var, v)) = get("dispatch_max_attempts") {
+            self.dispatch_max_attempts = parse(&var, &v)?;
         }
-        if let Some(v) = get("RELAY_RETRY_BASE_MS") {
-            self.retry_base_ms = parse("RELAY_RETRY_BASE_MS", &v)?;
+        if let Some((var, v)) = get("retry_base_ms") {
+            self.retry_base_ms = parse(&var, &v)?;
         }
-        if let Some(v) = get("RELAY_RETRY_CAP_MS") {
-            self.retry_cap_ms = parse("RELAY_RETRY_CAP_MS", &v)?;
+        if let Some((var, v)) = get("retry_cap_ms") {
+            self.retry_cap_ms = parse(&var, &v)?;
         }
-        if let Some(v) = get("RELAY_LEASE_SECS") {
-            self.lease_secs = parse("RELAY_LEASE_SECS", &v)?;
+        if let Some((var, v)) = get("lease_secs") {
+            self.lease_secs = parse(&var, &v)?;
         }
-        if let Some(v) = get("RELAY_RETENTION_DAYS") {
-            self.retention_days = parse("RELAY_RETENTION_DAYS", &v)?;
+        if let Some((var, v)) = get("retention_days") {
+            self.retention_days = parse(&var, &v)?;
         }
-        if let Some(v) = get("RELAY_MAX_CONNECTIONS") {
-            self.max_connections = parse("RELAY_MAX_CONNECTIONS", &v)?;
+        if let Some((var, v)) = get("max_connections") {
+            self.max_connections = parse(&var, &v)?;
         }
-        if let Some(v) = get("RELAY_HEADER_TIMEOUT_SECS") {
-            self.header_timeout_secs = parse("RELAY_HEADER_TIMEOUT_SECS", &v)?;
+        if let Some((var, v)) = get("header_timeout_secs") {
+            self.header_timeout_secs = parse(&var, &v)?;
         }
-        if let Some(v) = get("RELAY_IDLE_TIMEOUT_SECS") {
-            self.idle_timeout_secs = parse("RELAY_IDLE_TIMEOUT_SECS", &v)?;
+        if let Some((var, v)) = get("idle_timeout_secs") {
+            self.idle_timeout_secs = parse(&var, &v)?;
         }
+        if let Some((var, v)) = get("max_queued_per_tenant") {
+            self.max_queued_per_tenant = parse(&var, &v)?;
+        }
+        let get = |var: &str| env(var).filter(|v| !v.is_empty());
         match (get("RELAY_TLS_CERT"), get("RELAY_TLS_KEY")) {
             (Some(cert), Some(key)) => {
                 self.tls = Some(TlsConfig {
@@ -208,71 +328,83 @@ impl Config {
         Ok(())
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        StoreLocation::parse(&self.database_url).map_err(|e| error("database_url", e))?;
+    /// Checks every setting; errors name the setting as `origins` says it was set. Values are
+    /// quoted only for numbers: the database URL (a password) and the admin token never.
+    fn validate(&self, origins: &Origins<'_>) -> Result<(), ConfigError> {
+        StoreLocation::parse(&self.database_url).map_err(|e| origins.error("database_url", e))?;
         if self.issuer.trim().is_empty() {
-            return Err(error("issuer", "must not be empty"));
+            return Err(origins.error("issuer", "must not be empty"));
         }
-        if self.max_body_bytes < 1024 || self.max_body_bytes > 64 * 1024 * 1024 {
-            return Err(error("max_body_bytes", "must be between 1024 and 67108864"));
-        }
-        if !(1..=3600).contains(&self.webhook_tolerance_secs) {
-            return Err(error(
-                "webhook_tolerance_secs",
-                "must be between 1 and 3600",
+        origins.within(
+            "max_body_bytes",
+            self.max_body_bytes,
+            1024..=64 * 1024 * 1024,
+        )?;
+        origins.within(
+            "webhook_tolerance_secs",
+            self.webhook_tolerance_secs,
+            1..=3600,
+        )?;
+        origins.within("ack_timeout_secs", self.ack_timeout_secs, 1..=86_400)?;
+        origins.within("heartbeat_secs", self.heartbeat_secs, 1..=300)?;
+        origins.within("max_credit", self.max_credit, 1..=4096)?;
+        origins.within("dispatch_flush_ms", self.dispatch_flush_ms, 0..=60_000)?;
+        origins.within(
+            "dispatch_max_attempts",
+            self.dispatch_max_attempts,
+            1..=1000,
+        )?;
+        if self.retry_cap_ms > 86_400_000 {
+            return Err(origins.error(
+                "retry_cap_ms",
+                format!(
+                    "must be at most 86400000 (a day), not {}",
+                    self.retry_cap_ms
+                ),
             ));
-        }
-        if !(1..=86_400).contains(&self.ack_timeout_secs) {
-            return Err(error("ack_timeout_secs", "must be between 1 and 86400"));
-        }
-        if !(1..=300).contains(&self.heartbeat_secs) {
-            return Err(error("heartbeat_secs", "must be between 1 and 300"));
-        }
-        if !(1..=4096).contains(&self.max_credit) {
-            return Err(error("max_credit", "must be between 1 and 4096"));
-        }
-        if self.dispatch_flush_ms > 60_000 {
-            return Err(error("dispatch_flush_ms", "must be at most 60000"));
-        }
-        if !(1..=1000).contains(&self.dispatch_max_attempts) {
-            return Err(error("dispatch_max_attempts", "must be between 1 and 1000"));
         }
         if self.retry_base_ms == 0 || self.retry_base_ms > self.retry_cap_ms {
-            return Err(error(
+            return Err(origins.error(
                 "retry_base_ms",
-                "must be at least 1 and at most retry_cap_ms",
+                format!(
+                    "must be at least 1 and at most {} ({}), not {}",
+                    origins.name("retry_cap_ms"),
+                    self.retry_cap_ms,
+                    self.retry_base_ms
+                ),
             ));
         }
-        if !(1..=3600).contains(&self.lease_secs) {
-            return Err(error("lease_secs", "must be between 1 and 3600"));
-        }
+        origins.within("lease_secs", self.lease_secs, 1..=3600)?;
         if self.retention_days > 36_500 {
-            return Err(error("retention_days", "must be at most 36500"));
+            return Err(origins.error(
+                "retention_days",
+                format!(
+                    "must be at most 36500 (0 keeps everything), not {}",
+                    self.retention_days
+                ),
+            ));
         }
-        if !(1..=1_000_000).contains(&self.max_connections) {
-            return Err(error("max_connections", "must be between 1 and 1000000"));
-        }
-        if !(1..=3600).contains(&self.header_timeout_secs) {
-            return Err(error("header_timeout_secs", "must be between 1 and 3600"));
-        }
-        if !(1..=86_400).contains(&self.idle_timeout_secs) {
-            return Err(error("idle_timeout_secs", "must be between 1 and 86400"));
-        }
-        if self.retry_cap_ms > 86_400_000 {
-            return Err(error("retry_cap_ms", "must be at most 86400000 (a day)"));
-        }
+        origins.within("max_connections", self.max_connections, 1..=1_000_000)?;
+        origins.within("header_timeout_secs", self.header_timeout_secs, 1..=3600)?;
+        origins.within("idle_timeout_secs", self.idle_timeout_secs, 1..=86_400)?;
+        origins.within(
+            "max_queued_per_tenant",
+            self.max_queued_per_tenant,
+            1..=100_000_000,
+        )?;
         if self
             .admin_token
             .as_ref()
             .is_some_and(|t| t.expose().len() < 16)
         {
-            return Err(error("admin_token", "must be at least 16 characters"));
+            return Err(origins.error("admin_token", "must be at least 16 characters"));
         }
         Ok(())
     }
 
     pub fn store_location(&self) -> Result<StoreLocation, ConfigError> {
-        StoreLocation::parse(&self.database_url).map_err(|e| error("database_url", e))
+        StoreLocation::parse(&self.database_url)
+            .map_err(|e| error("database_url (RELAY_DATABASE_URL)", e))
     }
 }
 
@@ -323,7 +455,93 @@ mod tests {
         assert_eq!(bad.key, "RELAY_LISTEN");
         let bad = Config::load(None, &env_of(&[("RELAY_DATABASE_URL", "mysql://x")]))
             .expect_err("invalid");
-        assert_eq!(bad.key, "database_url");
+        assert_eq!(bad.key, "RELAY_DATABASE_URL");
+    }
+
+    /// An invalid value is named as the user set it: the environment variable when it came
+    /// from the environment (with the file's key it stands for), the file's key (and the
+    /// file) when from the file; and the message says what is allowed.
+    #[test]
+    fn an_invalid_value_is_named_where_it_was_set_with_what_is_allowed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("relay.toml");
+
+        std::fs::write(&path, "max_connections = 4096\n").expect("write");
+        let bad = Config::load(Some(&path), &env_of(&[("RELAY_MAX_CONNECTIONS", "0")]))
+            .expect_err("0 connections");
+        assert_eq!(bad.key, "RELAY_MAX_CONNECTIONS", "{bad}");
+        for words in ["between 1 and 1000000, not 0", "max_connections"] {
+            assert!(bad.message.contains(words), "{words:?} missing: {bad}");
+        }
+
+        std::fs::write(&path, "max_connections = 0\n").expect("write");
+        let bad = Config::load(Some(&path), &env_of(&[])).expect_err("0 connections");
+        assert_eq!(bad.key, "max_connections", "{bad}");
+        assert!(!bad.to_string().contains("RELAY_"), "{bad}");
+        for words in [
+            "between 1 and 1000000, not 0",
+            &format!("in {}", path.display()),
+        ] {
+            assert!(bad.message.contains(words), "{words:?} missing: {bad}");
+        }
+
+        // A bound that is another setting is named as that one was set.
+        std::fs::write(&path, "retry_cap_ms = 500\n").expect("write");
+        let bad = Config::load(Some(&path), &env_of(&[("RELAY_RETRY_BASE_MS", "1000")]))
+            .expect_err("base above cap");
+        assert_eq!(bad.key, "RELAY_RETRY_BASE_MS", "{bad}");
+        assert!(
+            bad.message.contains("at most retry_cap_ms (500), not 1000"),
+            "{bad}"
+        );
+        let bad = Config::load(
+            None,
+            &env_of(&[
+                ("RELAY_RETRY_BASE_MS", "1000"),
+                ("RELAY_RETRY_CAP_MS", "500"),
+            ]),
+        )
+        .expect_err("base above cap");
+        assert!(
+            bad.message.contains("at most RELAY_RETRY_CAP_MS (500)"),
+            "{bad}"
+        );
+    }
+
+    /// Errors about the database URL and the admin token name the setting, never the value.
+    #[test]
+    fn errors_about_secrets_do_not_show_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("relay.toml");
+        let url = "postgres://relay:hunter2-secret@db.internal/relay?sslmode=sometimes";
+        std::fs::write(
+            &path,
+            format!("database_url = {url:?}\nadmin_token = \"short-token\"\n"),
+        )
+        .expect("write");
+        for (env, key) in [
+            (vec![], "database_url"),
+            (vec![("RELAY_DATABASE_URL", url)], "RELAY_DATABASE_URL"),
+            (
+                vec![("RELAY_DATABASE_URL", "sqlite://relay.sqlite")],
+                "admin_token",
+            ),
+            (
+                vec![
+                    ("RELAY_DATABASE_URL", "sqlite://relay.sqlite"),
+                    ("RELAY_ADMIN_TOKEN", "short-token"),
+                ],
+                "RELAY_ADMIN_TOKEN",
+            ),
+        ] {
+            let bad = Config::load(Some(&path), &env_of(&env)).expect_err("invalid");
+            assert_eq!(bad.key, key, "{bad}");
+            let text = bad.to_string();
+            assert!(
+                !text.contains("hunter2") && !text.contains("short-token"),
+                "a secret in {text}"
+            );
+        }
     }
 
     #[test]

@@ -21,6 +21,7 @@ use tokio::time::Instant;
 
 use crate::AppState;
 use crate::auth::AgentIdentity;
+use crate::metrics::Limit;
 use crate::registry::Registration;
 use crate::store::{Notice, QueuedEvent, StoreError};
 
@@ -89,6 +90,15 @@ impl SessionError {
         }
     }
 
+    /// The limit that ended the session, for `/metrics`.
+    fn limit(&self) -> Option<Limit> {
+        match self {
+            SessionError::TooLarge(_) => Some(Limit::MessageBytes),
+            SessionError::Silent => Some(Limit::AgentSilent),
+            _ => None,
+        }
+    }
+
     /// What a failed read means: a message over the size limit, or a connection gone.
     fn from_read(error: &axum::Error) -> Self {
         let text = error.to_string();
@@ -131,6 +141,18 @@ fn decode(text: &str) -> Result<Decoded, SessionError> {
                 _ => Err(SessionError::Malformed(reason)),
             }
         }
+    }
+}
+
+/// What a session makes of a text frame from an agent: `Ok(Some(message))`, `Ok(None)` for a
+/// message type of this version that the relay does not know (ignored), or the close code
+/// (RFC 6455, 7.4.1) and reason the session ends with. For checking the decoder from outside;
+/// sessions use the same decoding.
+pub fn decode_frame(text: &str) -> Result<Option<Message>, (u16, String)> {
+    match decode(text) {
+        Ok(Decoded::Message(msg)) => Ok(Some(*msg)),
+        Ok(Decoded::Unknown(_)) => Ok(None),
+        Err(e) => Err((e.close_code().unwrap_or(1011), e.to_string())),
     }
 }
 
@@ -219,6 +241,9 @@ where
         Ok(hello) => hello,
         Err(e) => {
             tracing::warn!(error = %e, "agent session refused");
+            if let Some(limit) = e.limit() {
+                app.metrics.refused(limit);
+            }
             end(&mut socket, &e).await;
             return;
         }
@@ -315,6 +340,9 @@ where
         }
         Err(e) => {
             tracing::warn!(error = %e, "agent session failed");
+            if let Some(limit) = e.limit() {
+                app.metrics.refused(limit);
+            }
             end(&mut socket, &e).await;
         }
     }
@@ -349,7 +377,10 @@ where
 {
     let first = tokio::time::timeout(HELLO_TIMEOUT, next_message(socket))
         .await
-        .map_err(|_| SessionError::Protocol("no hello within 10 s".into()))??;
+        .map_err(|_| {
+            app.metrics.refused(Limit::HelloTimeout);
+            SessionError::Protocol("no hello within 10 s".into())
+        })??;
     let Message::Hello(hello) = first else {
         return Err(SessionError::Protocol(
             "the first message must be hello".into(),

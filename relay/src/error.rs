@@ -21,6 +21,9 @@ pub enum ApiError {
     Conflict(String),
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// Not now: try again after `retry_after` seconds (503 with `Retry-After`).
+    #[error("{message}")]
+    Unavailable { message: String, retry_after: u32 },
     /// The request is understood but the order in it is invalid; the body lists its problems.
     #[error("{message}")]
     InvalidOrder {
@@ -49,6 +52,14 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable {
+                message,
+                retry_after,
+            } => {
+                let body = Json(json!({ "error": message }));
+                let retry = [(axum::http::header::RETRY_AFTER, retry_after.to_string())];
+                return (StatusCode::SERVICE_UNAVAILABLE, retry, body).into_response();
+            }
             ApiError::InvalidOrder { message, problems } => {
                 let body = json!({ "error": message, "problems": problems });
                 return (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response();

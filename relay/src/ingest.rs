@@ -20,6 +20,7 @@ use shared::signature::{SignedHeaders, verify};
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::metrics::Limit;
 use crate::store::{EventState, NewEvent, Notice, StoreError};
 use crate::validate;
 
@@ -40,6 +41,7 @@ pub async fn receive(
 ) -> Result<Json<IngestReply>, ApiError> {
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            app.metrics.refused(Limit::BodyBytes);
             ApiError::PayloadTooLarge(app.config.max_body_bytes)
         } else {
             ApiError::BadRequest(format!("cannot read the request body: {rejection}"))
@@ -72,6 +74,7 @@ pub async fn receive(
     })?
     .to_owned();
     if webhook_id.len() > 256 {
+        app.metrics.refused(Limit::WebhookFields);
         return Err(ApiError::BadRequest(
             "webhook-id is longer than 256 characters".into(),
         ));
@@ -108,6 +111,7 @@ pub async fn receive(
         )));
     }
     if order_id.is_empty() || order_id.len() > 128 {
+        app.metrics.refused(Limit::WebhookFields);
         return Err(ApiError::BadRequest(
             "the order id must be 1 to 128 characters".into(),
         ));
@@ -123,6 +127,21 @@ pub async fn receive(
     };
     let payload = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::BadRequest("the body is not UTF-8".into()))?;
+    let queued = matches!(state, EventState::Pending | EventState::Fetching);
+    if queued {
+        app.queue_limit
+            .admit(
+                &app.store,
+                &shop.tenant_id,
+                app.config.max_queued_per_tenant,
+            )
+            .await
+            .inspect_err(|e| {
+                if matches!(e, ApiError::Unavailable { .. }) {
+                    app.metrics.refused(Limit::QueuedPerTenant);
+                }
+            })?;
+    }
     let ingested = app
         .store
         .ingest(NewEvent {
@@ -143,6 +162,9 @@ pub async fn receive(
             }
         })?;
     app.metrics.store_write_succeeded();
+    if queued && !ingested.duplicate {
+        app.queue_limit.stored(&shop.tenant_id);
+    }
     let status = if ingested.duplicate {
         "duplicate"
     } else if ingested.state == EventState::Ignored {

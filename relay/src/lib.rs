@@ -30,6 +30,7 @@ pub mod enrich;
 pub mod error;
 pub mod ingest;
 pub mod metrics;
+pub mod queue_limit;
 pub mod registry;
 pub mod serve;
 pub mod shop;
@@ -74,6 +75,8 @@ pub struct AppState {
     pub enricher: Arc<Enricher>,
     /// Shops as webhook ingest sees them.
     pub shops: shops::ShopCache,
+    /// Each tenant's queue, as far as `max_queued_per_tenant` needs to know.
+    pub queue_limit: queue_limit::QueueLimit,
     /// Notices for the other instances, sent by [`tell_others`].
     pub outbox: tokio::sync::mpsc::Sender<Notice>,
     /// Cancelled when the relay shuts down; agent sessions watch it.
@@ -213,6 +216,7 @@ impl App {
             dispatcher,
             enricher: Arc::new(Enricher::default()),
             shops: shops::ShopCache::default(),
+            queue_limit: Default::default(),
             outbox,
             shutdown,
             sessions: TaskTracker::new(),
@@ -437,6 +441,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             axum::http::StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
+        .layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            count_timeouts,
+        ))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
             let request_id = request
@@ -448,6 +456,17 @@ pub fn router(state: Arc<AppState>) -> Router {
         }))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
+}
+
+/// Counts the requests [`REQUEST_TIMEOUT`] ended.
+async fn count_timeouts(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    response: axum::response::Response,
+) -> axum::response::Response {
+    if response.status() == axum::http::StatusCode::REQUEST_TIMEOUT {
+        state.metrics.refused(metrics::Limit::RequestTimeout);
+    }
+    response
 }
 
 /// Ready when the store answers and its last webhook write did not fail (see

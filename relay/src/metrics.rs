@@ -11,8 +11,53 @@ use std::time::{Duration, Instant};
 /// the instance out of rotation without keeping it out once it recovers.
 pub const UNREADY_AFTER_WRITE_FAILURE: Duration = Duration::from_secs(30);
 
+/// A limit that refuses something, counted in `relay_refused_total{limit="…"}` (each one is
+/// in README.md's table of limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// A webhook body over `max_body_bytes` (413).
+    BodyBytes,
+    /// A webhook id over 256 or an order id over 128 characters (400).
+    WebhookFields,
+    /// A tenant's queue at `max_queued_per_tenant` (503 with `Retry-After`).
+    QueuedPerTenant,
+    /// A request not answered within 30 s (408).
+    RequestTimeout,
+    /// A WebSocket message over 1 MiB (close 1009).
+    MessageBytes,
+    /// No hello within 10 s of the WebSocket handshake (close 1002).
+    HelloTimeout,
+    /// An agent silent (no heartbeat or answer) beyond the ack timeout (close 1011).
+    AgentSilent,
+}
+
+impl Limit {
+    const ALL: [Limit; 7] = [
+        Limit::BodyBytes,
+        Limit::WebhookFields,
+        Limit::QueuedPerTenant,
+        Limit::RequestTimeout,
+        Limit::MessageBytes,
+        Limit::HelloTimeout,
+        Limit::AgentSilent,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Limit::BodyBytes => "max_body_bytes",
+            Limit::WebhookFields => "webhook_fields",
+            Limit::QueuedPerTenant => "max_queued_per_tenant",
+            Limit::RequestTimeout => "request_timeout",
+            Limit::MessageBytes => "max_message_bytes",
+            Limit::HelloTimeout => "hello_timeout",
+            Limit::AgentSilent => "ack_timeout_secs",
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Metrics {
+    refused: [AtomicU64; Limit::ALL.len()],
     webhooks_rejected: AtomicU64,
     webhooks_stored: AtomicU64,
     orders_held: AtomicU64,
@@ -25,6 +70,13 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Something refused by `limit`.
+    pub fn refused(&self, limit: Limit) {
+        if let Some(i) = Limit::ALL.iter().position(|l| *l == limit) {
+            self.refused[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     pub fn rejected(&self) {
         self.webhooks_rejected.fetch_add(1, Ordering::Relaxed);
     }
@@ -132,6 +184,19 @@ impl Metrics {
             "HTTP connections closed by the header or idle timeout.",
             self.connections_timed_out.load(Ordering::Relaxed),
         );
+        let _ = writeln!(
+            out,
+            "# HELP relay_refused_total Requests, connections and messages refused by a limit \
+             (README.md, Limits).\n# TYPE relay_refused_total counter"
+        );
+        for (limit, count) in Limit::ALL.iter().zip(&self.refused) {
+            let _ = writeln!(
+                out,
+                "relay_refused_total{{limit=\"{}\"}} {}",
+                limit.label(),
+                count.load(Ordering::Relaxed)
+            );
+        }
         out
     }
 }

@@ -161,6 +161,7 @@ async fn fixture_with(config: Config) -> Fixture {
         dispatcher,
         enricher: Default::default(),
         shops: Default::default(),
+        queue_limit: Default::default(),
         outbox,
         shutdown,
         sessions: TaskTracker::new(),

@@ -248,3 +248,86 @@ async fn a_flood_of_idle_and_slowloris_connections_is_closed_and_webhooks_are_an
         "the relay died"
     );
 }
+
+/// A tenant whose agent is away: once `max_queued_per_tenant` events wait, its next webhook is
+/// answered 503 with `Retry-After` (the shop keeps it and sends it again), counted in
+/// `/metrics`; what was accepted is delivered when the agent is back, and webhooks are taken
+/// again.
+#[tokio::test]
+async fn a_full_tenant_queue_answers_503_with_retry_after_until_the_agent_drains_it() {
+    const MAX: usize = 3;
+    let options = RelayOptions {
+        env: vec![("RELAY_MAX_QUEUED_PER_TENANT".into(), MAX.to_string())],
+        ..RelayOptions::default()
+    };
+    let mut world = setup_with(options, Default::default()).await;
+    world.agent.kill().await;
+    for i in 0..MAX {
+        let body = order_body(SHOP, &format!("queued-{i}"), "confirmed");
+        let (status, reply) = world.shop.send(SHOP, &body).await;
+        assert_eq!(status.as_u16(), 200, "{reply}");
+    }
+    let body = order_body(SHOP, "one-too-many", "confirmed");
+    let id = world.shop.next_id();
+    let client = world.pki.client();
+    let mut request = client
+        .post(format!("{}/webhooks/{SHOP}", world.relay.base_url()))
+        .header("content-type", "application/json")
+        .body(body.clone());
+    for (name, value) in world.shop.headers(&id, &body) {
+        request = request.header(name, value);
+    }
+    let response = request.send().await.expect("relay answers");
+    assert_eq!(response.status().as_u16(), 503);
+    assert_eq!(
+        response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("60")
+    );
+    let text = response.text().await.expect("body");
+    assert!(text.contains("max_queued_per_tenant"), "{text}");
+    // A webhook whose status is not a trigger joins no queue: still taken.
+    let (status, reply) = world
+        .shop
+        .send(SHOP, &order_body(SHOP, "queued-0", "cancelled"))
+        .await;
+    assert_eq!(
+        (status.as_u16(), reply["status"].as_str()),
+        (200, Some("ignored"))
+    );
+    let metrics = client
+        .get(format!("{}/metrics", world.relay.base_url()))
+        .send()
+        .await
+        .expect("/metrics answers")
+        .text()
+        .await
+        .expect("/metrics body");
+    assert_eq!(
+        metric(
+            &metrics,
+            "relay_refused_total{limit=\"max_queued_per_tenant\"}"
+        ),
+        1,
+        "{metrics}"
+    );
+
+    world.agent.restart().await;
+    eventually(
+        "the queued orders are delivered",
+        Duration::from_secs(30),
+        || async { world.agent.applied().len() == MAX },
+    )
+    .await;
+    eventually(
+        "the refused webhook is taken when sent again",
+        Duration::from_secs(30),
+        || async {
+            let (status, _) = world.shop.send(SHOP, &body).await;
+            status.as_u16() == 200
+        },
+    )
+    .await;
+}

@@ -222,6 +222,8 @@ store_api! {
     fn renew_leases(&self, prefix: String, ttl_ms: u64) -> Vec<(String, String)>;
     /// Who holds the lease `name` now, if anyone does.
     fn lease_holder(&self, name: String) -> Option<String>;
+    /// How many of a tenant's events wait for delivery or for their order to be fetched.
+    fn queued_count(&self, tenant: TenantId) -> u64;
     /// Which of `tenants` have events waiting for delivery.
     fn pending_tenants(&self, tenants: Vec<TenantId>) -> Vec<TenantId>;
     /// Deletes finished events (with their history), pushes and sent dispatch rows older than

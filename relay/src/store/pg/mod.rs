@@ -237,6 +237,20 @@ impl PgStore {
             .collect())
     }
 
+    pub async fn queued_count(&self, tenant: shared::TenantId) -> Result<u64, StoreError> {
+        let count: i64 = self
+            .client()
+            .await?
+            .query_one(
+                "SELECT COUNT(*) FROM events
+                 WHERE tenant_id = $1 AND state IN ('pending', 'fetching')",
+                &[&tenant.as_str()],
+            )
+            .await?
+            .try_get(0)?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
     pub async fn shops_with_pending_dispatch(&self) -> Result<Vec<ShopId>, StoreError> {
         let rows = self
             .client()

@@ -98,6 +98,20 @@ impl SqliteStore {
             .await
     }
 
+    pub async fn queued_count(&self, tenant: TenantId) -> Result<u64, StoreError> {
+        self.db
+            .call(move |conn| {
+                let count: i64 = conn
+                    .prepare_cached(
+                        "SELECT COUNT(*) FROM events
+                     WHERE tenant_id = ?1 AND state IN ('pending', 'fetching')",
+                    )?
+                    .query_row([tenant.as_str()], |r| r.get(0))?;
+                Ok(u64::try_from(count).unwrap_or(0))
+            })
+            .await
+    }
+
     pub async fn shops_with_pending_dispatch(&self) -> Result<Vec<ShopId>, StoreError> {
         self.db
             .call(move |conn| {

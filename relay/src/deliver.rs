@@ -240,10 +240,10 @@ where
     let (credit, role) = match handshake(&app, &identity, &mut socket).await {
         Ok(hello) => hello,
         Err(e) => {
-            tracing::warn!(error = %e, "agent session refused");
             if let Some(limit) = e.limit() {
                 app.metrics.refused(limit);
             }
+            tracing::warn!(error = %e, "agent session refused");
             end(&mut socket, &e).await;
             return;
         }
@@ -339,10 +339,10 @@ where
             end(&mut socket, &SessionError::Revoked).await;
         }
         Err(e) => {
-            tracing::warn!(error = %e, "agent session failed");
             if let Some(limit) = e.limit() {
                 app.metrics.refused(limit);
             }
+            tracing::warn!(error = %e, "agent session failed");
             end(&mut socket, &e).await;
         }
     }

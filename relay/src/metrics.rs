@@ -25,9 +25,9 @@ pub enum Limit {
     RequestTimeout,
     /// A WebSocket message over 1 MiB (close 1009).
     MessageBytes,
-    /// No hello within 10 s of the WebSocket handshake (close 1002).
+    /// No hello within 10 s of the WebSocket upgrade (close 1002).
     HelloTimeout,
-    /// An agent silent (no heartbeat or answer) beyond the ack timeout (close 1011).
+    /// An agent silent (no heartbeat or answer) for three heartbeats (close 1011).
     AgentSilent,
 }
 
@@ -50,7 +50,7 @@ impl Limit {
             Limit::RequestTimeout => "request_timeout",
             Limit::MessageBytes => "max_message_bytes",
             Limit::HelloTimeout => "hello_timeout",
-            Limit::AgentSilent => "ack_timeout_secs",
+            Limit::AgentSilent => "agent_silence",
         }
     }
 }

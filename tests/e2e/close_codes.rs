@@ -152,6 +152,18 @@ async fn an_oversized_message_is_closed_with_1009_and_the_limit_is_logged() {
         relay.logs().contains(&limit)
     })
     .await;
+    let metrics = reqwest::get(format!("{}/metrics", relay.base_url()))
+        .await
+        .expect("/metrics answers")
+        .text()
+        .await
+        .expect("/metrics body");
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line == "relay_refused_total{limit=\"max_message_bytes\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

@@ -356,7 +356,13 @@ impl Admin<'_> {
 
     pub async fn revoke_agent(&self, agent: String) -> Result<(), ApiError> {
         let id = AgentId::new(agent).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        Ok(self.store.revoke_agent(id).await?)
+        self.store.revoke_agent(id.clone()).await?;
+        // The other instances (PostgreSQL) end its sessions at once; should the notice be
+        // lost, their sessions see the revocation in the store within seconds.
+        if let Err(e) = self.store.notify(Notice::Revoked { agent: id }).await {
+            tracing::warn!(error = %e, "the other relay instances could not be told of the revocation");
+        }
+        Ok(())
     }
 
     pub async fn list_events(&self, tenant: String, query: EventQuery) -> Result<Value, ApiError> {
@@ -604,8 +610,8 @@ async fn revoke_agent(
     Path(agent): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     admin(&app).revoke_agent(agent.clone()).await?;
-    // The agent's live sessions here end now; those on other instances notice on their next
-    // revocation check (see `deliver`).
+    // The agent's live sessions here end now; the other instances are told (a `NOTIFY` on
+    // PostgreSQL) and, should that be lost, see it on their next revocation check.
     if let Ok(id) = AgentId::new(agent) {
         let ended = app.registry.revoke(&id);
         tracing::info!(agent = %id, sessions = ended, "agent revoked");

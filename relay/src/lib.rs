@@ -104,6 +104,12 @@ impl AppState {
             Notice::Dispatch { shop } => self.dispatcher.wake(shop),
             Notice::Fetch => self.enricher.wake(),
             Notice::Session { .. } => {}
+            Notice::Revoked { agent } => {
+                let ended = self.registry.revoke(agent);
+                if ended > 0 {
+                    tracing::info!(%agent, sessions = ended, "agent revoked; its sessions here end");
+                }
+            }
         }
     }
 }

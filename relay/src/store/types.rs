@@ -306,6 +306,8 @@ pub enum Notice {
     Fetch,
     /// A new session of the tenant's agent started; older ones elsewhere must end.
     Session { tenant: TenantId, holder: String },
+    /// An agent's token was revoked: its sessions end on every instance.
+    Revoked { agent: AgentId },
 }
 
 /// Whether `shop` takes `change` at all: it has an API, its flow sends this kind, and for an

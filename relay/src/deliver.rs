@@ -71,6 +71,8 @@ enum SessionError {
     TooLarge(String),
     #[error("{REVOKED_REASON}")]
     Revoked,
+    #[error("the agent read nothing for {0} s: the connection is stalled")]
+    Stalled(u64),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -86,7 +88,7 @@ impl SessionError {
             SessionError::Malformed(_) => Some(1007),
             SessionError::Revoked => Some(1008),
             SessionError::TooLarge(_) => Some(1009),
-            SessionError::Silent | SessionError::Store(_) => Some(1011),
+            SessionError::Silent | SessionError::Stalled(_) | SessionError::Store(_) => Some(1011),
         }
     }
 
@@ -95,6 +97,7 @@ impl SessionError {
         match self {
             SessionError::TooLarge(_) => Some(Limit::MessageBytes),
             SessionError::Silent => Some(Limit::AgentSilent),
+            SessionError::Stalled(_) => Some(Limit::WriteStall),
             _ => None,
         }
     }
@@ -309,6 +312,7 @@ where
         retries: HashMap::new(),
         ignored: Ignored::default(),
         revoked: revocation.revoked.clone(),
+        write_limit: write_limit(&app.config),
     };
     let result = session.serve(&mut socket, &registration).await;
     if !sync {
@@ -403,6 +407,7 @@ where
             credit,
             heartbeat_secs: app.config.heartbeat_secs,
         }),
+        write_limit(&app.config),
     )
     .await?;
     Ok((credit, hello.role))
@@ -419,6 +424,8 @@ struct Session {
     ignored: Ignored,
     /// Cancelled when the agent is revoked through this instance.
     revoked: tokio_util::sync::CancellationToken,
+    /// How long writing one message may take ([`write_limit`]).
+    write_limit: Duration,
 }
 
 impl Session {
@@ -534,7 +541,7 @@ impl Session {
 
                     if last_sent.elapsed() >= heartbeat {
                         let sent_at_ms = chrono::Utc::now().timestamp_millis();
-                        send(socket, Message::Heartbeat(Heartbeat { sent_at_ms })).await?;
+                        send(socket, Message::Heartbeat(Heartbeat { sent_at_ms }), self.write_limit).await?;
                         last_sent = Instant::now();
                     }
                 }
@@ -591,12 +598,12 @@ impl Session {
             Message::Heartbeat(_) => return Ok(false),
             Message::SyncPut(request) if self.sync => {
                 let answer = crate::sync::put(&self.app, &tenant, request).await?;
-                send(socket, answer).await?;
+                send(socket, answer, self.write_limit).await?;
                 return Ok(false);
             }
             Message::SyncFetch(request) if self.sync => {
                 let answer = crate::sync::fetch(&self.app, &tenant, request).await?;
-                send(socket, answer).await?;
+                send(socket, answer, self.write_limit).await?;
                 return Ok(false);
             }
             other => {
@@ -642,7 +649,12 @@ impl Session {
         }
         if acknowledge {
             for push_id in ids {
-                send(socket, Message::PushAck(PushAck { push_id })).await?;
+                send(
+                    socket,
+                    Message::PushAck(PushAck { push_id }),
+                    self.write_limit,
+                )
+                .await?;
             }
         }
         Ok(())
@@ -697,7 +709,7 @@ impl Session {
             let order = (event.shop_id.clone(), event.order_id.clone());
             match deliver_message(&event) {
                 Ok(message) => {
-                    send(socket, message).await?;
+                    send(socket, message, self.write_limit).await?;
                     self.in_flight.insert(
                         seq,
                         InFlight {
@@ -770,14 +782,25 @@ where
     }
 }
 
-async fn send<S>(socket: &mut S, msg: Message) -> Result<(), SessionError>
+/// How long writing one message to an agent may take before the connection counts as stalled
+/// (an agent that does not read what it is sent): three heartbeats, as for its silence.
+fn write_limit(config: &crate::config::Config) -> Duration {
+    Duration::from_secs(u64::from(config.heartbeat_secs) * 3)
+}
+
+/// How long a close frame may take to write (on a stalled connection it never is).
+const CLOSE_WRITE_LIMIT: Duration = Duration::from_secs(5);
+
+async fn send<S>(socket: &mut S, msg: Message, limit: Duration) -> Result<(), SessionError>
 where
     S: Sink<WsMessage> + Unpin,
 {
-    socket
-        .send(WsMessage::Text(Envelope::new(msg).to_json().into()))
-        .await
-        .map_err(|_| SessionError::Gone)
+    let frame = WsMessage::Text(Envelope::new(msg).to_json().into());
+    match tokio::time::timeout(limit, socket.send(frame)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(SessionError::Gone),
+        Err(_) => Err(SessionError::Stalled(limit.as_secs())),
+    }
 }
 
 async fn close<S>(socket: &mut S, code: u16, reason: &str) -> Result<(), SessionError>
@@ -786,11 +809,13 @@ where
 {
     // Close reasons are limited to 123 bytes.
     let reason: String = reason.chars().take(100).collect();
-    socket
-        .send(WsMessage::Close(Some(CloseFrame {
-            code,
-            reason: reason.into(),
-        })))
-        .await
-        .map_err(|_| SessionError::Gone)
+    let frame = WsMessage::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }));
+    match tokio::time::timeout(CLOSE_WRITE_LIMIT, socket.send(frame)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(SessionError::Gone),
+        Err(_) => Err(SessionError::Stalled(CLOSE_WRITE_LIMIT.as_secs())),
+    }
 }

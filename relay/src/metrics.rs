@@ -29,10 +29,12 @@ pub enum Limit {
     HelloTimeout,
     /// An agent silent (no heartbeat or answer) for three heartbeats (close 1011).
     AgentSilent,
+    /// An agent that reads nothing: one message not written in three heartbeats (close 1011).
+    WriteStall,
 }
 
 impl Limit {
-    const ALL: [Limit; 7] = [
+    const ALL: [Limit; 8] = [
         Limit::BodyBytes,
         Limit::WebhookFields,
         Limit::QueuedPerTenant,
@@ -40,6 +42,7 @@ impl Limit {
         Limit::MessageBytes,
         Limit::HelloTimeout,
         Limit::AgentSilent,
+        Limit::WriteStall,
     ];
 
     fn label(self) -> &'static str {
@@ -51,6 +54,7 @@ impl Limit {
             Limit::MessageBytes => "max_message_bytes",
             Limit::HelloTimeout => "hello_timeout",
             Limit::AgentSilent => "agent_silence",
+            Limit::WriteStall => "write_stall",
         }
     }
 }

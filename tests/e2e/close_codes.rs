@@ -2,7 +2,8 @@
 //! read here by a WebSocket client: invalid data 1007, a binary frame 1003, another protocol
 //! version or a message out of place 1002, an oversized message 1009 (and a log line naming
 //! the limit). Unknown message types within the protocol version are ignored and logged once;
-//! the agent's own Close is answered with a Close.
+//! the agent's own Close is answered with a Close. An agent that reads nothing is cut off
+//! after three heartbeats (1011) instead of holding its session forever.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -177,4 +178,62 @@ async fn the_agents_close_is_answered_with_a_close() {
     agent.close_with(4001, "custom").await.expect("close sent");
     let (code, _) = closed_with(&mut agent).await;
     assert_eq!(code, 4001, "the relay echoes the agent's code");
+}
+
+/// An agent that stops reading while the relay has megabytes to send it: the relay's writes
+/// stall once the TCP buffers are full; it ends the session after three heartbeats of that
+/// (6 s here) rather than holding it, and its lease, for as long as the connection stays open.
+#[tokio::test]
+async fn an_agent_that_reads_nothing_is_cut_off_after_three_heartbeats() {
+    let relay = RelayProcess::start(
+        Arc::new(Pki::new()),
+        RelayOptions {
+            tls: false,
+            ..RelayOptions::default()
+        },
+    )
+    .await;
+    let admin = relay.admin();
+    admin.create_tenant(TENANT).await;
+    let secret = WebhookSecret::from_bytes(rand::random::<[u8; 32]>().to_vec()).expect("key");
+    admin
+        .add_shop(TENANT, SHOP, &secret.expose(), &["confirmed"], "order")
+        .await;
+    let (_, token) = admin.create_agent(TENANT).await;
+    let agent = RawAgent::connect_with_credit(&relay, &token, std::net::Ipv4Addr::LOCALHOST, 64)
+        .await
+        .expect("agent connects");
+    // Orders of 1,000 lines (about 500 KB each): 40 of them are far more than loopback's
+    // socket buffers hold.
+    let shop = relay.shop_with(secret);
+    for i in 0..40 {
+        let mut body: serde_json::Value =
+            serde_json::from_slice(&tests::shop::order_body(SHOP, &format!("big-{i}"), "confirmed"))
+                .expect("JSON");
+        let line = serde_json::json!({
+            "article_number": "BIG-1", "name": "x".repeat(400), "quantity": 1,
+            "unit_price": "1.00", "vat_rate": "25", "discount": "0.00"
+        });
+        body["order"]["lines"] = vec![line; 1000].into();
+        body["order"]["total"] = "1049.00".into();
+        let (status, reply) = shop
+            .send(SHOP, &serde_json::to_vec(&body).expect("JSON"))
+            .await;
+        assert_eq!((status.as_u16(), reply["status"].as_str()), (200, Some("accepted")), "{reply}");
+    }
+    eventually("the relay ends the stalled session", Duration::from_secs(30), || async {
+        relay.logs().contains("the connection is stalled")
+    })
+    .await;
+    let metrics = reqwest::get(format!("{}/metrics", relay.base_url()))
+        .await
+        .expect("/metrics answers")
+        .text()
+        .await
+        .expect("/metrics body");
+    assert!(
+        metrics.lines().any(|line| line == "relay_refused_total{limit=\"write_stall\"} 1"),
+        "{metrics}"
+    );
+    drop(agent);
 }

@@ -32,6 +32,16 @@ impl RawAgent {
         token: &str,
         source: std::net::Ipv4Addr,
     ) -> Result<Self, String> {
+        Self::connect_with_credit(relay, token, source, 1).await
+    }
+
+    /// Like [`RawAgent::connect_from`], asking for a credit window of `credit` deliveries.
+    pub async fn connect_with_credit(
+        relay: &RelayProcess,
+        token: &str,
+        source: std::net::Ipv4Addr,
+        credit: u32,
+    ) -> Result<Self, String> {
         let mut request = relay
             .ws_url()
             .into_client_request()
@@ -54,7 +64,7 @@ impl RawAgent {
             .send(Message::Hello(Hello {
                 protocol_version: PROTOCOL_VERSION,
                 agent_version: "test".into(),
-                credit: 1,
+                credit,
                 role: Default::default(),
             }))
             .await;

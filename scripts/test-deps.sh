@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond the Rust toolchain: FreeTDS `tsql` (Debian
-# freetds-bin) and, in a virtual environment at target/pyenv, the Python clients pinned in
+# freetds-bin), nginx (Debian nginx) and, in a virtual environment at target/pyenv, the Python clients pinned in
 # tests/clients/requirements.txt (python-tds, pymssql, sqlglot). The end-to-end test
 # tests/e2e/clients.rs runs them against the Mamut stand-in with target/pyenv/bin/python.
 #
@@ -21,6 +21,12 @@ source scripts/lib/apt.sh
 if ! command -v tsql >/dev/null 2>&1; then
     apt_install test-deps freetds-bin
     command -v tsql >/dev/null 2>&1 || fail "freetds-bin installed but tsql is not on PATH"
+fi
+
+# --- nginx (tests/e2e/nginx.rs runs deploy/scale-out/nginx.conf) --------------------------
+if [ ! -x /usr/sbin/nginx ] && [ ! -x /usr/local/sbin/nginx ]; then
+    apt_install test-deps nginx
+    [ -x /usr/sbin/nginx ] || fail "nginx installed but /usr/sbin/nginx is missing"
 fi
 
 # --- Python clients -----------------------------------------------------------------------

@@ -207,9 +207,12 @@ async fn an_agent_that_reads_nothing_is_cut_off_after_three_heartbeats() {
     // socket buffers hold.
     let shop = relay.shop_with(secret);
     for i in 0..40 {
-        let mut body: serde_json::Value =
-            serde_json::from_slice(&tests::shop::order_body(SHOP, &format!("big-{i}"), "confirmed"))
-                .expect("JSON");
+        let mut body: serde_json::Value = serde_json::from_slice(&tests::shop::order_body(
+            SHOP,
+            &format!("big-{i}"),
+            "confirmed",
+        ))
+        .expect("JSON");
         let line = serde_json::json!({
             "article_number": "BIG-1", "name": "x".repeat(400), "quantity": 1,
             "unit_price": "1.00", "vat_rate": "25", "discount": "0.00"
@@ -219,11 +222,17 @@ async fn an_agent_that_reads_nothing_is_cut_off_after_three_heartbeats() {
         let (status, reply) = shop
             .send(SHOP, &serde_json::to_vec(&body).expect("JSON"))
             .await;
-        assert_eq!((status.as_u16(), reply["status"].as_str()), (200, Some("accepted")), "{reply}");
+        assert_eq!(
+            (status.as_u16(), reply["status"].as_str()),
+            (200, Some("accepted")),
+            "{reply}"
+        );
     }
-    eventually("the relay ends the stalled session", Duration::from_secs(30), || async {
-        relay.logs().contains("the connection is stalled")
-    })
+    eventually(
+        "the relay ends the stalled session",
+        Duration::from_secs(30),
+        || async { relay.logs().contains("the connection is stalled") },
+    )
     .await;
     let metrics = reqwest::get(format!("{}/metrics", relay.base_url()))
         .await
@@ -232,7 +241,9 @@ async fn an_agent_that_reads_nothing_is_cut_off_after_three_heartbeats() {
         .await
         .expect("/metrics body");
     assert!(
-        metrics.lines().any(|line| line == "relay_refused_total{limit=\"write_stall\"} 1"),
+        metrics
+            .lines()
+            .any(|line| line == "relay_refused_total{limit=\"write_stall\"} 1"),
         "{metrics}"
     );
     drop(agent);

@@ -14,6 +14,7 @@ mod mamut_orders;
 mod mamut_server;
 mod mamut_sim;
 mod mamut_wire;
+mod nginx;
 mod proxy;
 mod reconnect;
 mod rejections;

@@ -415,4 +415,29 @@ async fn a_thin_webhook_is_enriched_from_the_shop_and_retried_until_it_is() {
         .expect("the stand-in has the order");
     assert_eq!(reply["status"], "ignored");
     assert_eq!(sim.calls().len(), fetches);
+
+    // A thin webhook whose fetched order is invalid is held with its problems, not delivered.
+    let mut invalid = example_order("thin-3");
+    invalid.total = "-1.00".parse().expect("decimal");
+    sim.add_order(invalid);
+    let (_, reply) = sim
+        .send_order_webhook(&world.shop, SHOP, "thin-3", true)
+        .await
+        .expect("the stand-in has the order");
+    let held_id = reply["event_id"].as_i64().expect("event id");
+    eventually("the fetched invalid order is held", WAIT, || async {
+        world.admin.event(TENANT, held_id).await["event"]["state"] == "held"
+    })
+    .await;
+    let event = world.admin.event(TENANT, held_id).await;
+    let reason = event["event"]["last_error"].as_str().unwrap_or_default();
+    assert!(reason.contains("order.total: -1.00 is negative"), "{event}");
+    assert!(
+        !world
+            .agent
+            .applied()
+            .iter()
+            .any(|row| row.shop_order_id == "thin-3"),
+        "the held order was not written"
+    );
 }

@@ -60,7 +60,8 @@ async fn agent_check_reports_mamut_mapping_and_relay() {
 }
 
 /// A relay certificate from a CA the agent does not trust (what a TLS-inspecting proxy shows):
-/// `agent check` says so and what to do, not only rustls's "UnknownIssuer".
+/// `agent check` says so, names the certificate and its issuer, and what to do, not only
+/// rustls's "UnknownIssuer".
 #[tokio::test]
 async fn a_relay_certificate_from_a_ca_the_agent_does_not_trust_says_what_to_do() {
     let world = setup_with(RelayOptions::default(), AgentOptions::default()).await;
@@ -101,6 +102,8 @@ fn untrusted(world: &tests::World, other: &tests::pki::Pki, rustls_says: &str) {
         &format!("invalid peer certificate: {rustls_says}"),
         "is not from a CA this agent trusts",
         "add its CA certificate (PEM or DER) as relay.ca_file",
+        // The certificate the relay presented, by name: a consultant can tell a proxy's.
+        "it is for CN=localhost, issued by CN=relay test CA",
     ] {
         assert!(report.contains(words), "{words:?} missing: {report}");
     }

@@ -36,7 +36,13 @@ pub async fn upgrade(
         Err(rejection) => return rejection.into_response(),
     };
     if app.shutdown.is_cancelled() {
-        return ApiError::Unauthorized("the relay is shutting down".into()).into_response();
+        // Not the agent's fault: it connects again, to another instance or to this one
+        // restarted.
+        return ApiError::Unavailable {
+            message: "the relay is shutting down".into(),
+            retry_after: 5,
+        }
+        .into_response();
     }
     let span =
         tracing::info_span!("agent", tenant = %identity.tenant_id, agent = %identity.agent_id);

@@ -2,8 +2,11 @@
 //! to each tenant's agent over an outbound-from-the-agent WebSocket.
 //!
 //! - [`config`]: defaults, TOML file, `RELAY_*` environment.
-//! - [`store`]: SQLite with group commit; tenants, shops, agents, events, history, pushes.
+//! - [`store`]: SQLite (one process, group commit) or PostgreSQL (several instances); tenants,
+//!   shops, agents, events, history, pushes, what goes to the shops, leases.
 //! - [`ingest`]: `POST /webhooks/{shop_id}`, Standard Webhooks verification.
+//! - [`validate`]: what an order must look like before it is delivered (else it is held).
+//! - [`queue_limit`]: the per-tenant queue limit.
 //! - [`connect`]: `GET /agent/v1/connect`, the authenticated WebSocket upgrade.
 //! - [`deliver`]: one agent session: credit window, acks, redelivery, pushes, heartbeats.
 //! - [`registry`]: connected agents, so a new event wakes its tenant's session at once.
@@ -15,7 +18,7 @@
 //! - [`admin`]: the admin API; [`cli`]: the same operations from a shell.
 //! - [`serve`]: accepting and serving connections: connection cap, header and idle timeouts.
 //! - [`tls`]: HTTPS/WSS certificates.
-//! - [`metrics`], [`error`].
+//! - [`metrics`] (every limit's refusals too), [`error`].
 
 #![forbid(unsafe_code)]
 

@@ -7,7 +7,7 @@
 //!   (`LISTEN/NOTIFY` between them, leases, `FOR UPDATE SKIP LOCKED`).
 //!
 //! [`AnyStore`] is the one the relay holds, chosen by `RELAY_DATABASE_URL`. The same
-//! conformance suite (`relay/tests/store_conformance.rs`) runs against both.
+//! conformance suite (`tests/store/main.rs`) runs against both.
 
 pub mod pg;
 pub mod sqlite;

@@ -6,15 +6,18 @@
 //! handed back only after the commit succeeded: "committed" really means on disk.
 
 use std::path::Path;
-use std::sync::mpsc;
 
 use rusqlite::Connection;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
 
 /// Largest number of jobs committed together.
 const MAX_BATCH: usize = 256;
+
+/// Jobs that may wait for the connection thread; beyond them callers wait to hand theirs in
+/// (a burst slows down instead of growing memory without bound).
+const MAX_WAITING: usize = 8 * MAX_BATCH;
 
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 /// A job gets the connection inside an open transaction, or the error that kept the
@@ -52,7 +55,7 @@ impl Db {
             .map_err(|e| failed("turning on foreign keys", e))?;
         super::schema::migrate(&mut conn)?;
 
-        let (jobs, receiver) = mpsc::channel::<Job>();
+        let (jobs, receiver) = mpsc::channel::<Job>(MAX_WAITING);
         std::thread::Builder::new()
             .name("relay-store".into())
             .spawn(move || run(conn, receiver))
@@ -77,7 +80,7 @@ impl Db {
             });
             (failed, completion)
         });
-        self.jobs.send(job).map_err(|_| StoreError::Closed)?;
+        self.jobs.send(job).await.map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 }
@@ -102,8 +105,8 @@ fn switch_to_wal(conn: &Connection) -> Result<(), rusqlite::Error> {
     }
 }
 
-fn run(conn: Connection, receiver: mpsc::Receiver<Job>) {
-    while let Ok(first) = receiver.recv() {
+fn run(conn: Connection, mut receiver: mpsc::Receiver<Job>) {
+    while let Some(first) = receiver.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match receiver.try_recv() {

@@ -7,7 +7,7 @@
 # lines).
 #
 # WINDOWS_CHECK=0 leaves the Windows build out (a quicker local run): the smoke test then says
-# "skipped", and fails where CI is set.
+# "skipped", and fails where CI is set. FUZZ=0 leaves the fuzzing out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/test-deps.sh
@@ -20,5 +20,10 @@ if [ "${WINDOWS_CHECK:-1}" != 0 ]; then
     export AGENT_WINDOWS_EXE=$PWD/target/win-gnu/x86_64-pc-windows-gnu/release/agent.exe
     export MAMUT_IMPORT_SIM_WINDOWS_EXE=$PWD/target/win-gnu/x86_64-pc-windows-gnu/debug/mamut-import-sim.exe
     export WINEPREFIX=$PWD/target/win-gnu/wineprefix
+fi
+# Coverage-guided fuzzing (scripts/fuzz.sh, docs/fuzzing.md): every target for FUZZ_SECONDS
+# (60) each with the nightly toolchain; a crash fails the run. FUZZ=0 leaves it out locally.
+if [ "${FUZZ:-1}" != 0 ]; then
+    bash scripts/fuzz.sh
 fi
 exec cargo test --workspace --locked "$@"

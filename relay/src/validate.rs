@@ -54,10 +54,22 @@ impl std::fmt::Display for Problem {
     }
 }
 
-/// The problems, as one line for an event's `last_error` and history.
+/// Most problems named in an event's reason; the payload view lists them all.
+pub const DESCRIBED: usize = 20;
+
+/// The problems, as one line for an event's `last_error` and history (the first
+/// [`DESCRIBED`] of them).
 pub fn describe(problems: &[Problem]) -> String {
-    let list: Vec<String> = problems.iter().map(Problem::to_string).collect();
-    format!("held, the order is invalid: {}", list.join("; "))
+    let list: Vec<String> = problems
+        .iter()
+        .take(DESCRIBED)
+        .map(Problem::to_string)
+        .collect();
+    let more = match problems.len().saturating_sub(DESCRIBED) {
+        0 => String::new(),
+        n => format!("; and {n} more (the event's payload view lists them all)"),
+    };
+    format!("held, the order is invalid: {}{more}", list.join("; "))
 }
 
 /// Everything wrong with `order`; empty when it can be written to Mamut.
@@ -525,6 +537,21 @@ mod tests {
         order.lines.push(line("-100.00", 1, "25"));
         order.total = dec("347.00");
         assert_eq!(problems(&order), vec![]);
+    }
+
+    #[test]
+    fn the_description_names_the_first_twenty_problems_and_counts_the_rest() {
+        let mut order = order();
+        order.lines = vec![line("1.00", 0, "25"); 50];
+        let found = problems(&order);
+        assert_eq!(found.len(), 50);
+        let text = describe(&found);
+        assert!(text.contains("order.lines[19].quantity"), "{text}");
+        assert!(!text.contains("order.lines[20].quantity"), "{text}");
+        assert!(
+            text.ends_with("and 30 more (the event's payload view lists them all)"),
+            "{text}"
+        );
     }
 
     #[test]

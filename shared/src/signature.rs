@@ -132,7 +132,9 @@ pub fn verify<'a>(
         .trim()
         .parse()
         .map_err(|_| VerifyError::BadTimestamp)?;
-    if (now - timestamp).abs() > tolerance_secs {
+    // In i128: the difference of two i64 overflows an i64 for timestamps far in the past or
+    // future (`webhook-timestamp: -9223372036854775808`).
+    if (i128::from(now) - i128::from(timestamp)).abs() > i128::from(tolerance_secs) {
         return Err(VerifyError::StaleTimestamp);
     }
     let candidates: Vec<Vec<u8>> = signature
@@ -246,6 +248,22 @@ mod tests {
             verify(&secrets, h, SPEC_BODY, SPEC_TS - 301, 300),
             Err(VerifyError::StaleTimestamp)
         );
+    }
+
+    #[test]
+    fn timestamps_at_the_ends_of_the_range_are_stale_not_an_overflow() {
+        let secrets = [spec_secret()];
+        for (ts, other_end) in [(i64::MIN, i64::MAX), (i64::MAX, i64::MIN)] {
+            let ts = ts.to_string();
+            for now in [other_end, 0, SPEC_TS] {
+                let h = headers(SPEC_ID, &ts, SPEC_SIG);
+                assert_eq!(
+                    verify(&secrets, h, SPEC_BODY, now, 300),
+                    Err(VerifyError::StaleTimestamp),
+                    "{ts} at {now}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod clients;
 mod close_codes;
 mod crash;
 mod delivery;
+mod fuzz_inputs;
 mod isolation;
 mod limits;
 mod mamut_changes;

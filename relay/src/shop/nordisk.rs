@@ -139,29 +139,14 @@ impl Client {
                 }
             }
         }
-        if status.is_success() {
-            return Ok((status, bytes));
-        }
-        let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(body) => (body.error.code, body.error.message),
-            Err(_) => (String::new(), String::new()),
-        };
-        let reason = format!(
-            "{method} {path}: {status}{}{}",
-            if code.is_empty() { "" } else { " " },
-            code
-        ) + &if message.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", truncate(&message, 300))
-        };
-        // A shop that echoes the request must not put its key into logs or the admin API.
-        let reason = reason.replace(self.key.expose(), "***");
-        Err(Refusal {
-            error: classify(status, reason, retry_after),
-            code: truncate(&code, 64).to_owned(),
-            status: Some(status.as_u16()),
-        })
+        sort_answer(
+            &method,
+            &path,
+            status,
+            retry_after,
+            bytes,
+            self.key.expose(),
+        )
     }
 
     async fn call_json<T: DeserializeOwned>(
@@ -171,26 +156,14 @@ impl Client {
         body: Option<Value>,
     ) -> Result<T, CallError> {
         let (_, bytes) = self.call(method.clone(), segments, body).await?;
-        serde_json::from_slice(&bytes).map_err(|e| CallError::Retryable {
-            reason: format!(
-                "{method} /{}: the shop answered with an unexpected body: {e}",
-                segments.join("/")
-            ),
-            retry_after: None,
-        })
+        decode_json(&method, segments, &bytes, self.key.expose())
     }
 
     pub async fn fetch_order(&self, order_id: &str) -> Result<Order, CallError> {
         let order: Order = self
             .call_json(Method::GET, &["orders", order_id], None)
             .await?;
-        if order.id != order_id {
-            return Err(CallError::Permanent(format!(
-                "asked the shop for order {order_id} and got order {}",
-                order.id
-            )));
-        }
-        Ok(order)
+        checked_order(order_id, order, self.key.expose())
     }
 
     pub async fn set_order_state(
@@ -230,16 +203,7 @@ impl Client {
         let answer: BatchAnswer = self
             .call_json(Method::PUT, segments, Some(json!({ "items": items })))
             .await?;
-        Ok(BatchOutcome {
-            refused: answer
-                .errors
-                .into_iter()
-                .map(|e| {
-                    let reason = format!("{}: {}", e.code, truncate(&e.message, 300));
-                    (e.article_number, reason)
-                })
-                .collect(),
-        })
+        Ok(batch_outcome(answer, self.key.expose()))
     }
 
     pub async fn put_stock(&self, items: &[StockLevel]) -> Result<BatchOutcome, CallError> {
@@ -310,14 +274,7 @@ impl Client {
             .call_raw(Method::GET, &["products", article], &[], None)
             .await
         {
-            Ok((_, bytes)) => {
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|e| CallError::Retryable {
-                        reason: format!("GET /products/{article}: unexpected body: {e}"),
-                        retry_after: None,
-                    })
-            }
+            Ok((_, bytes)) => decode_product(article, &bytes, self.key.expose()).map(Some),
             Err(refusal) if refusal.status == Some(404) => Ok(None),
             Err(refusal) => Err(refusal.error),
         }
@@ -329,11 +286,6 @@ impl Client {
         after: Option<&str>,
         limit: u32,
     ) -> Result<(Vec<Product>, Option<String>), CallError> {
-        #[derive(Deserialize)]
-        struct Page {
-            items: Vec<Product>,
-            next: Option<String>,
-        }
         let limit = limit.to_string();
         let mut query = vec![("limit", limit.as_str())];
         if let Some(after) = after {
@@ -343,12 +295,227 @@ impl Client {
             .call_raw(Method::GET, &["products"], &query, None)
             .await
             .map_err(|refusal| refusal.error)?;
-        let page: Page = serde_json::from_slice(&bytes).map_err(|e| CallError::Retryable {
-            reason: format!("GET /products: unexpected body: {e}"),
-            retry_after: None,
-        })?;
-        Ok((page.items, page.next))
+        decode_page(&bytes, self.key.expose())
     }
+
+    /// What the client makes of an answer the shop gave to `call` (`id` being the order id
+    /// or article number in its path), without the HTTP exchange: the same sorting of the
+    /// status, the error body and `Retry-After`, and the same reading of the body, as the
+    /// method that makes the call. For checking the client against recorded or generated
+    /// answers.
+    pub fn read_answer(
+        &self,
+        call: Call,
+        id: &str,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Answer, CallError> {
+        let (method, segments) = match call {
+            Call::FetchOrder => (Method::GET, vec!["orders", id]),
+            Call::SetOrderState => (Method::PUT, vec!["orders", id, "state"]),
+            Call::Capture => (Method::POST, vec!["orders", id, "capture"]),
+            Call::Batch => (Method::PUT, vec!["stock"]),
+            Call::PutProduct => (Method::PUT, vec!["products", id]),
+            Call::Product => (Method::GET, vec!["products", id]),
+            Call::Products => (Method::GET, vec!["products"]),
+        };
+        let path = format!("/{}", segments.join("/"));
+        let key = self.key.expose();
+        let sorted = sort_answer(
+            &method,
+            &path,
+            status,
+            retry_after(headers),
+            body.to_vec(),
+            key,
+        );
+        match call {
+            Call::FetchOrder => {
+                let (_, bytes) = sorted.map_err(|refusal| refusal.error)?;
+                decode_json(&method, &segments, &bytes, key)
+                    .and_then(|order| checked_order(id, order, key))
+                    .map(|order| Answer::Order(Box::new(order)))
+            }
+            Call::SetOrderState => sorted.map(|_| Answer::Done).map_err(|r| r.error),
+            Call::Capture => match sorted {
+                Ok(_) => Ok(Answer::Done),
+                Err(refusal) if refusal.code == "already_captured" => Ok(Answer::Done),
+                Err(refusal) => Err(refusal.error),
+            },
+            Call::Batch => {
+                let (_, bytes) = sorted.map_err(|refusal| refusal.error)?;
+                decode_json(&method, &segments, &bytes, key)
+                    .map(|answer| batch_outcome(answer, key))
+                    .map(Answer::Batch)
+            }
+            Call::PutProduct => sorted
+                .map(|(status, _)| Answer::Created(status == StatusCode::CREATED))
+                .map_err(|refusal| refusal.error),
+            Call::Product => match sorted {
+                Ok((_, bytes)) => decode_product(id, &bytes, key).map(|p| Answer::Product(Some(p))),
+                Err(refusal) if refusal.status == Some(404) => Ok(Answer::Product(None)),
+                Err(refusal) => Err(refusal.error),
+            },
+            Call::Products => {
+                let (_, bytes) = sorted.map_err(|refusal| refusal.error)?;
+                decode_page(&bytes, key).map(|(items, next)| Answer::Page(items, next))
+            }
+        }
+    }
+}
+
+/// The calls whose answers [`Client::read_answer`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    /// `GET /orders/{id}`.
+    FetchOrder,
+    /// `PUT /orders/{id}/state`.
+    SetOrderState,
+    /// `POST /orders/{id}/capture`.
+    Capture,
+    /// `PUT /stock`, `/prices` or `/price-lists/{group}/prices`.
+    Batch,
+    /// `PUT /products/{id}`.
+    PutProduct,
+    /// `GET /products/{id}`.
+    Product,
+    /// `GET /products?limit=N&after=ARTICLE`.
+    Products,
+}
+
+/// What a call's answer gave, as its method returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// The call succeeded and returns nothing.
+    Done,
+    Order(Box<Order>),
+    Batch(BatchOutcome),
+    /// Whether the product was created (`201`) rather than replaced.
+    Created(bool),
+    Product(Option<Product>),
+    /// A page of products and the article to continue after.
+    Page(Vec<Product>, Option<String>),
+}
+
+/// Sorts a received answer into success (its status and body) or a refusal with the shop's
+/// error code, keeping the API key out of the reason.
+fn sort_answer(
+    method: &Method,
+    path: &str,
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    bytes: Vec<u8>,
+    key: &str,
+) -> Result<(StatusCode, Vec<u8>), Refusal> {
+    if status.is_success() {
+        return Ok((status, bytes));
+    }
+    let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+        // The key goes before anything is cut short, so no part of it is left at the cut.
+        Ok(body) => (
+            without_key(body.error.code, key),
+            without_key(body.error.message, key),
+        ),
+        Err(_) => (String::new(), String::new()),
+    };
+    let reason = format!(
+        "{method} {path}: {status}{}{}",
+        if code.is_empty() { "" } else { " " },
+        code
+    ) + &if message.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", truncate(&message, 300))
+    };
+    Err(Refusal {
+        error: classify(status, without_key(reason, key), retry_after),
+        code: truncate(&code, 64).to_owned(),
+        status: Some(status.as_u16()),
+    })
+}
+
+/// `text` without the API key: a shop that echoes the request (in an error message, in a body
+/// that does not parse) must not put its key into logs, dead letters or the admin API.
+fn without_key(text: String, key: &str) -> String {
+    if key.is_empty() {
+        text
+    } else {
+        text.replace(key, "***")
+    }
+}
+
+/// A shop's body that cannot be used: worth another try, the reason without the API key.
+fn unexpected(reason: String, key: &str) -> CallError {
+    CallError::Retryable {
+        reason: without_key(reason, key),
+        retry_after: None,
+    }
+}
+
+/// A successful answer's body as `T`; a body of another shape is worth another try.
+fn decode_json<T: DeserializeOwned>(
+    method: &Method,
+    segments: &[&str],
+    bytes: &[u8],
+    key: &str,
+) -> Result<T, CallError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let path = segments.join("/");
+        unexpected(
+            format!("{method} /{path}: the shop answered with an unexpected body: {e}"),
+            key,
+        )
+    })
+}
+
+/// The fetched order, if it is the one asked for.
+fn checked_order(order_id: &str, order: Order, key: &str) -> Result<Order, CallError> {
+    if order.id != order_id {
+        return Err(CallError::Permanent(without_key(
+            format!(
+                "asked the shop for order {order_id} and got order {}",
+                order.id
+            ),
+            key,
+        )));
+    }
+    Ok(order)
+}
+
+fn batch_outcome(answer: BatchAnswer, key: &str) -> BatchOutcome {
+    BatchOutcome {
+        refused: answer
+            .errors
+            .into_iter()
+            .map(|e| {
+                let message = without_key(e.message, key);
+                let reason = format!("{}: {}", e.code, truncate(&message, 300));
+                (e.article_number, without_key(reason, key))
+            })
+            .collect(),
+    }
+}
+
+fn decode_product(article: &str, bytes: &[u8], key: &str) -> Result<Product, CallError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        unexpected(
+            format!("GET /products/{article}: unexpected body: {e}"),
+            key,
+        )
+    })
+}
+
+/// A page of `GET /products`: its items and the article to continue after.
+fn decode_page(bytes: &[u8], key: &str) -> Result<(Vec<Product>, Option<String>), CallError> {
+    #[derive(Deserialize)]
+    struct Page {
+        items: Vec<Product>,
+        next: Option<String>,
+    }
+    let page: Page = serde_json::from_slice(bytes)
+        .map_err(|e| unexpected(format!("GET /products: unexpected body: {e}"), key))?;
+    Ok((page.items, page.next))
 }
 
 /// A failed call with the shop's error code, if it gave one.
@@ -455,6 +622,40 @@ mod tests {
         }
         for s in [401, 403, 408, 429, 500, 502, 503] {
             assert!(!permanent(s), "{s} is retried");
+        }
+    }
+
+    #[test]
+    fn the_api_key_never_shows_in_a_reason_even_where_it_is_cut() {
+        let key = "sk_live_4f1d8a0c2b7e9f36";
+        let client = Client::new(
+            reqwest::Client::new(),
+            "https://shop.example/v1",
+            Secret::new(key),
+        );
+        let message = format!("{}{key}", "x".repeat(290));
+        let error = json!({ "error": { "code": key, "message": message } }).to_string();
+        let batch =
+            json!({ "errors": [{ "article_number": "A", "code": "c", "message": message }] });
+        let wrong_type = json!({ "errors": key }).to_string();
+        let read = |call, status, body: &str| {
+            let status = StatusCode::from_u16(status).expect("status");
+            client.read_answer(call, "1", status, &HeaderMap::new(), body.as_bytes())
+        };
+        let reasons = [
+            read(Call::FetchOrder, 500, &error)
+                .expect_err("refused")
+                .to_string(),
+            read(Call::Batch, 200, &wrong_type)
+                .expect_err("refused")
+                .to_string(),
+            match read(Call::Batch, 200, &batch.to_string()) {
+                Ok(Answer::Batch(outcome)) => outcome.refused[0].1.clone(),
+                other => panic!("a batch outcome: {other:?}"),
+            },
+        ];
+        for reason in reasons {
+            assert!(!reason.contains("sk_live"), "{reason}");
         }
     }
 

@@ -153,17 +153,11 @@ async fn an_oversized_message_is_closed_with_1009_and_the_limit_is_logged() {
         relay.logs().contains(&limit)
     })
     .await;
-    let metrics = reqwest::get(format!("{}/metrics", relay.base_url()))
-        .await
-        .expect("/metrics answers")
-        .text()
-        .await
-        .expect("/metrics body");
-    assert!(
-        metrics
-            .lines()
-            .any(|line| line == "relay_refused_total{limit=\"max_message_bytes\"} 1"),
-        "{metrics}"
+    assert_eq!(
+        relay
+            .metric("relay_refused_total{limit=\"max_message_bytes\"}")
+            .await,
+        1
     );
 }
 
@@ -234,17 +228,11 @@ async fn an_agent_that_reads_nothing_is_cut_off_after_three_heartbeats() {
         || async { relay.logs().contains("the connection is stalled") },
     )
     .await;
-    let metrics = reqwest::get(format!("{}/metrics", relay.base_url()))
-        .await
-        .expect("/metrics answers")
-        .text()
-        .await
-        .expect("/metrics body");
-    assert!(
-        metrics
-            .lines()
-            .any(|line| line == "relay_refused_total{limit=\"write_stall\"} 1"),
-        "{metrics}"
+    assert_eq!(
+        relay
+            .metric("relay_refused_total{limit=\"write_stall\"}")
+            .await,
+        1
     );
     drop(agent);
 }

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+use tests::process::metric_in;
 use tests::shop::order_body;
 use tests::{RelayOptions, SHOP, eventually, requirements_met, setup_with};
 
@@ -89,12 +90,6 @@ async fn slowloris(stream: TlsStream<TcpStream>, opened: Instant) -> Option<Dura
         closed = closed_after(reader, opened) => closed,
         () = trickle => unreachable!(),
     }
-}
-
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 #[tokio::test]
@@ -221,20 +216,13 @@ async fn a_flood_of_idle_and_slowloris_connections_is_closed_and_webhooks_are_an
         world.agent.logs()
     );
 
-    let metrics = client
-        .get(format!("{}/metrics", world.relay.base_url()))
-        .send()
-        .await
-        .expect("/metrics answers")
-        .text()
-        .await
-        .expect("/metrics body");
+    let metrics = world.relay.metrics().await;
     assert!(
-        metric(&metrics, "relay_connections_refused_total") >= (flood - CAP) as u64,
+        metric_in(&metrics, "relay_connections_refused_total") >= (flood - CAP) as u64,
         "{metrics}"
     );
     assert!(
-        metric(&metrics, "relay_connections_timed_out_total") >= SLOWLORIS as u64,
+        metric_in(&metrics, "relay_connections_timed_out_total") >= SLOWLORIS as u64,
         "{metrics}"
     );
 
@@ -297,16 +285,9 @@ async fn a_full_tenant_queue_answers_503_with_retry_after_until_the_agent_drains
         (status.as_u16(), reply["status"].as_str()),
         (200, Some("ignored"))
     );
-    let metrics = client
-        .get(format!("{}/metrics", world.relay.base_url()))
-        .send()
-        .await
-        .expect("/metrics answers")
-        .text()
-        .await
-        .expect("/metrics body");
+    let metrics = world.relay.metrics().await;
     assert_eq!(
-        metric(
+        metric_in(
             &metrics,
             "relay_refused_total{limit=\"max_queued_per_tenant\"}"
         ),

@@ -43,16 +43,7 @@ fn stock(article: &str, quantity: i64) -> Change {
 
 /// Rounds the relay's dispatcher has flushed with something to send, from `/metrics`.
 async fn dispatch_rounds(relay: &RelayProcess) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", relay.base_url()))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics body");
-    text.lines()
-        .find_map(|l| l.strip_prefix("relay_dispatch_rounds_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("the rounds counter")
+    relay.metric("relay_dispatch_rounds_total").await
 }
 
 #[tokio::test]

@@ -694,7 +694,7 @@ pub async fn b6(scale: Scale) -> Vec<Row> {
     .await;
     let calls = sim.calls();
     let items: usize = calls.iter().map(|c| c.articles.len()).sum();
-    let flushes = metric(&relay, "relay_dispatch_rounds_total").await;
+    let flushes = relay.metric("relay_dispatch_rounds_total").await;
     let mut per_article = std::collections::BTreeMap::<&str, u64>::new();
     for call in &calls {
         for article in &call.articles {
@@ -714,17 +714,6 @@ pub async fn b6(scale: Scale) -> Vec<Row> {
         target: "≤ 1 call per article per flush; ≥ 10k pushes/s".into(),
         met: complete && most <= flushes && accepted >= 10_000.0,
     }]
-}
-
-/// One counter from the relay's `/metrics`.
-async fn metric(relay: &RelayProcess, name: &str) -> u64 {
-    let Ok(response) = reqwest::get(format!("{}/metrics", relay.base_url())).await else {
-        return 0;
-    };
-    let text = response.text().await.unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or_default()
 }
 
 /// A no-op HTTP server: reads the request, answers as the relay would, stores nothing.

@@ -191,6 +191,25 @@ impl RelayProcess {
         format!("{scheme}://localhost:{}", self.port)
     }
 
+    /// The relay's `/metrics` page.
+    pub async fn metrics(&self) -> String {
+        self.pki
+            .client()
+            .get(format!("{}/metrics", self.base_url()))
+            .send()
+            .await
+            .expect("/metrics answers")
+            .text()
+            .await
+            .expect("/metrics body")
+    }
+
+    /// One sample of `/metrics`: `name` with its labels, as in
+    /// `relay_refused_total{limit="write_stall"}`; 0 when the page does not have it.
+    pub async fn metric(&self, name: &str) -> u64 {
+        metric_in(&self.metrics().await, name)
+    }
+
     pub fn ws_url(&self) -> String {
         let scheme = if self.options.tls { "wss" } else { "ws" };
         format!("{scheme}://localhost:{}/agent/v1/connect", self.port)
@@ -671,4 +690,17 @@ fn agent_path(wine: Option<&Wine>, path: &Path) -> String {
         None => path.display().to_string(),
         Some(_) => Wine::path(path),
     }
+}
+
+/// One sample of a `/metrics` page (see [`RelayProcess::metric`]); 0 when it is not there.
+pub fn metric_in(page: &str, name: &str) -> u64 {
+    page.lines()
+        .find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
 }

@@ -279,11 +279,16 @@ pub struct EventPayload {
     pub original: Option<String>,
 }
 
-/// The error for an event an operator may not replay or edit in its state.
-pub(crate) fn not_replayable(id: i64, state: &str, what: &str) -> StoreError {
-    StoreError::Conflict(format!(
-        "event {id} is {state}; only dead or held events can be {what}"
-    ))
+/// Whether an operator may replay or edit (`what`) event `id` in `state` (`None`: the tenant
+/// has no such event): only dead and held events wait for an operator.
+pub(crate) fn operator_may(id: i64, state: Option<&str>, what: &str) -> Result<(), StoreError> {
+    match state {
+        None => Err(StoreError::NotFound(format!("event {id} not found"))),
+        Some("dead" | "held") => Ok(()),
+        Some(other) => Err(StoreError::Conflict(format!(
+            "event {id} is {other}; only dead or held events can be {what}"
+        ))),
+    }
 }
 
 /// What retention removed.

@@ -12,7 +12,7 @@ use super::{PgStore, parse_time, text};
 use crate::store::StoreError;
 use crate::store::types::{
     Enriched, EventPayload, EventState, EventSummary, FetchJob, HistoryEntry, Ingested, NewEvent,
-    PushSummary, QueuedEvent, encode_pushes, not_replayable,
+    PushSummary, QueuedEvent, encode_pushes, operator_may,
 };
 
 /// How long a claimed fetch is left to the instance that claimed it.
@@ -200,6 +200,22 @@ fn summary(r: &tokio_postgres::Row) -> EventSummary {
         received_at: text(r.get(9)),
         updated_at: text(r.get(10)),
     }
+}
+
+/// The state of a tenant's event, if it has one of that id, locked until the transaction ends.
+async fn locked_state(
+    tx: &tokio_postgres::Transaction<'_>,
+    tenant: &TenantId,
+    id: i64,
+) -> Result<Option<String>, StoreError> {
+    tx.query_opt(
+        "SELECT state FROM events WHERE id = $1 AND tenant_id = $2 FOR UPDATE",
+        &[&id, &tenant.as_str()],
+    )
+    .await?
+    .map(|r| r.try_get(0))
+    .transpose()
+    .map_err(StoreError::from)
 }
 
 async fn record(
@@ -431,31 +447,23 @@ impl PgStore {
     pub async fn replay(&self, tenant: TenantId, id: i64) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let state: Option<String> = tx
-            .query_opt(
-                "SELECT state FROM events WHERE id = $1 AND tenant_id = $2 FOR UPDATE",
-                &[&id, &tenant.as_str()],
+        operator_may(
+            id,
+            locked_state(&tx, &tenant, id).await?.as_deref(),
+            "replayed",
+        )?;
+        // A thin webhook (no order in it yet) goes back to fetching its order.
+        let state: String = tx
+            .query_one(
+                "UPDATE events SET state = CASE WHEN jsonb_typeof(payload::jsonb -> 'order') = 'object'
+                                                THEN 'pending' ELSE 'fetching' END,
+                        next_attempt_at = NULL, updated_at = now()
+                 WHERE id = $1 RETURNING state",
+                &[&id],
             )
             .await?
-            .map(|r| r.get(0));
-        match state.as_deref() {
-            None => return Err(StoreError::NotFound(format!("event {id} not found"))),
-            Some("dead" | "held") => {
-                // A thin webhook (no order in it yet) goes back to fetching its order.
-                let state: String = tx
-                    .query_one(
-                        "UPDATE events SET state = CASE WHEN jsonb_typeof(payload::jsonb -> 'order') = 'object'
-                                                        THEN 'pending' ELSE 'fetching' END,
-                                next_attempt_at = NULL, updated_at = now()
-                         WHERE id = $1 RETURNING state",
-                        &[&id],
-                    )
-                    .await?
-                    .get(0);
-                record(&tx, id, &state, Some("replayed by an operator")).await?;
-            }
-            Some(other) => return Err(not_replayable(id, other, "replayed")),
-        }
+            .try_get(0)?;
+        record(&tx, id, &state, Some("replayed by an operator")).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -492,28 +500,19 @@ impl PgStore {
     ) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let state: Option<String> = tx
-            .query_opt(
-                "SELECT state FROM events WHERE id = $1 AND tenant_id = $2 FOR UPDATE",
-                &[&id, &tenant.as_str()],
-            )
-            .await?
-            .map(|r| r.try_get(0))
-            .transpose()?;
-        match state.as_deref() {
-            None => return Err(StoreError::NotFound(format!("event {id} not found"))),
-            Some("dead" | "held") => {
-                tx.execute(
-                    "UPDATE events SET original_payload = COALESCE(original_payload, payload),
-                            payload = $2, order_status = $3, updated_at = now()
-                     WHERE id = $1",
-                    &[&id, &payload, &order_status],
-                )
-                .await?;
-                record(&tx, id, "edited", Some(&note)).await?;
-            }
-            Some(other) => return Err(not_replayable(id, other, "edited")),
-        }
+        operator_may(
+            id,
+            locked_state(&tx, &tenant, id).await?.as_deref(),
+            "edited",
+        )?;
+        tx.execute(
+            "UPDATE events SET original_payload = COALESCE(original_payload, payload),
+                    payload = $2, order_status = $3, updated_at = now()
+             WHERE id = $1",
+            &[&id, &payload, &order_status],
+        )
+        .await?;
+        record(&tx, id, "edited", Some(&note)).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -10,7 +10,7 @@ use shared::{AgentId, ShopId, TenantId};
 use super::SqliteStore;
 use crate::store::types::{
     Enriched, EventPayload, EventState, EventSummary, FetchJob, HistoryEntry, Ingested, NewEvent,
-    PushSummary, QueuedEvent, encode_pushes, not_replayable,
+    PushSummary, QueuedEvent, encode_pushes, operator_may,
 };
 use crate::store::{StoreError, now, timestamp};
 
@@ -45,6 +45,17 @@ fn record(
         params![event_id, now(), state, detail],
     )?;
     Ok(())
+}
+
+/// The state of a tenant's event, if it has one of that id.
+fn state_of(conn: &Connection, tenant: &TenantId, id: i64) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT state FROM events WHERE id = ?1 AND tenant_id = ?2",
+            params![id, tenant.as_str()],
+            |r| r.get(0),
+        )
+        .optional()?)
 }
 
 impl SqliteStore {
@@ -309,29 +320,17 @@ impl SqliteStore {
     pub async fn replay(&self, tenant: TenantId, id: i64) -> Result<(), StoreError> {
         self.db
             .call(move |conn| {
-                let state: Option<String> = conn
-                    .query_row(
-                        "SELECT state FROM events WHERE id = ?1 AND tenant_id = ?2",
-                        params![id, tenant.as_str()],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                match state.as_deref() {
-                    None => Err(StoreError::NotFound(format!("event {id} not found"))),
-                    Some("dead" | "held") => {
-                        // A thin webhook (no order in it yet) goes back to fetching its order.
-                        let state: String = conn.query_row(
-                            "UPDATE events SET state = CASE WHEN json_type(payload, '$.order') = 'object'
-                                                        THEN 'pending' ELSE 'fetching' END,
-                                    next_attempt_at = NULL, updated_at = ?2
-                             WHERE id = ?1 RETURNING state",
-                            params![id, now()],
-                            |r| r.get(0),
-                        )?;
-                        record(conn, id, &state, Some("replayed by an operator"))
-                    }
-                    Some(other) => Err(not_replayable(id, other, "replayed")),
-                }
+                operator_may(id, state_of(conn, &tenant, id)?.as_deref(), "replayed")?;
+                // A thin webhook (no order in it yet) goes back to fetching its order.
+                let state: String = conn.query_row(
+                    "UPDATE events SET state = CASE WHEN json_type(payload, '$.order') = 'object'
+                                                THEN 'pending' ELSE 'fetching' END,
+                            next_attempt_at = NULL, updated_at = ?2
+                     WHERE id = ?1 RETURNING state",
+                    params![id, now()],
+                    |r| r.get(0),
+                )?;
+                record(conn, id, &state, Some("replayed by an operator"))
             })
             .await
     }
@@ -370,26 +369,14 @@ impl SqliteStore {
     ) -> Result<(), StoreError> {
         self.db
             .call(move |conn| {
-                let state: Option<String> = conn
-                    .query_row(
-                        "SELECT state FROM events WHERE id = ?1 AND tenant_id = ?2",
-                        params![id, tenant.as_str()],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                match state.as_deref() {
-                    None => Err(StoreError::NotFound(format!("event {id} not found"))),
-                    Some("dead" | "held") => {
-                        conn.execute(
-                            "UPDATE events SET original_payload = COALESCE(original_payload, payload),
-                                    payload = ?2, order_status = ?3, updated_at = ?4
-                             WHERE id = ?1",
-                            params![id, payload, order_status, now()],
-                        )?;
-                        record(conn, id, "edited", Some(&note))
-                    }
-                    Some(other) => Err(not_replayable(id, other, "edited")),
-                }
+                operator_may(id, state_of(conn, &tenant, id)?.as_deref(), "edited")?;
+                conn.execute(
+                    "UPDATE events SET original_payload = COALESCE(original_payload, payload),
+                            payload = ?2, order_status = ?3, updated_at = ?4
+                     WHERE id = ?1",
+                    params![id, payload, order_status, now()],
+                )?;
+                record(conn, id, "edited", Some(&note))
             })
             .await
     }

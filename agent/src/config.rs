@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use shared::settings::parse;
 pub use shared::settings::{ConfigError, Secret};
+use shared::settings::{parse, toml_error};
 
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -553,7 +553,9 @@ impl AgentConfig {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let text = decode_text(bytes).map_err(|e| error(origin, e))?;
-        let config = toml::from_str(&text).map_err(|e| error(origin, e.to_string()))?;
+        let config = toml::from_str(&text).map_err(|e: toml::de::Error| {
+            error(origin, toml_error(&text, e.message(), e.span()))
+        })?;
         Self::finish(config, env)
     }
 

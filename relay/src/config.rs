@@ -9,8 +9,8 @@ use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use shared::settings::parse;
 pub use shared::settings::{ConfigError, Secret};
+use shared::settings::{parse, toml_error};
 
 use crate::store::StoreLocation;
 
@@ -74,7 +74,7 @@ pub struct Config {
     /// closed, e.g. a stalled request body (`RELAY_IDLE_TIMEOUT_SECS`). Agent WebSocket
     /// sessions are exempt: they have their own heartbeats.
     pub idle_timeout_secs: u64,
-    /// Events a tenant may have waiting (for delivery, or for their order to be fetched)
+    /// Events a tenant may have waiting (for delivery, for their order to be fetched, or held)
     /// before its webhooks are answered 503 with `Retry-After`, so the shop sends them again
     /// later (`RELAY_MAX_QUEUED_PER_TENANT`): an agent offline for weeks does not fill the
     /// relay's disk for every tenant.
@@ -213,7 +213,8 @@ impl Config {
         origin: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let config = toml::from_str(text).map_err(|e| error(origin, e.to_string()))?;
+        let config = toml::from_str(text)
+            .map_err(|e: toml::de::Error| error(origin, toml_error(text, e.message(), e.span())))?;
         let origins = Origins {
             file: Some(origin),
             // It parsed as the configuration, so as a table too.
@@ -509,6 +510,19 @@ mod tests {
     }
 
     /// Errors about the database URL and the admin token name the setting, never the value.
+    #[test]
+    fn a_misspelt_key_is_named_with_its_line_but_its_value_is_not_shown() {
+        let text = "listen = \"127.0.0.1:9000\"\ndatabse_url = \"postgres://relay:hunter2-secret@db/relay\"\n";
+        let error = Config::from_toml(text, "relay.toml", &|_| None).expect_err("unknown key");
+        let message = error.to_string();
+        assert!(message.contains("line 2, column 1"), "{message}");
+        assert!(message.contains("unknown field `databse_url`"), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+        let text = "max_connections = \"hunter2-secret\"\n";
+        let error = Config::from_toml(text, "relay.toml", &|_| None).expect_err("not a number");
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+    }
+
     #[test]
     fn errors_about_secrets_do_not_show_them() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -365,7 +365,7 @@ where
         }
         None => {
             if matches!(error, SessionError::ClientClosed(_)) {
-                let _ = socket.close().await;
+                let _ = tokio::time::timeout(CLOSE_WRITE_LIMIT, socket.close()).await;
             }
         }
     }

@@ -83,17 +83,18 @@ impl Enricher {
                 Ok((payload, outcome)) => {
                     failures.remove(&job.id);
                     let deliver = outcome == Enriched::Deliver;
-                    if matches!(outcome, Enriched::Hold(_)) {
+                    let held = matches!(outcome, Enriched::Hold(_));
+                    if !store.enriched(job.id, payload, outcome).await? {
+                        continue;
+                    }
+                    if held {
                         app.metrics.held();
                         tracing::warn!(
                             event_id = job.id,
                             "the fetched order is invalid; held for an operator"
                         );
                     }
-                    if store.enriched(job.id, payload, outcome).await?
-                        && deliver
-                        && let Ok(tenant) = TenantId::new(job.tenant_id.clone())
-                    {
+                    if deliver && let Ok(tenant) = TenantId::new(job.tenant_id.clone()) {
                         app.announce(Notice::Event { tenant }).await;
                     }
                 }

@@ -127,20 +127,36 @@ pub async fn receive(
     };
     let payload = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::BadRequest("the body is not UTF-8".into()))?;
-    let queued = matches!(state, EventState::Pending | EventState::Fetching);
-    if queued {
-        app.queue_limit
+    let queued = matches!(
+        state,
+        EventState::Pending | EventState::Fetching | EventState::Held
+    );
+    if queued
+        && let Err(refused) = app
+            .queue_limit
             .admit(
                 &app.store,
                 &shop.tenant_id,
                 app.config.max_queued_per_tenant,
             )
             .await
-            .inspect_err(|e| {
-                if matches!(e, ApiError::Unavailable { .. }) {
-                    app.metrics.refused(Limit::QueuedPerTenant);
-                }
-            })?;
+    {
+        // A shop sending again a webhook it was answered for before (the answer got lost)
+        // gets the same answer, full queue or not.
+        if let Some(stored) = app
+            .store
+            .find_webhook(shop_id.clone(), webhook_id.clone())
+            .await?
+        {
+            return Ok(Json(IngestReply {
+                status: "duplicate",
+                event_id: stored.event_id,
+            }));
+        }
+        if matches!(refused, ApiError::Unavailable { .. }) {
+            app.metrics.refused(Limit::QueuedPerTenant);
+        }
+        return Err(refused);
     }
     let ingested = app
         .store

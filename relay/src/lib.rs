@@ -428,10 +428,9 @@ async fn renew_delivery_leases(state: &AppState) {
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn router(state: Arc<AppState>) -> Router {
-    let admin = admin::router().layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        admin::require_admin,
-    ));
+    let admin = admin::router(state.config.max_body_bytes).layer(
+        axum::middleware::from_fn_with_state(state.clone(), admin::require_admin),
+    );
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))

@@ -1,7 +1,9 @@
 //! The per-tenant queue limit (`max_queued_per_tenant`): a tenant whose agent has been away so
 //! long that this many events wait gets its next webhooks answered 503 with `Retry-After`, so
 //! the shop keeps them and sends them again later, instead of the relay's disk filling for
-//! every tenant. Nothing accepted is dropped: the limit only refuses new webhooks.
+//! every tenant. Held orders count too (a shop sending invalid orders fills the queue the same
+//! way). Nothing accepted is dropped: the limit only refuses new webhooks; one stored before
+//! is still answered as a duplicate (`crate::ingest`).
 //!
 //! Counting a tenant's queue on every webhook would cost a query each, so the count is read
 //! from the store at most once a [`REFRESH`] per tenant and instance, and counted up here for

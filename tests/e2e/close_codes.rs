@@ -194,9 +194,10 @@ async fn an_agent_that_reads_nothing_is_cut_off_after_three_heartbeats() {
         .add_shop(TENANT, SHOP, &secret.expose(), &["confirmed"], "order")
         .await;
     let (_, token) = admin.create_agent(TENANT).await;
-    let agent = RawAgent::connect_with_credit(&relay, &token, std::net::Ipv4Addr::LOCALHOST, 64)
-        .await
-        .expect("agent connects");
+    let mut agent =
+        RawAgent::connect_with_credit(&relay, &token, std::net::Ipv4Addr::LOCALHOST, 64)
+            .await
+            .expect("agent connects");
     // Orders of 1,000 lines (about 500 KB each): 40 of them are far more than loopback's
     // socket buffers hold.
     let shop = relay.shop_with(secret);
@@ -221,6 +222,8 @@ async fn an_agent_that_reads_nothing_is_cut_off_after_three_heartbeats() {
             (200, Some("accepted")),
             "{reply}"
         );
+        // The agent still speaks (it is not silent), it only does not read.
+        agent.send_frame(heartbeat()).await.expect("heartbeat sent");
     }
     eventually(
         "the relay ends the stalled session",
@@ -235,4 +238,15 @@ async fn an_agent_that_reads_nothing_is_cut_off_after_three_heartbeats() {
         1
     );
     drop(agent);
+}
+
+/// A heartbeat frame as an agent sends it.
+fn heartbeat() -> WsMessage {
+    let sent_at_ms = chrono::Utc::now().timestamp_millis();
+    WsMessage::text(
+        shared::protocol::Envelope::new(shared::protocol::Message::Heartbeat(
+            shared::protocol::Heartbeat { sent_at_ms },
+        ))
+        .to_json(),
+    )
 }

@@ -250,7 +250,15 @@ async fn a_full_tenant_queue_answers_503_with_retry_after_until_the_agent_drains
     };
     let mut world = setup_with(options, Default::default()).await;
     world.agent.kill().await;
-    for i in 0..MAX {
+    let first = order_body(SHOP, "queued-0", "confirmed");
+    let first_id = world.shop.next_id();
+    let (status, reply) = world
+        .shop
+        .send_with(SHOP, first.clone(), &world.shop.headers(&first_id, &first))
+        .await
+        .expect("relay answers");
+    assert_eq!(status.as_u16(), 200, "{reply}");
+    for i in 1..MAX {
         let body = order_body(SHOP, &format!("queued-{i}"), "confirmed");
         let (status, reply) = world.shop.send(SHOP, &body).await;
         assert_eq!(status.as_u16(), 200, "{reply}");
@@ -276,6 +284,18 @@ async fn a_full_tenant_queue_answers_503_with_retry_after_until_the_agent_drains
     );
     let text = response.text().await.expect("body");
     assert!(text.contains("max_queued_per_tenant"), "{text}");
+    // The shop sending again a webhook that was accepted (its answer got lost) gets the same
+    // answer, full queue or not.
+    let (status, reply) = world
+        .shop
+        .send_with(SHOP, first.clone(), &world.shop.headers(&first_id, &first))
+        .await
+        .expect("relay answers");
+    assert_eq!(
+        (status.as_u16(), reply["status"].as_str()),
+        (200, Some("duplicate")),
+        "{reply}"
+    );
     // A webhook whose status is not a trigger joins no queue: still taken.
     let (status, reply) = world
         .shop

@@ -91,6 +91,20 @@ async fn an_invalid_order_is_held_until_corrected_and_replayed() {
         .call(Method::PUT, &payload_path, Some(wrong_order))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
+    // A status that is not a trigger would deliver an order the shop's rules do not transfer.
+    let mut not_a_trigger = corrected.clone();
+    not_a_trigger["order"]["status"] = "cancelled".into();
+    let (status, reply) = admin
+        .call(Method::PUT, &payload_path, Some(not_a_trigger))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
+    assert!(
+        reply["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("trigger"),
+        "{reply}"
+    );
     let order = &mut corrected["order"];
     order["currency"] = "SEK".into();
     order["customer"]["email"] = "anna.svensson@example.se".into();

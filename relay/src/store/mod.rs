@@ -162,6 +162,8 @@ store_api! {
 
     /// Stores a webhook once per (shop, webhook id).
     fn ingest(&self, event: NewEvent) -> Ingested;
+    /// The event a webhook was stored as, if it was.
+    fn find_webhook(&self, shop: ShopId, webhook_id: String) -> Option<Ingested>;
     /// A tenant's events, newest first.
     fn list_events(&self, tenant: TenantId, state: Option<EventState>, limit: u32) -> Vec<EventSummary>;
     fn event(&self, tenant: TenantId, id: i64) -> Option<(EventSummary, Vec<HistoryEntry>)>;
@@ -222,7 +224,8 @@ store_api! {
     fn renew_leases(&self, prefix: String, ttl_ms: u64) -> Vec<(String, String)>;
     /// Who holds the lease `name` now, if anyone does.
     fn lease_holder(&self, name: String) -> Option<String>;
-    /// How many of a tenant's events wait for delivery or for their order to be fetched.
+    /// How many of a tenant's events wait: for delivery, for their order to be fetched, or
+    /// (held) for an operator.
     fn queued_count(&self, tenant: TenantId) -> u64;
     /// Which of `tenants` have events waiting for delivery.
     fn pending_tenants(&self, tenants: Vec<TenantId>) -> Vec<TenantId>;

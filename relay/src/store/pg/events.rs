@@ -244,6 +244,30 @@ impl PgStore {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
+    pub async fn find_webhook(
+        &self,
+        shop: ShopId,
+        webhook_id: String,
+    ) -> Result<Option<Ingested>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT id, state FROM events WHERE shop_id = $1 AND webhook_id = $2",
+                &[&shop.as_str(), &webhook_id],
+            )
+            .await?;
+        row.map(|r| {
+            let state: String = r.try_get(1)?;
+            Ok(Ingested {
+                event_id: r.try_get(0)?,
+                state: EventState::parse(&state).unwrap_or(EventState::Pending),
+                duplicate: true,
+            })
+        })
+        .transpose()
+    }
+
     pub async fn list_events(
         &self,
         tenant: TenantId,
@@ -455,7 +479,7 @@ impl PgStore {
         // A thin webhook (no order in it yet) goes back to fetching its order.
         let state: String = tx
             .query_one(
-                "UPDATE events SET state = CASE WHEN jsonb_typeof(payload::jsonb -> 'order') = 'object'
+                "UPDATE events SET state = CASE WHEN json_typeof(payload::json -> 'order') = 'object'
                                                 THEN 'pending' ELSE 'fetching' END,
                         next_attempt_at = NULL, updated_at = now()
                  WHERE id = $1 RETURNING state",

@@ -243,7 +243,7 @@ impl PgStore {
             .await?
             .query_one(
                 "SELECT COUNT(*) FROM events
-                 WHERE tenant_id = $1 AND state IN ('pending', 'fetching')",
+                 WHERE tenant_id = $1 AND state IN ('pending', 'fetching', 'held')",
                 &[&tenant.as_str()],
             )
             .await?

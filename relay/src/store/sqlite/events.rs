@@ -114,6 +114,29 @@ impl SqliteStore {
             .await
     }
 
+    pub async fn find_webhook(
+        &self,
+        shop: ShopId,
+        webhook_id: String,
+    ) -> Result<Option<Ingested>, StoreError> {
+        self.db
+            .call(move |conn| {
+                let found: Option<(i64, String)> = conn
+                    .query_row(
+                        "SELECT id, state FROM events WHERE shop_id = ?1 AND webhook_id = ?2",
+                        params![shop.as_str(), webhook_id],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?;
+                Ok(found.map(|(event_id, state)| Ingested {
+                    event_id,
+                    state: EventState::parse(&state).unwrap_or(EventState::Pending),
+                    duplicate: true,
+                }))
+            })
+            .await
+    }
+
     /// Newest first.
     pub async fn list_events(
         &self,

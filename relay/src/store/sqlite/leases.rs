@@ -104,7 +104,7 @@ impl SqliteStore {
                 let count: i64 = conn
                     .prepare_cached(
                         "SELECT COUNT(*) FROM events
-                     WHERE tenant_id = ?1 AND state IN ('pending', 'fetching')",
+                     WHERE tenant_id = ?1 AND state IN ('pending', 'fetching', 'held')",
                     )?
                     .query_row([tenant.as_str()], |r| r.get(0))?;
                 Ok(u64::try_from(count).unwrap_or(0))

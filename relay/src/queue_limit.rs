@@ -6,13 +6,15 @@
 //! is still answered as a duplicate (`crate::ingest`).
 //!
 //! Counting a tenant's queue on every webhook would cost a query each, so the count is read
-//! from the store at most once a [`REFRESH`] per tenant and instance, and counted up here for
-//! each webhook stored meanwhile. Several instances may each let a few more through before
-//! they read the count again; the limit is a bound, not an exact figure.
+//! from the store at most once a [`REFRESH`] per tenant and instance (by one webhook; the
+//! others meanwhile go on with the count as it was), and counted up here for each webhook
+//! stored meanwhile. Several instances may each let a few more through before they read the
+//! count again; the limit is a bound, not an exact figure.
 
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
 use shared::TenantId;
 
 use crate::error::ApiError;
@@ -21,13 +23,25 @@ use crate::store::AnyStore;
 /// How old a tenant's count may be.
 pub const REFRESH: Duration = Duration::from_secs(1);
 
+/// How long one webhook's reading of the count keeps the others from reading it too.
+const READ_LIMIT: Duration = Duration::from_secs(10);
+
 /// What a refused shop is told to wait, in seconds.
 pub const RETRY_AFTER_SECS: u32 = 60;
 
 #[derive(Default)]
 pub struct QueueLimit {
-    /// Per tenant: when its count was read, and the count since.
-    counts: DashMap<TenantId, (Instant, u64)>,
+    /// Per tenant: its count as last read and counted up since.
+    counts: DashMap<TenantId, Count>,
+}
+
+struct Count {
+    read_at: Instant,
+    count: u64,
+    /// Since when a webhook is reading the count again; the others go on with this one
+    /// meanwhile, so a burst costs one query per [`REFRESH`], not one per webhook in flight. A
+    /// read that never finished (its request was dropped) is taken over after [`READ_LIMIT`].
+    reading: Option<Instant>,
 }
 
 impl QueueLimit {
@@ -39,18 +53,49 @@ impl QueueLimit {
         tenant: &TenantId,
         max: u64,
     ) -> Result<(), ApiError> {
-        let cached = self
-            .counts
-            .get(tenant)
-            .filter(|entry| entry.0.elapsed() < REFRESH)
-            .map(|entry| entry.1);
+        let cached = match self.counts.entry(tenant.clone()) {
+            Entry::Occupied(mut entry) => {
+                let entry = entry.get_mut();
+                let being_read = entry
+                    .reading
+                    .is_some_and(|since| since.elapsed() < READ_LIMIT);
+                if entry.read_at.elapsed() < REFRESH || being_read {
+                    Some(entry.count)
+                } else {
+                    entry.reading = Some(Instant::now());
+                    None
+                }
+            }
+            Entry::Vacant(entry) => {
+                entry.insert(Count {
+                    read_at: Instant::now(),
+                    count: 0,
+                    reading: Some(Instant::now()),
+                });
+                None
+            }
+        };
         let count = match cached {
             Some(count) => count,
-            None => {
-                let count = store.queued_count(tenant.clone()).await?;
-                self.counts.insert(tenant.clone(), (Instant::now(), count));
-                count
-            }
+            None => match store.queued_count(tenant.clone()).await {
+                Ok(count) => {
+                    self.counts.insert(
+                        tenant.clone(),
+                        Count {
+                            read_at: Instant::now(),
+                            count,
+                            reading: None,
+                        },
+                    );
+                    count
+                }
+                Err(e) => {
+                    if let Some(mut entry) = self.counts.get_mut(tenant) {
+                        entry.reading = None;
+                    }
+                    return Err(e.into());
+                }
+            },
         };
         if count >= max {
             return Err(ApiError::Unavailable {
@@ -67,7 +112,7 @@ impl QueueLimit {
     /// A webhook of `tenant` joined its queue.
     pub fn stored(&self, tenant: &TenantId) {
         if let Some(mut entry) = self.counts.get_mut(tenant) {
-            entry.1 = entry.1.saturating_add(1);
+            entry.count = entry.count.saturating_add(1);
         }
     }
 }

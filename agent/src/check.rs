@@ -8,9 +8,7 @@
 //! spool folder's permissions and the lookup by external order number. Notes (the database's `READ_COMMITTED_SNAPSHOT`
 //! setting) advise without failing the check.
 
-use futures_util::SinkExt;
 use shared::protocol::SessionRole;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::config::{AgentConfig, MamutBackend, Writer};
 use crate::mamut::import::config::ImportConfig;
@@ -238,12 +236,13 @@ fn snapshot(database: &str, setting: Result<bool, String>) -> Finding {
 /// The proxy the connection uses and where that came from, then whether the relay accepts the
 /// token.
 async fn relay(config: &AgentConfig, env: &dyn Fn(&str) -> Option<String>) -> Vec<Finding> {
-    let decision = match transport::decide_proxy(&config.relay, env).await {
+    let relay = &config.relay;
+    let decision = match transport::decide_proxy(&relay.proxy, &relay.url, env).await {
         Ok(decision) => decision,
         Err(e) => {
             return vec![fail(format!(
                 "relay {}: cannot decide on a proxy: {e:#}",
-                config.relay.url
+                relay.url
             ))];
         }
     };
@@ -260,9 +259,11 @@ async fn relay(config: &AgentConfig, env: &dyn Fn(&str) -> Option<String>) -> Ve
 
 /// Connects, says hello and waits for the welcome; returns the tenant.
 async fn hello(config: &AgentConfig, proxy: &Decision) -> anyhow::Result<String> {
-    let mut socket = transport::dial_via(&config.relay, proxy).await?;
-    let welcome = transport::greet(&mut socket, SessionRole::Agent, 1).await?;
-    let _ = socket.send(WsMessage::Close(None)).await;
+    let relay = &config.relay;
+    let mut connection =
+        transport::dial_via(&relay.url, &relay.token, relay.ca_file.as_deref(), proxy).await?;
+    let welcome = connection.hello(SessionRole::Agent, 1).await?;
+    connection.close().await;
     Ok(welcome.tenant_id.to_string())
 }
 

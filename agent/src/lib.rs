@@ -2,10 +2,12 @@
 //! through an HTTP CONNECT proxy), applies the orders it is sent to Mamut exactly once, and
 //! acknowledges each only after it is written.
 //!
-//! - [`config`]: defaults, `agent.toml`, `AGENT_*` environment.
+//! - [`config`]: defaults, `agent.toml`, `AGENT_*` environment; relay addresses and the proxy
+//!   setting parsed once, at load.
 //! - [`check`]: `agent check`, the installer's first command.
-//! - [`transport`]: TCP, proxy tunnel, TLS, WebSocket handshake.
-//! - [`session`]: one session: hello/welcome, deliveries, acks, heartbeats.
+//! - [`transport`]: TCP, proxy tunnel, TLS, WebSocket handshake, and the [`transport::Connection`]
+//!   that reads and writes the protocol's frames.
+//! - [`session`]: one session: deliveries, acks, pushes, heartbeats.
 //! - [`supervisor`]: reconnect forever with full-jitter backoff.
 //! - [`mamut`]: the Mamut boundary and its implementations.
 //! - [`watch`]: polling Mamut for changes and pushing them, with durable cursors.
@@ -25,6 +27,7 @@ pub mod service;
 pub mod session;
 pub mod supervisor;
 pub mod sync;
+mod text;
 pub mod transport;
 pub mod watch;
 #[cfg(windows)]

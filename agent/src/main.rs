@@ -179,7 +179,9 @@ fn print_sql(config: Option<PathBuf>, mapping: Option<PathBuf>) -> ExitCode {
         Some(path) => {
             let read = std::fs::read_to_string(path)
                 .map_err(|e| e.to_string())
-                .and_then(|text| toml::from_str::<AgentConfig>(&text).map_err(|e| e.to_string()));
+                .and_then(|text| {
+                    toml::from_str::<agent::config::AgentFile>(&text).map_err(|e| e.to_string())
+                });
             match read {
                 Ok(config) => config.mamut.sqlserver,
                 Err(e) => {

@@ -11,12 +11,12 @@ use rand::Rng;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{AgentConfig, RelayConfig};
+use crate::config::{AgentConfig, Secret};
 use crate::mamut::Mamut;
 use crate::proxy::Plan;
 use crate::session::{SessionError, SessionSettings, run_session};
 use crate::transport::{self, ConnectError, Endpoint};
-use crate::watch::{self, WatchSettings};
+use crate::watch::{WatchSettings, Watcher};
 
 /// TCP, proxy, TLS and WebSocket handshake together must finish within this.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -42,31 +42,28 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     // One relay address, or several instances to go through in turn when one fails.
-    let mut relays = Vec::new();
-    for url in config.relay.urls() {
-        let endpoint =
-            Endpoint::parse(url, config.relay.insecure_dev).map_err(anyhow::Error::msg)?;
-        let proxy =
-            transport::proxy_plan(&config.relay, &endpoint, env).map_err(anyhow::Error::msg)?;
+    let mut relays: Vec<(&Endpoint, Plan)> = Vec::new();
+    for endpoint in config.relay.endpoints() {
+        let proxy = transport::proxy_plan(&config.relay.proxy, endpoint, env)
+            .map_err(anyhow::Error::msg)?;
         match &proxy {
             Plan::Fixed(decision) => {
-                tracing::info!(relay = url, proxy = %decision, "proxy for the relay connection")
+                tracing::info!(relay = %endpoint, proxy = %decision, "proxy for the relay connection")
             }
             // Read again at each connect attempt.
             Plan::System { mode, .. } => tracing::info!(
-                relay = url,
+                relay = %endpoint,
                 ?mode,
                 "proxy from the system's settings, read at each connect attempt"
             ),
         }
-        let relay = RelayConfig {
-            url: url.to_owned(),
-            ..config.relay.clone()
-        };
-        relays.push((relay, endpoint.tls, proxy));
+        relays.push((endpoint, proxy));
     }
-    let tls = if relays.iter().any(|(_, tls, _)| *tls) {
-        Some(transport::tls_config(&config.relay).context("failed to set up TLS")?)
+    let tls = if relays.iter().any(|(endpoint, _)| endpoint.tls) {
+        Some(
+            transport::tls_config(config.relay.ca_file.as_deref())
+                .context("failed to set up TLS")?,
+        )
     } else {
         None
     };
@@ -80,20 +77,28 @@ pub async fn run(
     let stable = Duration::from_secs(config.backoff.stable_after_secs);
     // Changes found in Mamut wait here for a session to push them.
     let (batches, mut pushes) = tokio::sync::mpsc::channel(1);
-    if config.watch.enabled {
+    // Stopped by the same token and awaited below, so it never outlives the agent.
+    let watcher = if config.watch.enabled {
         let settings = WatchSettings {
             interval: Duration::from_millis(config.watch.interval_ms),
             state_file: config.watch.state_file.clone(),
             batch: config.watch.batch,
         };
-        tokio::spawn(watch::run(mamut.clone(), settings, batches, cancel.clone()));
-    }
+        Some(Watcher::spawn(
+            mamut.clone(),
+            settings,
+            batches,
+            cancel.clone(),
+        ))
+    } else {
+        None
+    };
     let mut failures = 0u32;
     loop {
         let started = Instant::now();
         let outcome = tokio::select! {
-            _ = cancel.cancelled() => return Ok(()),
-            socket = connect(&relays[current % relays.len()], &tls) => socket,
+            _ = cancel.cancelled() => break,
+            socket = connect(&relays[current % relays.len()], &config.relay.token, &tls) => socket,
         };
         // Failures that no retry mends (a revoked or refused token, a certificate the agent
         // does not trust) are errors, said once per attempt; the rest pass by themselves.
@@ -118,14 +123,14 @@ pub async fn run(
             Err(e) => (Err(e.into()), false),
         };
         if cancel.is_cancelled() {
-            return Ok(());
+            break;
         }
         if started.elapsed() >= stable {
             failures = 0;
         } else if relays.len() > 1 {
             // This relay failed us quickly: try the next one.
             current = current.wrapping_add(1);
-            tracing::info!(relay = %relays[current % relays.len()].0.url, "trying the next relay address");
+            tracing::info!(relay = %relays[current % relays.len()].0, "trying the next relay address");
         }
         failures = failures.saturating_add(1);
         let delay = full_jitter(backoff_ceiling(failures, initial, max));
@@ -139,18 +144,27 @@ pub async fn run(
             ),
         }
         tokio::select! {
-            _ = cancel.cancelled() => return Ok(()),
+            _ = cancel.cancelled() => break,
             _ = tokio::time::sleep(delay) => {}
         }
     }
+    if let Some(watcher) = watcher {
+        watcher.stopped().await;
+    }
+    Ok(())
 }
 
 async fn connect(
-    (relay, tls, proxy): &(RelayConfig, bool, Plan),
+    (endpoint, proxy): &(&Endpoint, Plan),
+    token: &Secret,
     client_tls: &Option<Arc<rustls::ClientConfig>>,
 ) -> Result<transport::Socket, ConnectError> {
-    let client_tls = if *tls { client_tls.clone() } else { None };
-    transport::connect(relay, client_tls, proxy, CONNECT_TIMEOUT).await
+    let client_tls = if endpoint.tls {
+        client_tls.clone()
+    } else {
+        None
+    };
+    transport::connect(endpoint, token, client_tls, proxy, CONNECT_TIMEOUT).await
 }
 
 #[cfg(test)]

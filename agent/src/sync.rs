@@ -16,18 +16,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use futures_util::{SinkExt, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use shared::ShopId;
 use shared::protocol::{
     Envelope, MAX_FRAME_BYTES, Message, SessionRole, SyncFetch, SyncOutcome, SyncPut,
 };
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::config::AgentConfig;
 use crate::mamut::Mamut;
-use crate::transport::{self, Socket};
+use crate::transport::{self, Connection, SessionError, Socket};
 
 /// How long one request to the relay may take (the relay calls the shop meanwhile).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
@@ -174,15 +172,26 @@ pub async fn run(
             progress.summary.products
         );
     }
-    let mut socket = transport::dial(&config.relay, env).await?;
-    let welcome = transport::greet(&mut socket, SessionRole::Sync, 1).await?;
+    let relay = &config.relay;
+    let mut connection = transport::dial(
+        &relay.url,
+        &relay.token,
+        relay.ca_file.as_deref(),
+        &relay.proxy,
+        env,
+    )
+    .await?;
+    let welcome = connection.hello(SessionRole::Sync, 1).await?;
     tracing::info!(tenant = %welcome.tenant_id, direction = ?options.direction, "initial product sync");
-    let mut relay = Relay { socket, next_id: 0 };
+    let mut relay = Relay {
+        connection,
+        next_id: 0,
+    };
     match options.direction {
         Direction::Shop => to_shop(&mut relay, mamut, options, &path, &mut progress).await?,
         Direction::Mamut => to_mamut(&mut relay, mamut, options, &path, &mut progress).await?,
     }
-    let _ = relay.socket.send(WsMessage::Close(None)).await;
+    relay.connection.close().await;
     std::fs::remove_file(&path)
         .or_else(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Ok(()),
@@ -325,7 +334,7 @@ async fn to_mamut(
 
 /// The sync session: one request at a time, answered in order.
 struct Relay {
-    socket: Socket,
+    connection: Connection<Socket>,
     next_id: u64,
 }
 
@@ -337,8 +346,7 @@ impl Relay {
         loop {
             self.next_id += 1;
             let id = self.next_id;
-            let text = Envelope::new(build(id)).to_json();
-            self.socket.send(WsMessage::Text(text.into())).await?;
+            self.connection.send(build(id)).await?;
             let answer = tokio::time::timeout(REQUEST_TIMEOUT, self.answer(id))
                 .await
                 .map_err(|_| {
@@ -357,11 +365,12 @@ impl Relay {
     }
 
     async fn answer(&mut self, id: u64) -> anyhow::Result<Message> {
-        while let Some(frame) = self.socket.next().await {
-            let WsMessage::Text(text) = frame? else {
-                continue;
+        loop {
+            let msg = match self.connection.recv().await {
+                Ok(msg) => msg,
+                Err(SessionError::Closed(_)) => bail!("the relay closed the sync session"),
+                Err(e) => return Err(e.into()),
             };
-            let msg = Envelope::from_json(text.as_str())?.msg;
             let answered = match &msg {
                 Message::SyncPutResult(r) => r.request_id,
                 Message::SyncPage(p) => p.request_id,
@@ -372,6 +381,5 @@ impl Relay {
                 return Ok(msg);
             }
         }
-        bail!("the relay closed the sync session")
     }
 }

@@ -216,15 +216,73 @@ pub enum Change {
 }
 
 impl Change {
-    /// The change's `kind` on the wire.
-    pub fn kind(&self) -> &'static str {
+    /// What kind of change this is.
+    pub fn change_kind(&self) -> ChangeKind {
         match self {
-            Change::Stock(_) => "stock",
-            Change::Price(_) => "price",
-            Change::PriceList(_) => "price_list",
-            Change::Product(_) => "product",
-            Change::OrderStatus(_) => "order_status",
+            Change::Stock(_) => ChangeKind::Stock,
+            Change::Price(_) => ChangeKind::Price,
+            Change::PriceList(_) => ChangeKind::PriceList,
+            Change::Product(_) => ChangeKind::Product,
+            Change::OrderStatus(_) => ChangeKind::OrderStatus,
         }
+    }
+
+    /// The change's `kind` on the wire (and in the relay's stored rows).
+    pub fn kind(&self) -> &'static str {
+        self.change_kind().as_str()
+    }
+}
+
+/// The kinds of [`Change`]. [`ChangeKind::as_str`] is the one spelling of each: the `kind`
+/// tag on the wire, the relay's stored rows and the agent's cursor file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    Stock,
+    Price,
+    PriceList,
+    Product,
+    OrderStatus,
+}
+
+impl ChangeKind {
+    /// Every kind, in the order the agent reads them from Mamut.
+    pub const ALL: [ChangeKind; 5] = [
+        ChangeKind::Stock,
+        ChangeKind::Price,
+        ChangeKind::PriceList,
+        ChangeKind::Product,
+        ChangeKind::OrderStatus,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Stock => "stock",
+            ChangeKind::Price => "price",
+            ChangeKind::PriceList => "price_list",
+            ChangeKind::Product => "product",
+            ChangeKind::OrderStatus => "order_status",
+        }
+    }
+}
+
+impl std::fmt::Display for ChangeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ChangeKind {
+    type Err = String;
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        ChangeKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == value)
+            .ok_or_else(|| {
+                format!(
+                    "unknown change kind {value:?}: expected stock, price, price_list, product or order_status"
+                )
+            })
     }
 }
 
@@ -264,6 +322,61 @@ mod tests {
         value["order"]["gift_wrap"] = serde_json::json!(true);
         let webhook: OrderWebhook = serde_json::from_value(value).expect("parses");
         assert_eq!(webhook.order.id, "100234");
+    }
+
+    #[test]
+    fn a_change_kind_is_spelled_as_the_wire_tag_and_parses_back() {
+        let article = ArticleNumber::new("MUG-1").expect("article");
+        let changes = [
+            Change::Stock(StockLevel {
+                article_number: article.clone(),
+                warehouse: None,
+                quantity: Decimal::ONE,
+            }),
+            Change::Price(Price {
+                article_number: article.clone(),
+                currency: "SEK".into(),
+                price: Decimal::ONE,
+                includes_vat: false,
+            }),
+            Change::PriceList(PriceListPrice {
+                price_list: "B2B".into(),
+                article_number: article.clone(),
+                currency: "SEK".into(),
+                price: Decimal::ONE,
+            }),
+            Change::Product(Product {
+                article_number: article,
+                name: "Mug".into(),
+                description: None,
+                vat_rate: Decimal::ONE,
+                active: true,
+                variants: Vec::new(),
+            }),
+            Change::OrderStatus(OrderStatusChange {
+                shop_id: ShopId::new("shop-1").expect("shop"),
+                shop_order_id: "1".into(),
+                mamut_ref: "2".into(),
+                mamut_status: "delivered".into(),
+                tracking_number: None,
+            }),
+        ];
+        let kinds: Vec<ChangeKind> = changes.iter().map(Change::change_kind).collect();
+        assert_eq!(kinds, ChangeKind::ALL, "one change of every kind");
+        for change in &changes {
+            let kind = change.change_kind();
+            let wire = serde_json::to_value(change).expect("serializes");
+            assert_eq!(wire["kind"], kind.as_str());
+            assert_eq!(change.kind(), kind.as_str());
+            assert_eq!(
+                serde_json::to_value(kind).expect("serializes"),
+                kind.as_str()
+            );
+            assert_eq!(kind.as_str().parse::<ChangeKind>(), Ok(kind));
+            assert_eq!(kind.to_string(), kind.as_str());
+        }
+        let e = "stocks".parse::<ChangeKind>().expect_err("unknown");
+        assert!(e.contains("\"stocks\""), "{e}");
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //! [`Mamut`]. [`sqlserver::SqlServer`] is the real implementation (tiberius, tables and
 //! columns from [`mapping::Mapping`]); [`recorder::Recorder`] is a test and development
 //! stand-in that records applied orders; [`import::ImportWriter`] writes orders through
-//! Mamut's own import program and reads over SQL Server.
+//! Mamut's own import program and reads over SQL Server. [`changes`] holds what a poll for
+//! changes gives the watcher.
 
+pub mod changes;
 pub mod import;
 pub mod mapping;
 pub mod recorder;
@@ -15,7 +17,7 @@ use std::pin::Pin;
 use shared::domain::Product;
 use shared::protocol::{Deliver, SyncOutcome};
 
-use crate::watch::{Cursors, KindPoll};
+use self::changes::{Cursors, KindPoll};
 
 /// The outcome of applying one delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,152 +11,23 @@
 //!   `on_too_long` says; the keys (external order number, product number) are never cut;
 //! - addresses with `:` as the line break (a `:` inside a value becomes a space), amounts with a
 //!   full stop and the documented decimals, dates as YYYYMMDD.
+//!
+//! This file turns an order into the fields' values; `fields` holds the documented field
+//! table, `encode` the ISO-8859-1 text and the XML.
 
-use quick_xml::Writer;
-use quick_xml::events::{BytesDecl, BytesText, Event};
+mod encode;
+mod fields;
+
 use rust_decimal::{Decimal, RoundingStrategy};
 use shared::domain::{Address, Customer, Order};
 
+use self::encode::write;
+pub use self::encode::{DECLARATION_ENCODING, latin1};
+#[cfg(test)]
+use self::fields::documented;
+pub use self::fields::{ALL_TAGS, Kind, LINE_FIELDS, ORDER_FIELDS, Spec, TEXT_TAGS};
 use super::config::ImportConfig;
 use crate::config::TooLong;
-
-/// What a field holds, as the documentation types it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Text,
-    /// A number with at most this many decimals.
-    Numeric(u32),
-    /// YYYYMMDD.
-    Date,
-    /// Present and empty: export only, or not used.
-    Empty,
-}
-
-/// One documented field: its tag, its type and its maximum length in characters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Spec {
-    pub tag: &'static str,
-    pub label: &'static str,
-    pub kind: Kind,
-    pub max_len: Option<usize>,
-    /// Found rows by: never cut (a cut key would not be found again).
-    pub key: bool,
-}
-
-const fn spec(tag: &'static str, label: &'static str, kind: Kind, max_len: usize) -> Spec {
-    Spec {
-        tag,
-        label,
-        kind,
-        max_len: Some(max_len),
-        key: false,
-    }
-}
-
-const fn empty(tag: &'static str, label: &'static str, max_len: Option<usize>) -> Spec {
-    Spec {
-        tag,
-        label,
-        kind: Kind::Empty,
-        max_len,
-        key: false,
-    }
-}
-
-/// The `<ORDER>` tags, in the documented order.
-pub const ORDER_FIELDS: &[Spec] = &[
-    spec("ORDERID", "order number", Kind::Numeric(0), 9),
-    spec("CONTID", "customer number", Kind::Numeric(0), 9),
-    spec("CONTNAME", "customer name", Kind::Text, 50),
-    spec("ADRINVO", "invoice address", Kind::Text, 150),
-    spec("ADRDELIV", "delivery address", Kind::Text, 150),
-    spec("REF", "reference", Kind::Text, 30),
-    spec("YOURREF", "your reference", Kind::Text, 30),
-    spec("EMPID", "our reference (employee)", Kind::Numeric(0), 3),
-    spec("TEXT", "fixed text", Kind::Text, 200),
-    spec("SHIPTEXT", "packing list text", Kind::Text, 200),
-    spec("DATA4", "payment terms", Kind::Numeric(0), 3),
-    spec("DATA9", "response type", Kind::Numeric(0), 3),
-    spec("DATA15", "department", Kind::Numeric(0), 3),
-    spec("DATA14", "project", Kind::Numeric(0), 6),
-    spec("DATA2", "delivery type", Kind::Numeric(0), 3),
-    empty("FREIGHT", "not used", None),
-    empty("SUMORDER", "excise duty (export only)", Some(12)),
-    empty("SUMORDERDISCOUNT", "order discount (export only)", Some(12)),
-    empty("SUMORDERVAT", "order VAT amount (export only)", Some(12)),
-    empty(
-        "SUMORDERTOTAL",
-        "total order amount (export only)",
-        Some(12),
-    ),
-    Spec {
-        key: true,
-        ..spec("EXTERNALID", "external order number", Kind::Text, 30)
-    },
-];
-
-/// The `<ORDERLINE>` tags, in the documented order.
-pub const LINE_FIELDS: &[Spec] = &[
-    Spec {
-        key: true,
-        ..spec("PRODID", "product number", Kind::Text, 50)
-    },
-    spec("DESCRIPTION", "description", Kind::Text, 60),
-    spec("QUANTITY", "quantity", Kind::Numeric(2), 12),
-    spec("PRICE", "price", Kind::Numeric(3), 15),
-    spec("DISCOUNT", "discount (%)", Kind::Numeric(2), 6),
-    spec("VATCODE", "VAT code", Kind::Numeric(0), 9),
-    spec("STOREID", "warehouse", Kind::Numeric(0), 2),
-    spec("DELIVERYDATE", "delivery date", Kind::Date, 8),
-];
-
-/// The text fields, as `ORDER.TAG` / `ORDERLINE.TAG` (the keys of `on_too_long_fields`).
-pub const TEXT_TAGS: &[&str] = &[
-    "ORDER.CONTNAME",
-    "ORDER.ADRINVO",
-    "ORDER.ADRDELIV",
-    "ORDER.REF",
-    "ORDER.YOURREF",
-    "ORDER.TEXT",
-    "ORDER.SHIPTEXT",
-    "ORDERLINE.DESCRIPTION",
-];
-
-/// Every field, as `ORDER.TAG` / `ORDERLINE.TAG` (the keys of `tags`).
-pub const ALL_TAGS: &[&str] = &[
-    "ORDER.ORDERID",
-    "ORDER.CONTID",
-    "ORDER.CONTNAME",
-    "ORDER.ADRINVO",
-    "ORDER.ADRDELIV",
-    "ORDER.REF",
-    "ORDER.YOURREF",
-    "ORDER.EMPID",
-    "ORDER.TEXT",
-    "ORDER.SHIPTEXT",
-    "ORDER.DATA4",
-    "ORDER.DATA9",
-    "ORDER.DATA15",
-    "ORDER.DATA14",
-    "ORDER.DATA2",
-    "ORDER.FREIGHT",
-    "ORDER.SUMORDER",
-    "ORDER.SUMORDERDISCOUNT",
-    "ORDER.SUMORDERVAT",
-    "ORDER.SUMORDERTOTAL",
-    "ORDER.EXTERNALID",
-    "ORDERLINE.PRODID",
-    "ORDERLINE.DESCRIPTION",
-    "ORDERLINE.QUANTITY",
-    "ORDERLINE.PRICE",
-    "ORDERLINE.DISCOUNT",
-    "ORDERLINE.VATCODE",
-    "ORDERLINE.STOREID",
-    "ORDERLINE.DELIVERYDATE",
-];
-
-/// The declaration the documentation gives (well-formed, as the customer format prints it).
-pub const DECLARATION_ENCODING: &str = "iso-8859-1";
 
 /// A file ready to be written, and what was changed on the way.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -502,119 +373,6 @@ fn address(a: &Address) -> String {
     lines.push(a.country.replace(':', " "));
     lines.retain(|l| !l.trim().is_empty());
     lines.join(":")
-}
-
-/// The text in ISO-8859-1, and the characters that had to be replaced.
-pub fn latin1(value: &str) -> (String, Vec<String>) {
-    let mut replaced = Vec::new();
-    let out = value
-        .chars()
-        .map(|c| {
-            let plain = match c {
-                // A line break in a text is a space (in an address, `:` breaks lines).
-                '\t' | '\n' | '\r' => return " ".to_owned(),
-                c if c.is_control() => " ",
-                c if (c as u32) <= 0xFF => return c.to_string(),
-                '\u{2018}' | '\u{2019}' | '\u{201A}' | '\u{2032}' => "'",
-                '\u{201C}' | '\u{201D}' | '\u{201E}' | '\u{2033}' => "\"",
-                '\u{2010}'..='\u{2015}' | '\u{2212}' => "-",
-                '\u{2026}' => "...",
-                '\u{20AC}' => "EUR",
-                '\u{00A0}' | '\u{2000}'..='\u{200B}' | '\u{202F}' => " ",
-                _ => "?",
-            };
-            replaced.push(format!("U+{:04X}", c as u32));
-            plain.to_owned()
-        })
-        .collect();
-    (out, replaced)
-}
-
-fn write(config: &ImportConfig, head: &Fields, lines: &[Fields]) -> std::io::Result<Vec<u8>> {
-    let mut w = Writer::new(Vec::new());
-    w.write_event(Event::Decl(BytesDecl::new(
-        "1.0",
-        Some(DECLARATION_ENCODING),
-        None,
-    )))?;
-    w.write_event(Event::Text(BytesText::from_escaped("\r\n")))?;
-    let fields = |w: &mut Writer<Vec<u8>>,
-                  element: &str,
-                  fields: &Fields,
-                  extra: &[String]|
-     -> std::io::Result<()> {
-        for (spec, value) in fields {
-            w.create_element(config.tag(element, spec.tag))
-                .write_text_content(BytesText::new(value))?;
-        }
-        for tag in extra {
-            w.create_element(tag.as_str())
-                .write_text_content(BytesText::new(""))?;
-        }
-        Ok(())
-    };
-    w.create_element("GBAOX10").write_inner_content(|w| {
-        w.create_element("ORDERLIST").write_inner_content(|w| {
-            w.create_element("ORDER")
-                .write_inner_content(|w| fields(w, "ORDER", head, &config.extra_order_tags))?;
-            w.create_element("ORDERLINES").write_inner_content(|w| {
-                for line in lines {
-                    w.create_element("ORDERLINE").write_inner_content(|w| {
-                        fields(w, "ORDERLINE", line, &config.extra_line_tags)
-                    })?;
-                }
-                Ok(())
-            })?;
-            Ok(())
-        })?;
-        Ok(())
-    })?;
-    let text = String::from_utf8(w.into_inner()).map_err(std::io::Error::other)?;
-    // Every character is ISO-8859-1 by now (`latin1`), one byte each.
-    text.chars()
-        .map(|c| u8::try_from(c as u32).map_err(std::io::Error::other))
-        .collect()
-}
-
-/// The documented field table (`deploy/mamut/import/gbaox10.toml`), for the tests.
-#[cfg(test)]
-pub(crate) mod documented {
-    use serde::Deserialize;
-
-    pub const FIXTURE: &str = include_str!("../../../../deploy/mamut/import/gbaox10.toml");
-
-    #[derive(Debug, Deserialize)]
-    pub struct Table {
-        pub format: Format,
-        pub order: Vec<Row>,
-        pub line: Vec<Row>,
-    }
-
-    #[derive(Debug, Deserialize)]
-    pub struct Format {
-        pub declaration: String,
-        pub root: String,
-        pub order_path: String,
-        pub line_path: String,
-        pub decimal_separator: String,
-        pub address_line_break: String,
-    }
-
-    #[derive(Debug, Deserialize)]
-    pub struct Row {
-        pub tag: Option<String>,
-        #[serde(rename = "type")]
-        pub kind: Option<String>,
-        pub decimals: Option<u32>,
-        pub max_len: Option<usize>,
-        pub required: String,
-        #[serde(rename = "use")]
-        pub usage: Option<String>,
-    }
-
-    pub fn table() -> Table {
-        toml::from_str(FIXTURE).expect("the documented field table parses")
-    }
 }
 
 #[cfg(test)]

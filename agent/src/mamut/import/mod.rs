@@ -18,9 +18,11 @@
 //!    a fix, it is imported once). A program that exited 0 without the order appearing leaves
 //!    a marker, so that the order is not imported again until someone has looked.
 //!
-//! [`gbaox10`] makes the file, [`spool`] keeps the files, [`run`] runs the program.
+//! [`gbaox10`] makes the file, [`spool`] keeps the files, [`run`] runs the program;
+//! [`config`] is `[mamut.import]`, [`external`] the external order number's template.
 
 pub mod config;
+pub mod external;
 pub mod gbaox10;
 pub mod run;
 pub mod spool;
@@ -32,12 +34,13 @@ use shared::domain::{DocumentType, Product};
 use shared::protocol::{Deliver, SyncOutcome};
 use tokio::sync::Mutex;
 
-use self::config::{ExternalNo, ImportConfig};
+use self::config::ImportConfig;
+use self::external::ExternalNo;
 use self::run::Ended;
 use self::spool::{ImportLock, Spool};
 use super::sqlserver::{Imported, SqlServer};
 use super::{Applied, ApplyError, ApplyFuture, ChangesFuture, Mamut, SyncFuture};
-use crate::watch::Cursors;
+use crate::mamut::changes::Cursors;
 
 /// How often a lock held by another process is tried again.
 const LOCK_RETRY: Duration = Duration::from_millis(200);

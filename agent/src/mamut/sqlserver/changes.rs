@@ -4,16 +4,16 @@
 use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
-use shared::domain::{Change, OrderStatusChange, Price, PriceListPrice, StockLevel};
+use shared::domain::{Change, ChangeKind, OrderStatusChange, Price, PriceListPrice, StockLevel};
 use shared::{ArticleNumber, ShopId};
 use tiberius::Row;
 
 use super::{Conn, SqlServer, classify, errors, sql, value};
-use crate::watch::{ChangeRow, Cursors, KindPoll};
+use crate::mamut::changes::{ChangeRow, Cursors, KindPoll};
 
 /// The kinds of change the watcher reads, each on its own connection so a lock on one table
 /// (a Mamut user editing an order) does not hold back the others (stock).
-pub(super) const KINDS: [&str; 5] = ["stock", "price", "price_list", "product", "order_status"];
+pub(super) const KINDS: [ChangeKind; 5] = ChangeKind::ALL;
 
 pub(super) fn text(row: &Row, index: usize) -> Result<Option<String>, String> {
     row.try_get::<&str, _>(index)
@@ -34,7 +34,7 @@ pub(super) fn decimal(row: &Row, index: usize) -> Result<Decimal, String> {
 /// be, a value of another type) is skipped with a warning naming its kind and position; its
 /// rowversion still moves the cursor, so one bad row never stops a kind.
 fn each(
-    kind: &str,
+    kind: ChangeKind,
     rows: &[Row],
     change: impl Fn(&Row) -> Result<Option<ChangeRow>, String>,
 ) -> Vec<ChangeRow> {
@@ -43,7 +43,7 @@ fn each(
         .filter_map(|(index, row)| match change(row) {
             Ok(found) => found,
             Err(e) => {
-                tracing::warn!(kind, row = index, error = %e, "a changed Mamut row cannot be read; skipped");
+                tracing::warn!(kind = kind.as_str(), row = index, error = %e, "a changed Mamut row cannot be read; skipped");
                 None
             }
         })
@@ -114,11 +114,11 @@ impl SqlServer {
                 Err(e) if e.contains(errors::LOCK_WAIT) => {
                     // A row locked by an open Mamut transaction (a database without
                     // READ_COMMITTED_SNAPSHOT): it is read once that transaction ends.
-                    tracing::debug!(kind, error = %e, "a changed row is locked; read again next poll");
+                    tracing::debug!(kind = kind.as_str(), error = %e, "a changed row is locked; read again next poll");
                     failures.push(format!("{kind}: {e}"));
                 }
                 Err(e) => {
-                    tracing::warn!(kind, error = %e, "cannot read changes of this kind from Mamut; read again next poll");
+                    tracing::warn!(kind = kind.as_str(), error = %e, "cannot read changes of this kind from Mamut; read again next poll");
                     failures.push(format!("{kind}: {e}"));
                 }
             }
@@ -131,17 +131,17 @@ impl SqlServer {
 
     async fn changes_of(
         &self,
-        kind: &'static str,
+        kind: ChangeKind,
         from: i64,
         batch: u32,
     ) -> Result<KindPoll, String> {
         let m = &self.mapping;
         let (table, sql) = match kind {
-            "stock" => (&m.tables.stock, sql::changed_stock(m)),
-            "price" => (&m.tables.products, sql::changed_prices(m)),
-            "price_list" => (&m.tables.price_list_prices, sql::changed_price_lists(m)),
-            "product" => (&m.tables.products, sql::changed_products(m)),
-            _ => (&m.tables.orders, sql::changed_orders(m)),
+            ChangeKind::Stock => (&m.tables.stock, sql::changed_stock(m)),
+            ChangeKind::Price => (&m.tables.products, sql::changed_prices(m)),
+            ChangeKind::PriceList => (&m.tables.price_list_prices, sql::changed_price_lists(m)),
+            ChangeKind::Product => (&m.tables.products, sql::changed_products(m)),
+            ChangeKind::OrderStatus => (&m.tables.orders, sql::changed_orders(m)),
         };
         self.with_watch_conn(table, async move |conn| {
             let safe = self.safe_mark(conn).await?;
@@ -154,11 +154,11 @@ impl SqlServer {
             }
             let full = batch > 0 && rows.len() >= batch as usize;
             let rows = match kind {
-                "stock" => self.stock(&rows),
-                "price" => self.prices(&rows),
-                "price_list" => self.price_lists(&rows),
-                "product" => self.products(conn, &rows, safe).await?,
-                _ => self.order_statuses(&rows),
+                ChangeKind::Stock => self.stock(&rows),
+                ChangeKind::Price => self.prices(&rows),
+                ChangeKind::PriceList => self.price_lists(&rows),
+                ChangeKind::Product => self.products(conn, &rows, safe).await?,
+                ChangeKind::OrderStatus => self.order_statuses(&rows),
             };
             Ok(KindPoll {
                 kind,
@@ -173,7 +173,7 @@ impl SqlServer {
     }
 
     fn stock(&self, rows: &[Row]) -> Vec<ChangeRow> {
-        each("stock", rows, |row| {
+        each(ChangeKind::Stock, rows, |row| {
             let rv = value::rowversion(row, 3)?;
             let Some(article_number) = article(text(row, 0)?) else {
                 return Ok(None);
@@ -189,7 +189,7 @@ impl SqlServer {
                 quantity: decimal(row, 2)?,
             });
             Ok(Some(ChangeRow {
-                kind: "stock",
+                kind: ChangeKind::Stock,
                 rv,
                 key,
                 change,
@@ -198,7 +198,7 @@ impl SqlServer {
     }
 
     fn prices(&self, rows: &[Row]) -> Vec<ChangeRow> {
-        each("price", rows, |row| {
+        each(ChangeKind::Price, rows, |row| {
             let rv = value::rowversion(row, 2)?;
             let Some(article_number) = article(text(row, 0)?) else {
                 return Ok(None);
@@ -211,7 +211,7 @@ impl SqlServer {
                 includes_vat: false,
             });
             Ok(Some(ChangeRow {
-                kind: "price",
+                kind: ChangeKind::Price,
                 rv,
                 key,
                 change,
@@ -220,7 +220,7 @@ impl SqlServer {
     }
 
     fn price_lists(&self, rows: &[Row]) -> Vec<ChangeRow> {
-        each("price_list", rows, |row| {
+        each(ChangeKind::PriceList, rows, |row| {
             let rv = value::rowversion(row, 4)?;
             let Some(article_number) = article(text(row, 1)?) else {
                 return Ok(None);
@@ -234,7 +234,7 @@ impl SqlServer {
                 price: decimal(row, 3)?,
             });
             Ok(Some(ChangeRow {
-                kind: "price_list",
+                kind: ChangeKind::PriceList,
                 rv,
                 key,
                 change,
@@ -273,7 +273,7 @@ impl SqlServer {
                 continue;
             };
             out.push(ChangeRow {
-                kind: "product",
+                kind: ChangeKind::Product,
                 rv,
                 key: main,
                 change: Change::Product(product),
@@ -285,7 +285,7 @@ impl SqlServer {
     }
 
     fn order_statuses(&self, rows: &[Row]) -> Vec<ChangeRow> {
-        each("order_status", rows, |row| {
+        each(ChangeKind::OrderStatus, rows, |row| {
             let rv = value::rowversion(row, 5)?;
             let order_no = value::required_int(row, 0)?;
             let Some(external) = text(row, 2)? else {
@@ -311,7 +311,7 @@ impl SqlServer {
                 tracking_number: text(row, 4)?,
             });
             Ok(Some(ChangeRow {
-                kind: "order_status",
+                kind: ChangeKind::OrderStatus,
                 rv,
                 key: order_no.to_string(),
                 change,

@@ -1,10 +1,16 @@
 //! The CONNECT handshake against a scripted proxy: what the proxy received is recorded and
 //! asserted on, connection by connection.
+//!
+//! One file although long: every test drives the same scripted proxy ([`FakeProxy`]) through
+//! one exchange (Basic, Negotiate/NTLM legs, bodies kept or closed, refusals), and each reads
+//! best beside the others it differs from by one answer.
 
 use std::sync::{Arc, Mutex};
 
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 
+use super::response::MAX_HEAD;
 use super::*;
 
 /// What the fake proxy does with one request.

@@ -1,72 +1,17 @@
-//! Watching Mamut for changes: poll each kind (stock, price, price list, product, order
-//! status) past its rowversion cursor, push what changed to the relay, and save the cursor
-//! only after the relay acknowledged every push. Cursors survive restarts in a small state file
-//! written atomically. A push repeated after a crash carries the same id, and the relay stores
-//! it once.
-//!
-//! SQL Server gives a row its rowversion when the row is written, not when its transaction
-//! commits, so a row can become visible below rows already read. Each poll therefore reads
-//! `MIN_ACTIVE_ROWVERSION()` first (the *safe mark*: every rowversion below it belongs to a
-//! transaction that has ended) and then every visible row past the cursor. Everything read is
-//! pushed at once — an open Mamut transaction holds back only its own rows — but the durable
-//! cursor never moves to or past the safe mark ([`next_cursor`]). Rows pushed above the cursor
-//! are remembered in memory ([`KindState`]) so they are not pushed again every poll.
+//! The rules of one kind's cursor: how far a poll lets the durable cursor move
+//! ([`next_cursor`]), which rows it pushes, and what is remembered above the cursor until an
+//! open Mamut transaction ends ([`KindState`]). Pure: no I/O, no clock.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::BTreeSet;
 
-use serde::{Deserialize, Serialize};
-use shared::domain::Change;
-use shared::protocol::Push;
-use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
+use shared::domain::ChangeKind;
 
-use crate::mamut::Mamut;
-
-/// How long a batch may wait for the relay's acknowledgements before it is polled again.
-const ACK_WAIT: Duration = Duration::from_secs(60);
+use crate::mamut::changes::{ChangeRow, KindPoll};
 
 /// Most pushes remembered above the cursor per kind. When a kind has this many (a Mamut
 /// transaction open for very long while many later changes commit), rows above its safe mark
 /// wait until the cursor reaches them, as if every open transaction held them back.
 pub const REMEMBERED: usize = 100_000;
-
-/// One change found in Mamut, with the cursor value that covers it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ChangeRow {
-    /// `stock`, `price`, `price_list`, `product` or `order_status`.
-    pub kind: &'static str,
-    /// The rowversion of the change.
-    pub rv: i64,
-    /// Distinguishes pushes with one rowversion (e.g. a product and its variant).
-    pub key: String,
-    pub change: Change,
-}
-
-impl ChangeRow {
-    pub fn push_id(&self) -> String {
-        format!("{}-{}-{}", self.kind, self.rv, self.key)
-    }
-}
-
-/// What one poll of one kind read.
-#[derive(Debug, Clone, PartialEq)]
-pub struct KindPoll {
-    pub kind: &'static str,
-    /// The rows are those with a rowversion above this (the cursor, or where the last full
-    /// batch above the safe mark ended).
-    pub from: i64,
-    /// `MIN_ACTIVE_ROWVERSION()` read before the rows: every rowversion below it belongs to a
-    /// transaction that committed or rolled back, so the row query saw all of them.
-    pub safe: i64,
-    /// The largest rowversion the query returned, including rows skipped as unusable.
-    pub last_read: Option<i64>,
-    /// The query returned as many rows as it was allowed: more may follow `last_read`.
-    pub full: bool,
-    pub rows: Vec<ChangeRow>,
-}
 
 /// The durable cursor after a poll from `cursor` read up to `last_read` with safe mark
 /// `safe`: every row at or below it has been read, so it can be saved once the relay has
@@ -108,7 +53,7 @@ pub struct KindState {
 /// What a poll of one kind changes once its pushes are acknowledged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
-    pub kind: &'static str,
+    pub kind: ChangeKind,
     pub cursor: i64,
     resume: Option<i64>,
     /// Pushed rows above the new cursor, to remember.
@@ -193,7 +138,7 @@ impl KindState {
         self.pushed = self.pushed.split_off(&above(self.cursor));
         if outcome.held > 0 && !self.warned_full {
             tracing::warn!(
-                kind = outcome.kind,
+                kind = outcome.kind.as_str(),
                 remembered = self.pushed.len(),
                 held = outcome.held,
                 "too many changes pushed above a long-open Mamut transaction; further changes \
@@ -212,201 +157,12 @@ fn above(cursor: i64) -> (i64, String) {
     (cursor.saturating_add(1), String::new())
 }
 
-/// The last acknowledged rowversion per kind.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Cursors(pub BTreeMap<String, i64>);
-
-impl Cursors {
-    pub fn get(&self, kind: &str) -> i64 {
-        self.0.get(kind).copied().unwrap_or(0)
-    }
-
-    /// Reads the state file; a missing file means nothing was pushed yet.
-    pub fn load(path: &Path) -> Result<Self, String> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(format!("{}: {e}", path.display())),
-        }
-    }
-
-    /// Writes the state file atomically: a temporary file, flushed, then renamed over it.
-    pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        use std::io::Write;
-        let tmp = path.with_extension("tmp");
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    }
-}
-
-/// Pushes for the session to send, and where to say that the relay acknowledged them all.
-pub struct PushBatch {
-    pub pushes: Vec<Push>,
-    pub acknowledged: oneshot::Sender<()>,
-}
-
-#[derive(Debug, Clone)]
-pub struct WatchSettings {
-    pub interval: Duration,
-    pub state_file: PathBuf,
-    /// Most rows read per kind and poll.
-    pub batch: u32,
-}
-
-/// Every kind's state, starting from the saved cursors.
-struct Watch {
-    saved: Cursors,
-    kinds: BTreeMap<&'static str, KindState>,
-}
-
-impl Watch {
-    /// Where each kind's next poll reads from.
-    fn positions(&self) -> Cursors {
-        let mut from = self.saved.clone();
-        for (kind, state) in &self.kinds {
-            from.0.insert((*kind).to_owned(), state.from());
-        }
-        from
-    }
-
-    fn plan(&mut self, polls: Vec<KindPoll>) -> (Vec<Push>, Vec<Outcome>) {
-        let mut pushes = Vec::new();
-        let mut outcomes = Vec::new();
-        for poll in polls {
-            let saved = self.saved.get(poll.kind);
-            let state = self
-                .kinds
-                .entry(poll.kind)
-                .or_insert_with(|| KindState::new(saved, REMEMBERED));
-            let (rows, outcome) = state.plan(poll);
-            pushes.extend(rows.into_iter().map(|row| Push {
-                push_id: row.push_id(),
-                change: row.change,
-            }));
-            outcomes.push(outcome);
-        }
-        (pushes, outcomes)
-    }
-
-    /// Applies acknowledged outcomes; true when a durable cursor moved.
-    fn apply(&mut self, outcomes: Vec<Outcome>) -> bool {
-        let mut moved = false;
-        for outcome in outcomes {
-            let kind = outcome.kind;
-            let saved = self.saved.get(kind);
-            let state = self
-                .kinds
-                .entry(kind)
-                .or_insert_with(|| KindState::new(saved, REMEMBERED));
-            if state.apply(outcome) {
-                self.saved.0.insert(kind.to_owned(), state.cursor);
-                moved = true;
-            }
-        }
-        moved
-    }
-}
-
-/// Polls until cancelled.
-pub async fn run(
-    mamut: Arc<dyn Mamut>,
-    settings: WatchSettings,
-    batches: mpsc::Sender<PushBatch>,
-    cancel: CancellationToken,
-) {
-    let saved = Cursors::load(&settings.state_file).unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "change cursors unreadable; starting over (the relay drops repeats)");
-        Cursors::default()
-    });
-    let mut watch = Watch {
-        saved,
-        kinds: BTreeMap::new(),
-    };
-    let mut tick = tokio::time::interval(settings.interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let polls = match mamut.poll_changes(&watch.positions(), settings.batch).await {
-            Ok(polls) => polls,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read changes from Mamut");
-                continue;
-            }
-        };
-        let (pushes, outcomes) = watch.plan(polls);
-        let count = pushes.len();
-        if count > 0 {
-            match push(&batches, pushes, &cancel).await {
-                None => return,
-                Some(false) => {
-                    tracing::warn!(
-                        count,
-                        "pushes not acknowledged yet; they will be sent again"
-                    );
-                    continue;
-                }
-                Some(true) => tracing::info!(count, "changes pushed and acknowledged"),
-            }
-        }
-        // Saved even when nothing new was pushed: a transaction that ended lets the cursor
-        // pass rows pushed while it was open.
-        if watch.apply(outcomes)
-            && let Err(e) = watch.saved.save(&settings.state_file)
-        {
-            tracing::error!(error = %e, "cannot save change cursors; changes may be pushed again");
-        }
-    }
-}
-
-/// Hands `pushes` to the session and waits for the relay's acknowledgement: `Some(true)` when
-/// it came, `Some(false)` when it did not in time, `None` when the watcher should stop.
-async fn push(
-    batches: &mpsc::Sender<PushBatch>,
-    pushes: Vec<Push>,
-    cancel: &CancellationToken,
-) -> Option<bool> {
-    let (acknowledged, ack) = oneshot::channel();
-    batches
-        .send(PushBatch {
-            pushes,
-            acknowledged,
-        })
-        .await
-        .ok()?;
-    tokio::select! {
-        _ = cancel.cancelled() => None,
-        result = tokio::time::timeout(ACK_WAIT, ack) => Some(matches!(result, Ok(Ok(())))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use shared::ArticleNumber;
-    use shared::domain::StockLevel;
+    use shared::domain::{Change, StockLevel};
 
     use super::*;
-
-    #[test]
-    fn cursors_survive_a_save_and_load() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("state.json");
-        assert_eq!(
-            Cursors::load(&path).expect("missing is empty"),
-            Cursors::default()
-        );
-        let mut cursors = Cursors::default();
-        cursors.0.insert("stock".into(), 42);
-        cursors.save(&path).expect("saved");
-        let loaded = Cursors::load(&path).expect("loads");
-        assert_eq!(loaded.get("stock"), 42);
-        assert_eq!(loaded.get("price"), 0);
-        assert!(!path.with_extension("tmp").exists());
-    }
 
     #[test]
     fn with_no_open_transaction_the_cursor_reaches_everything_read() {
@@ -450,7 +206,7 @@ mod tests {
 
     fn row(rv: i64, key: &str) -> ChangeRow {
         ChangeRow {
-            kind: "stock",
+            kind: ChangeKind::Stock,
             rv,
             key: key.to_owned(),
             change: Change::Stock(StockLevel {
@@ -463,7 +219,7 @@ mod tests {
 
     fn poll(state: &KindState, safe: i64, full: bool, rows: &[(i64, &str)]) -> KindPoll {
         KindPoll {
-            kind: "stock",
+            kind: ChangeKind::Stock,
             from: state.from(),
             safe,
             last_read: rows.iter().map(|r| r.0).max(),

@@ -88,7 +88,7 @@ fn main() -> ExitCode {
     // The service control manager's dispatcher runs the service on its own thread and
     // runtime; everything else runs on this one.
     if let Command::Service(command) = command {
-        return agent::service::main(command);
+        return service(command);
     }
     match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime.block_on(run_command(command)),
@@ -115,7 +115,7 @@ async fn run_command(command: Command) -> ExitCode {
             shop,
             batch,
         }) => return sync_products(config, to, shop, batch, &env).await,
-        Command::Service(command) => return agent::service::main(command),
+        Command::Service(command) => return service(command),
     };
     let output = match log_dir {
         Some(dir) => logging::Output::Dir(dir),
@@ -271,4 +271,20 @@ fn init_stderr_logging() {
     };
     // Stderr logging needs no guard; it fails only when set twice, which this process does not.
     let _ = logging::init(&options, None);
+}
+
+/// Runs an `agent service` command: on Windows through the service control manager
+/// (`agent::windows::service`, which uses the portable parts in `agent::service`), elsewhere
+/// it prints [`agent::service::NOT_WINDOWS`] and exits 64.
+fn service(command: agent::service::ServiceCommand) -> ExitCode {
+    #[cfg(windows)]
+    {
+        agent::windows::service::main(command)
+    }
+    #[cfg(not(windows))]
+    {
+        let _ = command;
+        eprintln!("{}", agent::service::NOT_WINDOWS);
+        ExitCode::from(agent::service::EXIT_USAGE)
+    }
 }

@@ -4,7 +4,7 @@
 //! addresses and proxy setting are parsed once, here.
 //!
 //! - [`relay`]: `[relay]`, the connection to the relay.
-//! - [`mamut`]: `[mamut]` and `[mamut.sqlserver]`.
+//! - `[mamut]` and `[mamut.sqlserver]`: [`crate::mamut::settings`], re-exported here.
 
 use std::path::{Path, PathBuf};
 
@@ -12,10 +12,9 @@ use serde::Deserialize;
 pub use shared::settings::{ConfigError, Secret};
 use shared::settings::{parse, toml_error};
 
-pub mod mamut;
 pub mod relay;
 
-pub use mamut::{
+pub use crate::mamut::settings::{
     Authentication, CustomerMatch, Encryption, KEY_FIELDS, MamutBackend, MamutConfig, Numbering,
     Series, SeriesHolds, SqlServerConfig, TEXT_FIELDS, TooLong, UnknownArticle, Writer,
 };

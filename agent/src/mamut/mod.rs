@@ -9,6 +9,7 @@ pub mod changes;
 pub mod import;
 pub mod mapping;
 pub mod recorder;
+pub mod settings;
 pub mod sqlserver;
 
 use std::future::Future;

@@ -3,8 +3,9 @@
 //! This file is portable: the command-line types, their validation (service name, account,
 //! password from the environment), the service's command line and its recovery actions as
 //! plain data, the status report, and the advice for the Windows errors a consultant meets.
-//! The calls to the service control manager are in `crate::windows::service` (Windows only);
-//! elsewhere every `agent service` command prints [`NOT_WINDOWS`] and exits 64.
+//! The calls to the service control manager are in `crate::windows::service` (Windows only),
+//! which uses this module and which the agent binary calls; elsewhere every `agent service`
+//! command prints [`NOT_WINDOWS`] and exits 64.
 //!
 //! - this file: the commands and their arguments, names, and the advice for Windows errors;
 //! - `account`: the account a service runs as, in its usual spellings;
@@ -16,7 +17,6 @@ mod install;
 mod status;
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
@@ -110,21 +110,6 @@ pub struct RunArgs {
     pub config: PathBuf,
     #[arg(long, default_value = DEFAULT_NAME, value_parser = parse_name)]
     pub name: String,
-}
-
-/// Runs an `agent service` command: on Windows through the service control manager, elsewhere
-/// it prints [`NOT_WINDOWS`] and exits 64.
-pub fn main(command: ServiceCommand) -> ExitCode {
-    #[cfg(windows)]
-    {
-        crate::windows::service::main(command)
-    }
-    #[cfg(not(windows))]
-    {
-        let _ = command;
-        eprintln!("{NOT_WINDOWS}");
-        ExitCode::from(EXIT_USAGE)
-    }
 }
 
 /// A service name: what the SCM, the registry (Event Log source) and the virtual account

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::external::ExternalNo;
-use crate::config::{ConfigError, TooLong};
+use shared::settings::ConfigError;
+
+use crate::mamut::settings::TooLong;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 

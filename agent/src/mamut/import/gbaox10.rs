@@ -27,7 +27,7 @@ pub use self::encode::{DECLARATION_ENCODING, latin1};
 use self::fields::documented;
 pub use self::fields::{ALL_TAGS, Kind, LINE_FIELDS, ORDER_FIELDS, Spec, TEXT_TAGS};
 use super::config::ImportConfig;
-use crate::config::TooLong;
+use crate::mamut::settings::TooLong;
 
 /// A file ready to be written, and what was changed on the way.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use tiberius::error::Error as TdsError;
 use super::catalog::{Kind, TableInfo, read_table};
 use super::errors::At;
 use super::{Conn, SqlServer, first_int, sql};
-use crate::config::Numbering;
+use crate::mamut::settings::Numbering;
 
 /// `(reference name, mapped name)` of a table's columns.
 type Fields<'a> = Vec<(&'static str, &'a str)>;

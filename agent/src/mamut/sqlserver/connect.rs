@@ -11,7 +11,7 @@ use tokio_util::compat::TokioAsyncWriteCompatExt;
 
 use super::pool::{BoxFuture, Connector, Session};
 use super::{Conn, SqlServer, sql};
-use crate::config::{Authentication, Encryption, SqlServerConfig};
+use crate::mamut::settings::{Authentication, Encryption, SqlServerConfig};
 
 /// Opens tiberius connections with the session settings every connection needs.
 pub struct TdsConnector {

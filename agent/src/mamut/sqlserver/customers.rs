@@ -7,8 +7,8 @@ use tiberius::ToSql;
 use super::catalog::Checker;
 use super::errors::{At, classify_at};
 use super::{Conn, SqlServer, field, first_int, sql, to_i32};
-use crate::config::CustomerMatch;
 use crate::mamut::ApplyError;
+use crate::mamut::settings::CustomerMatch;
 
 impl SqlServer {
     /// Finds the customer by the configured keys, in order, or creates one.

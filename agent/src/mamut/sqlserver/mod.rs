@@ -33,9 +33,9 @@ use self::errors::{At, classify, classify_at};
 use self::pool::{Pool, PoolError, Pooled, in_transaction};
 use super::mapping::Mapping;
 use super::{ApplyError, ApplyFuture, ChangesFuture, Mamut, SyncFuture};
-use crate::config::SqlServerConfig;
 use crate::mamut::changes::Cursors;
 use crate::mamut::import::external::ExternalNo;
+use crate::mamut::settings::SqlServerConfig;
 
 pub(crate) type Conn = Client<Compat<TcpStream>>;
 

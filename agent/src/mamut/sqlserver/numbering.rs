@@ -5,8 +5,8 @@ use tiberius::ToSql;
 
 use super::errors::{At, classify_at};
 use super::{Conn, SqlServer, first_int, sql, to_i32, unreadable, value};
-use crate::config::{Numbering, SeriesHolds};
 use crate::mamut::ApplyError;
+use crate::mamut::settings::{Numbering, SeriesHolds};
 
 impl SqlServer {
     /// Runs an identity insert and reads the number the database assigned.

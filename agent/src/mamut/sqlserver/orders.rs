@@ -11,7 +11,7 @@ use tiberius::ToSql;
 use super::catalog::{Catalog, Checker};
 use super::errors::{At, classify, classify_at};
 use super::{Conn, SqlServer, Tds, field, first_int, in_transaction, sql};
-use crate::config::UnknownArticle;
+use crate::mamut::settings::UnknownArticle;
 use crate::mamut::{Applied, ApplyError};
 
 impl SqlServer {

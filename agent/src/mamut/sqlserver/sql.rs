@@ -6,8 +6,8 @@
 mod listing;
 
 pub use self::listing::{Statement, statements};
-use crate::config::{Numbering, Series};
 use crate::mamut::mapping::Mapping;
+use crate::mamut::settings::{Numbering, Series};
 
 /// `SET LOCK_TIMEOUT`, sent once on every new connection.
 pub fn set_lock_timeout(ms: u32) -> String {

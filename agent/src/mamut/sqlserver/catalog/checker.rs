@@ -5,8 +5,8 @@
 use rust_decimal::Decimal;
 
 use super::{Catalog, ColumnInfo};
-use crate::config::{SqlServerConfig, TooLong};
 use crate::mamut::ApplyError;
+use crate::mamut::settings::{SqlServerConfig, TooLong};
 
 /// One value to be written: where it goes and how to name it to a merchant.
 #[derive(Debug, Clone, Copy)]

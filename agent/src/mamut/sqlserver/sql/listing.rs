@@ -2,7 +2,7 @@
 //! so an independent T-SQL parser can check them all.
 
 use super::*;
-use crate::config::SqlServerConfig;
+use crate::mamut::settings::SqlServerConfig;
 use crate::mamut::sqlserver::pool::{BEGIN, COMMIT, ROLLBACK};
 
 /// A named statement for `agent sql`.

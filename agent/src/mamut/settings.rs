@@ -1,12 +1,12 @@
-//! `[mamut]`: which backend writes orders into Mamut and how, and `[mamut.sqlserver]`, the
-//! connection to Mamut's SQL Server with its numbering and text-length rules.
+//! `[mamut]` of agent.toml: which backend writes orders into Mamut and how, and
+//! `[mamut.sqlserver]`, the connection to Mamut's SQL Server with its numbering and text-length
+//! rules. Defined at the Mamut boundary, which they configure; [`crate::config`] reads them
+//! into the agent's configuration.
 
 use std::path::PathBuf;
 
 use serde::Deserialize;
 use shared::settings::{ConfigError, Secret};
-
-use super::error;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -231,7 +231,7 @@ impl SqlServerConfig {
             .unwrap_or(self.on_too_long)
     }
 
-    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let (host, instance) = self.host_and_instance();
         if host.is_empty() {
             return Err(error("mamut.sqlserver.host", "is required"));
@@ -323,7 +323,7 @@ impl SqlServerConfig {
                     ("key_column", &series.key_column),
                     ("next_column", &series.next_column),
                 ] {
-                    if !crate::mamut::mapping::is_identifier(value) {
+                    if !super::mapping::is_identifier(value) {
                         return Err(error(
                             key,
                             format!(
@@ -390,7 +390,7 @@ pub struct MamutConfig {
     /// How orders are written (sqlserver backend): `sql` or Mamut's `import`.
     pub writer: Writer,
     pub sqlserver: SqlServerConfig,
-    pub import: crate::mamut::import::config::ImportConfig,
+    pub import: super::import::config::ImportConfig,
 }
 
 impl Default for MamutConfig {
@@ -404,4 +404,8 @@ impl Default for MamutConfig {
             import: Default::default(),
         }
     }
+}
+
+fn error(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::new(key, message)
 }

@@ -1,41 +1,30 @@
-//! The end-to-end harness: the real `relay` and `agent` binaries on random ports, with TLS
-//! from a test CA, typed clients for the admin API and the shop's webhooks, a CONNECT proxy,
-//! and a bounded wait for effects.
+//! The end-to-end suite's library: the harness and the stand-ins from the `tools` crate under
+//! the names the tests import (`tests::process`, `tests::mamut_sim`...), a CONNECT proxy, and
+//! [`setup`], a relay with a tenant, a shop and a connected agent.
 //!
 //! - [`pki`]: a test CA and the relay's certificate.
 //! - [`process`]: starting, killing and restarting relay and agent processes.
 //! - [`admin`]: the admin API client.
-//! - [`bench`]: the benchmarks the `bench` binary runs.
 //! - [`agent_ws`]: a bare agent connection speaking protocol v1, for driving pushes directly.
 //! - [`shop`]: signed webhooks as the shop sends them.
 //! - [`shop_sim`]: the shop stand-in (test code implementing `docs/shop-api.md`, not the real
 //!   platform).
+//! - [`mamut_sim`]: the TDS stand-in for Mamut's SQL Server; [`mamut_db`], a Mamut database on it.
 //! - [`proxy`]: an HTTP CONNECT proxy on loopback.
 //! - [`wait`]: waiting for a condition with a deadline.
 //! - [`pg`]: a PostgreSQL database of its own per test.
 //! - [`wine`]: agent.exe under wine, and a `cmd` session to drive it.
 
-pub mod admin;
-pub mod agent_ws;
-pub mod bench;
-pub mod mamut_db;
-pub mod mamut_sim;
-pub mod pg;
-pub mod pki;
-pub mod process;
-pub mod proxy;
-pub mod shop;
-pub mod shop_sim;
-pub mod wait;
-pub mod wine;
-
 use std::sync::Arc;
 
-pub use admin::Admin;
-pub use pki::Pki;
-pub use process::{AgentOptions, AgentProcess, RelayOptions, RelayProcess, SqlServerOptions};
-pub use shop::Shop;
-pub use wait::eventually;
+pub mod proxy;
+
+pub use tools::harness::{
+    Admin, AgentOptions, AgentProcess, Pki, RelayOptions, RelayProcess, SHOP, Shop,
+    SqlServerOptions, TENANT, eventually,
+};
+pub use tools::harness::{admin, agent_ws, mamut_db, pg, pki, process, shop, wait, wine};
+pub use tools::{mamut_sim, shop_sim};
 
 /// A relay with tenant `acme`, its shop `demo-se` (triggers `confirmed` and `paid`, creates
 /// orders) and a connected agent.
@@ -47,9 +36,6 @@ pub struct World {
     pub agent: AgentProcess,
     pub agent_id: String,
 }
-
-pub const TENANT: &str = "acme";
-pub const SHOP: &str = "demo-se";
 
 pub async fn setup() -> World {
     setup_with(RelayOptions::default(), AgentOptions::default()).await

@@ -8,7 +8,7 @@ use crate::mamut_sim::exec::{Session, drop_schema, off_runtime};
 use crate::mamut_sim::types::PgValue;
 use crate::mamut_sim::{MamutSim, SimConfig, WireConfig, default_postgres_url, run_batch};
 
-const SCHEMA: &str = include_str!("../../deploy/mamut/schema.sql");
+const SCHEMA: &str = include_str!("../../../deploy/mamut/schema.sql");
 const PRODUCTS: &str = "
 INSERT INTO products (article_no, name, vat_rate, price, active) VALUES ('TSHIRT-RED-M', N'T-shirt röd, M', 25, 159.20, 1);
 INSERT INTO products (article_no, name, vat_rate, price, active) VALUES ('MUG-01', N'Mugg', 25, 63.20, 1);

@@ -9,7 +9,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::RelayProcess;
+use crate::harness::RelayProcess;
 
 type Socket = tokio_tungstenite::WebSocketStream<TcpStream>;
 

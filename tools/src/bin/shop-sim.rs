@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 
 use clap::{Parser, Subcommand};
 use shared::signature::WebhookSecret;
-use tests::shop::Shop;
-use tests::shop_sim::ShopSim;
+use tools::harness::shop::Shop;
+use tools::shop_sim::ShopSim;
 
 #[derive(Debug, Parser)]
 #[command(

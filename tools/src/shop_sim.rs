@@ -185,7 +185,7 @@ impl ShopSim {
     /// such order; otherwise the relay's status and answer.
     pub async fn send_order_webhook(
         &self,
-        shop: &crate::shop::Shop,
+        shop: &crate::harness::shop::Shop,
         shop_id: &str,
         order_id: &str,
         thin: bool,

@@ -141,7 +141,7 @@ impl Wine {
 
     /// Ends every process of the prefix (`wineserver -k`) and waits until they are gone:
     /// killing `wine` may leave the Windows process running under the wine server, and a
-    /// service always runs there. Each step is bounded by [`WINESERVER_WAIT`] (a stuck prefix
+    /// service always runs there. Each step is bounded by `WINESERVER_WAIT` (a stuck prefix
     /// must not hang the test binary, which calls this from `Drop`); a step that overruns is
     /// killed and reported on stderr.
     pub fn kill_all(&self) {

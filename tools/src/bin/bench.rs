@@ -15,8 +15,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use tests::bench::{self, Row, Scale};
 use tokio::io::{AsyncBufReadExt, BufReader};
+use tools::bench::{self, Row, Scale};
 
 #[derive(Debug, Parser)]
 #[command(name = "bench", about = "Benchmarks of the relay and agent (B1–B7)")]

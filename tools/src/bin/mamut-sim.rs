@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
-use tests::mamut_sim::{MamutSim, SimConfig, WireConfig, run_batch, tls};
+use tools::mamut_sim::{MamutSim, SimConfig, WireConfig, run_batch, tls};
 
 #[derive(Debug, Parser)]
 #[command(

@@ -7,7 +7,7 @@ use serde_json::Value;
 use shared::signature::WebhookSecret;
 
 /// The example order from the product's documentation.
-pub const EXAMPLE: &str = include_str!("../../shared/tests/fixtures/order-webhook-full.json");
+pub const EXAMPLE: &str = include_str!("../../../shared/tests/fixtures/order-webhook-full.json");
 
 pub struct Shop {
     client: reqwest::Client,

@@ -126,8 +126,9 @@ impl Watcher {
         }
     }
 
-    /// Waits until the watcher has ended: it does once its cancellation token fired, between
-    /// polls (a cursor save is never cut short). A panic in it is logged here.
+    /// Waits until the watcher has ended: it does as soon as its cancellation token fires,
+    /// leaving a poll in progress unfinished, but never in the middle of saving its cursors.
+    /// A panic in it is logged here.
     pub async fn stopped(self) {
         if let Err(e) = self.task.await
             && e.is_panic()
@@ -159,7 +160,14 @@ async fn run(
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let polls = match mamut.poll_changes(&watch.positions(), settings.batch).await {
+        // A poll only reads, so a stop does not wait for one (a slow SQL Server could hold it
+        // for a statement timeout, longer than a Windows service may take to stop).
+        let positions = watch.positions();
+        let polled = tokio::select! {
+            _ = cancel.cancelled() => return,
+            polled = mamut.poll_changes(&positions, settings.batch) => polled,
+        };
+        let polls = match polled {
             Ok(polls) => polls,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read changes from Mamut");
@@ -326,6 +334,45 @@ mod tests {
                 .await
                 .is_ok(),
             "the watcher did not end after cancellation"
+        );
+    }
+
+    /// A Mamut whose poll never answers (a SQL Server that hangs); each poll is reported.
+    struct Stuck {
+        polls: mpsc::UnboundedSender<()>,
+    }
+
+    impl Mamut for Stuck {
+        fn apply_order<'a>(&'a self, _: &'a Deliver) -> ApplyFuture<'a> {
+            Box::pin(async { Err(ApplyError::Permanent("not in this test".into())) })
+        }
+
+        fn poll_changes<'a>(&'a self, _: &'a Cursors, _batch: u32) -> ChangesFuture<'a> {
+            let _ = self.polls.send(());
+            Box::pin(std::future::pending())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_watcher_does_not_wait_for_a_poll_that_hangs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cancel = CancellationToken::new();
+        let (polls, mut polled) = mpsc::unbounded_channel();
+        let settings = WatchSettings {
+            interval: Duration::from_millis(10),
+            state_file: dir.path().join("state.json"),
+            batch: 100,
+        };
+        let (batches, _taken) = mpsc::channel(1);
+        let watcher = Watcher::spawn(Arc::new(Stuck { polls }), settings, batches, cancel.clone());
+        let started = tokio::time::timeout(DEADLINE, polled.recv()).await;
+        assert!(started.ok().flatten().is_some(), "the watcher polls");
+        cancel.cancel();
+        assert!(
+            tokio::time::timeout(DEADLINE, watcher.stopped())
+                .await
+                .is_ok(),
+            "the watcher waited for a poll that never ends"
         );
     }
 

@@ -7,14 +7,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use shared::ShopId;
 use shared::domain::{OrderWebhook, ThinOrderWebhook};
-use shared::{ShopId, TenantId};
 use tokio::sync::Notify;
 
 use crate::AppState;
 use crate::dispatch::Backoff;
 use crate::shop::{CallError, ShopClient};
-use crate::store::{AnyStore, Enriched, FetchJob, Notice, StoreError, timestamp};
+use crate::store::{AnyStore, Due, Enriched, FetchJob, Notice, StoreError};
 use crate::validate;
 
 /// Permanent refusals (the shop says the order cannot be had) before a thin webhook is given
@@ -70,7 +70,7 @@ impl Enricher {
         // A shop that failed once this round is not asked again until its jobs' claims run
         // out, so one slow shop does not hold up the others' orders for long.
         let store = &app.store;
-        let mut failing: HashSet<String> = HashSet::new();
+        let mut failing: HashSet<ShopId> = HashSet::new();
         for job in store.due_fetches(ROUND_LIMIT).await? {
             if failing.contains(&job.shop_id) {
                 continue;
@@ -94,7 +94,8 @@ impl Enricher {
                             "the fetched order is invalid; held for an operator"
                         );
                     }
-                    if deliver && let Ok(tenant) = TenantId::new(job.tenant_id.clone()) {
+                    if deliver {
+                        let tenant = job.tenant_id.clone();
                         app.announce(Notice::Event { tenant }).await;
                     }
                 }
@@ -115,9 +116,7 @@ impl Enricher {
                     tracing::warn!(event_id = job.id, %reason, "cannot fetch the order; retrying later");
                     let at = chrono::Utc::now()
                         + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero());
-                    store
-                        .fetch_failed(job.id, reason, Some(timestamp(at)))
-                        .await?;
+                    store.fetch_failed(job.id, reason, Some(at)).await?;
                 }
             }
         }
@@ -158,13 +157,7 @@ async fn fetch(
             }));
         }
     };
-    let Ok(shop_id) = ShopId::new(job.shop_id.clone()) else {
-        return Ok(Err(Failed {
-            reason: "the stored shop id is invalid".into(),
-            permanent: true,
-        }));
-    };
-    let Some(shop) = store.shop(shop_id).await? else {
+    let Some(shop) = store.shop(job.shop_id.clone()).await? else {
         return Ok(Err(Failed {
             reason: "the shop no longer exists".into(),
             permanent: true,
@@ -208,14 +201,9 @@ async fn fetch(
 }
 
 async fn next_wait(store: &AnyStore) -> Option<Duration> {
-    let at = store.next_fetch_at().await.ok()??;
-    if at.is_empty() {
-        return Some(Duration::ZERO);
-    }
-    let at = chrono::DateTime::parse_from_rfc3339(&at).ok()?;
-    Some(
-        (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
-            .to_std()
-            .unwrap_or(Duration::ZERO),
-    )
+    let at = match store.next_fetch_at().await.ok()?? {
+        Due::Now => return Some(Duration::ZERO),
+        Due::At(at) => at,
+    };
+    Some((at - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO))
 }

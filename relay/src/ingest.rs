@@ -3,8 +3,9 @@
 //! A full order webhook joins the delivery queue; a thin one (order id and status only) is
 //! stored as `fetching` and its order fetched from the shop first (see [`crate::enrich`]).
 //! A full order that fails validation ([`crate::validate`]) is stored as `held` with its
-//! problems and not delivered. The answer is 2xx only after the event is committed. Rejected requests (401 bad, missing or
-//! stale signature, 404 unknown shop, 400 malformed body, 413 too large) store nothing.
+//! problems and not delivered. The answer is 2xx only after the event is committed. Rejected
+//! requests (401 bad, missing or stale signature, 404 unknown shop, 400 malformed body, 413 too
+//! large) store nothing.
 
 use std::sync::Arc;
 
@@ -21,7 +22,7 @@ use shared::signature::{SignedHeaders, verify};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::metrics::Limit;
-use crate::store::{EventState, NewEvent, Notice, StoreError};
+use crate::store::{EventState, Ingested, NewEvent, Notice, ShopRecord, StoreError};
 use crate::validate;
 
 #[derive(Debug, Serialize)]
@@ -32,6 +33,8 @@ pub struct IngestReply {
     pub event_id: i64,
 }
 
+/// `POST /webhooks/{shop_id}`, step by step: read, find the shop, verify, parse, decide the
+/// event's state, admit it under the queue limit, store it, answer.
 #[tracing::instrument(skip_all, fields(shop_id = %shop_id, webhook_id = tracing::field::Empty))]
 pub async fn receive(
     State(app): State<Arc<AppState>>,
@@ -39,21 +42,72 @@ pub async fn receive(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<IngestReply>, ApiError> {
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            app.metrics.refused(Limit::BodyBytes);
-            ApiError::PayloadTooLarge(app.config.max_body_bytes)
-        } else {
-            ApiError::BadRequest(format!("cannot read the request body: {rejection}"))
-        }
-    })?;
+    let body = read_body(&app, body)?;
     let shop_id = ShopId::new(shop_id).map_err(|_| ApiError::NotFound("unknown shop".into()))?;
     let shop = app
         .shops
         .get(&app.store, shop_id.clone())
         .await?
         .ok_or_else(|| ApiError::NotFound("unknown shop".into()))?;
+    let webhook_id = verify_signature(&app, &shop, &headers, &body)?;
+    tracing::Span::current().record("webhook_id", webhook_id.as_str());
+    let order = parse(&app, &body, &shop_id)?;
+    let (state, hold_reason) = decide(&shop, &order);
+    let payload = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::BadRequest("the body is not UTF-8".into()))?;
+    let queued = matches!(
+        state,
+        EventState::Pending | EventState::Fetching | EventState::Held
+    );
+    if queued && let Some(duplicate) = admit(&app, &shop, &shop_id, &webhook_id).await? {
+        return Ok(Json(duplicate));
+    }
+    let problems = order.problems.len();
+    let ingested = store(
+        &app,
+        NewEvent {
+            tenant_id: shop.tenant_id.clone(),
+            shop_id,
+            webhook_id,
+            order_id: order.order_id,
+            order_status: order.status,
+            document_type: shop.document_type,
+            payload,
+            state,
+            hold_reason,
+        },
+    )
+    .await?;
+    if queued && !ingested.duplicate {
+        app.queue_limit.stored(&shop.tenant_id);
+    }
+    let status = announce(&app, &shop, &ingested, problems).await;
+    tracing::info!(event_id = ingested.event_id, status, "webhook stored");
+    Ok(Json(IngestReply {
+        status,
+        event_id: ingested.event_id,
+    }))
+}
 
+/// The body, or 413 (counted) when it is over `max_body_bytes`.
+fn read_body(app: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            app.metrics.refused(Limit::BodyBytes);
+            ApiError::PayloadTooLarge(app.config.max_body_bytes)
+        } else {
+            ApiError::BadRequest(format!("cannot read the request body: {rejection}"))
+        }
+    })
+}
+
+/// Checks the Standard Webhooks signature against the shop's secrets; returns the webhook id.
+fn verify_signature(
+    app: &AppState,
+    shop: &ShopRecord,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<String, ApiError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let signed = SignedHeaders {
         id: header("webhook-id"),
@@ -64,7 +118,7 @@ pub async fn receive(
     let webhook_id = verify(
         &shop.webhook_secrets,
         signed,
-        &body,
+        body,
         now,
         app.config.webhook_tolerance_secs,
     )
@@ -79,136 +133,154 @@ pub async fn receive(
             "webhook-id is longer than 256 characters".into(),
         ));
     }
-    tracing::Span::current().record("webhook_id", webhook_id.as_str());
+    Ok(webhook_id)
+}
 
-    // A full order webhook, or a thin one (order id and status) whose order is fetched later.
-    // A full order's problems, if it has any (see `crate::validate`).
-    let (body_shop, order_id, order_status, thin, problems) =
-        match serde_json::from_slice::<OrderWebhook>(&body) {
-            Ok(webhook) => {
-                let problems = validate::problems(&webhook.order);
-                (
-                    webhook.shop_id,
-                    webhook.order.id,
-                    webhook.order.status,
-                    false,
-                    problems,
-                )
+/// What ingest needs to know of a webhook's body.
+struct Parsed {
+    order_id: String,
+    status: String,
+    /// A thin webhook (order id and status): its order is fetched later.
+    thin: bool,
+    /// A full order's problems, if it has any (see [`crate::validate`]).
+    problems: Vec<validate::Problem>,
+}
+
+/// Parses a full order webhook, or a thin one, for the shop it was sent to.
+fn parse(app: &AppState, body: &[u8], shop_id: &ShopId) -> Result<Parsed, ApiError> {
+    let (body_shop, parsed) = match serde_json::from_slice::<OrderWebhook>(body) {
+        Ok(webhook) => {
+            let problems = validate::problems(&webhook.order);
+            let parsed = Parsed {
+                order_id: webhook.order.id,
+                status: webhook.order.status,
+                thin: false,
+                problems,
+            };
+            (webhook.shop_id, parsed)
+        }
+        Err(full_error) => match serde_json::from_slice::<ThinOrderWebhook>(body) {
+            Ok(thin) => {
+                let parsed = Parsed {
+                    order_id: thin.order_id,
+                    status: thin.status,
+                    thin: true,
+                    problems: Vec::new(),
+                };
+                (thin.shop_id, parsed)
             }
-            Err(full_error) => match serde_json::from_slice::<ThinOrderWebhook>(&body) {
-                Ok(thin) => (thin.shop_id, thin.order_id, thin.status, true, Vec::new()),
-                Err(_) => {
-                    app.metrics.rejected();
-                    return Err(ApiError::BadRequest(format!(
-                        "malformed order webhook: {full_error}"
-                    )));
-                }
-            },
-        };
-    if body_shop != shop_id {
+            Err(_) => {
+                app.metrics.rejected();
+                return Err(ApiError::BadRequest(format!(
+                    "malformed order webhook: {full_error}"
+                )));
+            }
+        },
+    };
+    if body_shop != *shop_id {
         return Err(ApiError::BadRequest(format!(
             "the body is for shop {body_shop} but was sent to shop {shop_id}"
         )));
     }
-    if order_id.is_empty() || order_id.len() > 128 {
+    if parsed.order_id.is_empty() || parsed.order_id.len() > 128 {
         app.metrics.refused(Limit::WebhookFields);
         return Err(ApiError::BadRequest(
             "the order id must be 1 to 128 characters".into(),
         ));
     }
-    let (state, hold_reason) = if !shop.trigger_statuses.contains(&order_status) {
+    Ok(parsed)
+}
+
+/// The state the event is stored in, and the reason it is held if it is.
+fn decide(shop: &ShopRecord, order: &Parsed) -> (EventState, Option<String>) {
+    if !shop.trigger_statuses.contains(&order.status) {
         (EventState::Ignored, None)
-    } else if thin {
+    } else if order.thin {
         (EventState::Fetching, None)
-    } else if !problems.is_empty() {
-        (EventState::Held, Some(validate::describe(&problems)))
+    } else if !order.problems.is_empty() {
+        (EventState::Held, Some(validate::describe(&order.problems)))
     } else {
         (EventState::Pending, None)
-    };
-    let payload = String::from_utf8(body.to_vec())
-        .map_err(|_| ApiError::BadRequest("the body is not UTF-8".into()))?;
-    let queued = matches!(
-        state,
-        EventState::Pending | EventState::Fetching | EventState::Held
-    );
-    if queued
-        && let Err(refused) = app
-            .queue_limit
-            .admit(
-                &app.store,
-                &shop.tenant_id,
-                app.config.max_queued_per_tenant,
-            )
-            .await
-    {
-        // A shop sending again a webhook it was answered for before (the answer got lost)
-        // gets the same answer, full queue or not.
-        if let Some(stored) = app
-            .store
-            .find_webhook(shop_id.clone(), webhook_id.clone())
-            .await?
-        {
-            return Ok(Json(IngestReply {
-                status: "duplicate",
-                event_id: stored.event_id,
-            }));
-        }
-        if matches!(refused, ApiError::Unavailable { .. }) {
-            app.metrics.refused(Limit::QueuedPerTenant);
-        }
-        return Err(refused);
     }
-    let ingested = app
-        .store
-        .ingest(NewEvent {
-            tenant_id: shop.tenant_id.clone(),
-            shop_id,
-            webhook_id,
-            order_id,
-            order_status,
-            document_type: shop.document_type,
-            payload,
-            state,
-            hold_reason,
-        })
+}
+
+/// Admits a queued event under the tenant's queue limit. When the queue is full, a webhook
+/// stored before gets its answer again (`Some`), any other the refusal.
+async fn admit(
+    app: &AppState,
+    shop: &ShopRecord,
+    shop_id: &ShopId,
+    webhook_id: &str,
+) -> Result<Option<IngestReply>, ApiError> {
+    let Err(refused) = app
+        .queue_limit
+        .admit(
+            &app.store,
+            &shop.tenant_id,
+            app.config.max_queued_per_tenant,
+        )
         .await
-        .inspect_err(|e| {
-            if !matches!(e, StoreError::NotFound(_) | StoreError::Conflict(_)) {
-                app.metrics.store_write_failed();
-            }
-        })?;
-    app.metrics.store_write_succeeded();
-    if queued && !ingested.duplicate {
-        app.queue_limit.stored(&shop.tenant_id);
-    }
-    let status = if ingested.duplicate {
-        "duplicate"
-    } else if ingested.state == EventState::Ignored {
-        app.metrics.stored();
-        "ignored"
-    } else if ingested.state == EventState::Held {
-        app.metrics.stored();
-        app.metrics.held();
-        tracing::warn!(
-            problems = problems.len(),
-            "the order is invalid; held for an operator"
-        );
-        "held"
-    } else if ingested.state == EventState::Fetching {
-        app.metrics.stored();
-        app.announce(Notice::Fetch).await;
-        "accepted"
-    } else {
-        app.metrics.stored();
-        app.announce(Notice::Event {
-            tenant: shop.tenant_id.clone(),
-        })
-        .await;
-        "accepted"
+    else {
+        return Ok(None);
     };
-    tracing::info!(event_id = ingested.event_id, status, "webhook stored");
-    Ok(Json(IngestReply {
-        status,
-        event_id: ingested.event_id,
-    }))
+    // A shop sending again a webhook it was answered for before (the answer got lost) gets
+    // the same answer, full queue or not.
+    if let Some(stored) = app
+        .store
+        .find_webhook(shop_id.clone(), webhook_id.to_owned())
+        .await?
+    {
+        return Ok(Some(IngestReply {
+            status: "duplicate",
+            event_id: stored.event_id,
+        }));
+    }
+    if matches!(refused, ApiError::Unavailable { .. }) {
+        app.metrics.refused(Limit::QueuedPerTenant);
+    }
+    Err(refused)
+}
+
+/// Commits the event; a write that fails for the store's own reasons marks the instance
+/// unready (see [`crate::metrics::UNREADY_AFTER_WRITE_FAILURE`]).
+async fn store(app: &AppState, event: NewEvent) -> Result<Ingested, ApiError> {
+    let ingested = app.store.ingest(event).await.inspect_err(|e| {
+        if !matches!(e, StoreError::NotFound(_) | StoreError::Conflict(_)) {
+            app.metrics.store_write_failed();
+        }
+    })?;
+    app.metrics.store_write_succeeded();
+    Ok(ingested)
+}
+
+/// Counts the stored event, wakes what must act on it, and names the answer's status.
+async fn announce(
+    app: &AppState,
+    shop: &ShopRecord,
+    ingested: &Ingested,
+    problems: usize,
+) -> &'static str {
+    if ingested.duplicate {
+        return "duplicate";
+    }
+    app.metrics.stored();
+    match ingested.state {
+        EventState::Ignored => "ignored",
+        EventState::Held => {
+            app.metrics.held();
+            tracing::warn!(problems, "the order is invalid; held for an operator");
+            "held"
+        }
+        EventState::Fetching => {
+            app.announce(Notice::Fetch).await;
+            "accepted"
+        }
+        _ => {
+            app.announce(Notice::Event {
+                tenant: shop.tenant_id.clone(),
+            })
+            .await;
+            "accepted"
+        }
+    }
 }

@@ -23,6 +23,8 @@ pub enum Limit {
     QueuedPerTenant,
     /// A request not answered within 30 s (408).
     RequestTimeout,
+    /// A request beyond [`crate::in_flight::MAX_REQUESTS_IN_FLIGHT`] served at once (503).
+    RequestsInFlight,
     /// A WebSocket message over 1 MiB (close 1009).
     MessageBytes,
     /// No hello within 10 s of the WebSocket upgrade (close 1002).
@@ -34,11 +36,12 @@ pub enum Limit {
 }
 
 impl Limit {
-    const ALL: [Limit; 8] = [
+    const ALL: [Limit; 9] = [
         Limit::BodyBytes,
         Limit::WebhookFields,
         Limit::QueuedPerTenant,
         Limit::RequestTimeout,
+        Limit::RequestsInFlight,
         Limit::MessageBytes,
         Limit::HelloTimeout,
         Limit::AgentSilent,
@@ -51,6 +54,7 @@ impl Limit {
             Limit::WebhookFields => "webhook_fields",
             Limit::QueuedPerTenant => "max_queued_per_tenant",
             Limit::RequestTimeout => "request_timeout",
+            Limit::RequestsInFlight => "max_requests_in_flight",
             Limit::MessageBytes => "max_message_bytes",
             Limit::HelloTimeout => "hello_timeout",
             Limit::AgentSilent => "agent_silence",

@@ -1,7 +1,7 @@
-//! The store conformance suite: the relay's `Store` trait, one suite for both implementations: every test below runs against SQLite and against
-//! PostgreSQL. The PostgreSQL half needs a server (`RELAY_TEST_POSTGRES_URL`, default
-//! `postgres://postgres@127.0.0.1:5432/postgres`); each test gets a database of its own. Without
-//! a server those tests say so and skip.
+//! The store conformance suite: the relay's `AnyStore`, one suite for both backends: every
+//! test below runs against SQLite and against PostgreSQL. The PostgreSQL half needs a server
+//! (`RELAY_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`); each test
+//! gets a database of its own. Without a server those tests say so and skip (in CI they fail).
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -10,7 +10,8 @@ use relay::shop::{ApiSettings, Flow, Platform, ShopSettings, StatusRule};
 use relay::store::pg::PgStore;
 use relay::store::sqlite::SqliteStore;
 use relay::store::{
-    DispatchFailure, Enriched, EventState, NewEvent, ShopRecord, Store, StoreError,
+    AnyStore, DispatchFailure, DispatchState, Due, Enriched, EventState, Lease, NewEvent,
+    ShopRecord, StoreError, StoreLocation,
 };
 use rust_decimal::Decimal;
 use shared::domain::{Change, DocumentType, OrderStatusChange, StockLevel};
@@ -80,7 +81,7 @@ fn stock(article: &str, quantity: i64) -> Change {
     })
 }
 
-async fn tenant_with_shops<S: Store>(store: &S) {
+async fn tenant_with_shops(store: &AnyStore) {
     store
         .create_tenant(tenant("acme"), "Acme AB".into())
         .await
@@ -100,7 +101,7 @@ async fn tenant_with_shops<S: Store>(store: &S) {
 
 // ---- the suite ----
 
-async fn tenants_shops_agents_and_keys<S: Store>(store: &S) {
+async fn tenants_shops_agents_and_keys(store: &AnyStore) {
     tenant_with_shops(store).await;
     assert!(matches!(
         store.create_tenant(tenant("acme"), "again".into()).await,
@@ -185,7 +186,7 @@ async fn tenants_shops_agents_and_keys<S: Store>(store: &S) {
     assert_eq!(found.map(|k| k.secret), Some(key.secret));
 }
 
-async fn webhooks_are_stored_once_with_their_history<S: Store>(store: &S) {
+async fn webhooks_are_stored_once_with_their_history(store: &AnyStore) {
     tenant_with_shops(store).await;
     let first = store
         .ingest(event("acme", "erp-se", "w-1", "o-1", EventState::Pending))
@@ -229,7 +230,7 @@ async fn webhooks_are_stored_once_with_their_history<S: Store>(store: &S) {
     );
 }
 
-async fn delivery_keeps_order_and_records_outcomes<S: Store>(store: &S) {
+async fn delivery_keeps_order_and_records_outcomes(store: &AnyStore) {
     tenant_with_shops(store).await;
     let mut ids = Vec::new();
     for (webhook, order) in [
@@ -326,16 +327,13 @@ async fn delivery_keeps_order_and_records_outcomes<S: Store>(store: &S) {
     assert_eq!(delivered.mamut_ref.as_deref(), Some("10000"));
 }
 
-async fn thin_webhooks_are_claimed_retried_and_enriched<S: Store>(store: &S) {
+async fn thin_webhooks_are_claimed_retried_and_enriched(store: &AnyStore) {
     tenant_with_shops(store).await;
     let stored = store
         .ingest(event("acme", "erp-se", "w-1", "o-1", EventState::Fetching))
         .await
         .expect("ingest");
-    assert_eq!(
-        store.next_fetch_at().await.expect("query"),
-        Some(String::new())
-    );
+    assert_eq!(store.next_fetch_at().await.expect("query"), Some(Due::Now));
     let jobs = store.due_fetches(10).await.expect("claim");
     assert_eq!(jobs.len(), 1);
     assert!(
@@ -344,7 +342,7 @@ async fn thin_webhooks_are_claimed_retried_and_enriched<S: Store>(store: &S) {
     );
     let later = chrono::Utc::now() + chrono::Duration::hours(1);
     store
-        .fetch_failed(stored.event_id, "503".into(), Some(relay_time(later)))
+        .fetch_failed(stored.event_id, "503".into(), Some(later))
         .await
         .expect("failed");
     assert!(store.due_fetches(10).await.expect("claim").is_empty());
@@ -408,7 +406,7 @@ async fn thin_webhooks_are_claimed_retried_and_enriched<S: Store>(store: &S) {
 /// An invalid order is stored held with its reason, is never handed out for delivery and holds
 /// back nothing; an operator's edit keeps the body received; a replay queues it; a thin
 /// webhook whose fetched order is invalid is held too.
-async fn held_orders_wait_for_an_edit_and_a_replay<S: Store>(store: &S) {
+async fn held_orders_wait_for_an_edit_and_a_replay(store: &AnyStore) {
     tenant_with_shops(store).await;
     let mut bad = event("acme", "erp-se", "w-held", "o-held", EventState::Held);
     bad.hold_reason = Some("held, the order is invalid: order.total: -1 is negative".into());
@@ -555,11 +553,7 @@ async fn held_orders_wait_for_an_edit_and_a_replay<S: Store>(store: &S) {
     );
 }
 
-fn relay_time(at: chrono::DateTime<chrono::Utc>) -> String {
-    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}
-
-async fn pushes_fan_out_by_flow_and_coalesce<S: Store>(store: &S) {
+async fn pushes_fan_out_by_flow_and_coalesce(store: &AnyStore) {
     tenant_with_shops(store).await;
     let agent = AgentId::new("agt-1").expect("id");
     let shops = store
@@ -650,17 +644,13 @@ async fn pushes_fan_out_by_flow_and_coalesce<S: Store>(store: &S) {
     assert_eq!(newer.version, mug.version + 1);
 
     // Retry, then dead after the bound, then replay, then superseded by a later success.
-    let later = relay_time(chrono::Utc::now() + chrono::Duration::hours(1));
-    let failure = |retry_at: Option<String>| DispatchFailure {
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    let failure = |retry_at: Option<chrono::DateTime<chrono::Utc>>| DispatchFailure {
         reason: "503".into(),
         retry_at,
     };
     store
-        .dispatch_failed(
-            vec![(newer.id, newer.version)],
-            failure(Some(later.clone())),
-            2,
-        )
+        .dispatch_failed(vec![(newer.id, newer.version)], failure(Some(later)), 2)
         .await
         .expect("failed");
     assert!(
@@ -684,7 +674,7 @@ async fn pushes_fan_out_by_flow_and_coalesce<S: Store>(store: &S) {
         .await
         .expect("failed");
     let dead = store
-        .list_dispatch(tenant("acme"), Some("dead".into()), 10)
+        .list_dispatch(tenant("acme"), Some(DispatchState::Dead), 10)
         .await
         .expect("list");
     assert_eq!(dead.len(), 1);
@@ -719,7 +709,7 @@ async fn pushes_fan_out_by_flow_and_coalesce<S: Store>(store: &S) {
         .await
         .expect("done");
     let superseded = store
-        .list_dispatch(tenant("acme"), Some("superseded".into()), 10)
+        .list_dispatch(tenant("acme"), Some(DispatchState::Superseded), 10)
         .await
         .expect("list");
     assert_eq!(
@@ -781,8 +771,8 @@ async fn pushes_fan_out_by_flow_and_coalesce<S: Store>(store: &S) {
     ));
 }
 
-async fn leases_are_exclusive_until_they_expire<S: Store>(store: &S) {
-    let name = || "shop:erp-se".to_owned();
+async fn leases_are_exclusive_until_they_expire(store: &AnyStore) {
+    let name = || Lease::Shop(shop_id("erp-se"));
     assert!(
         store
             .acquire_lease(name(), "a".into(), 60_000, false)
@@ -841,7 +831,7 @@ async fn leases_are_exclusive_until_they_expire<S: Store>(store: &S) {
     }
 }
 
-async fn retention_removes_only_finished_work<S: Store>(store: &S) {
+async fn retention_removes_only_finished_work(store: &AnyStore) {
     tenant_with_shops(store).await;
     let done = store
         .ingest(event("acme", "erp-se", "w-1", "o-1", EventState::Pending))
@@ -883,7 +873,7 @@ async fn retention_removes_only_finished_work<S: Store>(store: &S) {
     assert_eq!(left[0].id, waiting.event_id);
     assert_eq!(
         store
-            .list_dispatch(tenant("acme"), Some("pending".into()), 10)
+            .list_dispatch(tenant("acme"), Some(DispatchState::Pending), 10)
             .await
             .expect("list")
             .len(),
@@ -901,8 +891,8 @@ macro_rules! conformance {
                 #[tokio::test]
                 async fn $test() {
                     let dir = tempfile::tempdir().expect("tempdir");
-                    let store = super::SqliteStore::open(&dir.path().join("relay.sqlite"))
-                        .expect("store opens");
+                    let location = super::StoreLocation::Sqlite(dir.path().join("relay.sqlite"));
+                    let store = super::AnyStore::open(&location).await.expect("store opens");
                     super::$test(&store).await;
                 }
             )*
@@ -913,7 +903,8 @@ macro_rules! conformance {
                 #[tokio::test]
                 async fn $test() {
                     let Some(db) = tests::pg::TestDb::create().await else { return };
-                    let store = super::PgStore::connect(&db.url).await.expect("store opens");
+                    let location = super::StoreLocation::parse(&db.url).expect("a PostgreSQL URL");
+                    let store = super::AnyStore::open(&location).await.expect("store opens");
                     super::$test(&store).await;
                     db.drop().await;
                 }
@@ -970,6 +961,115 @@ fn sqlite_concurrent_first_opens_all_succeed() {
             "round {round}: schema version"
         );
     }
+}
+
+// ---- corrupt rows are errors, and the store's work ends with it ----
+
+/// A row holding text this relay never writes (a hand-edited database) is an error that says
+/// what is wrong, not a guess: an unknown event state does not read as pending.
+#[tokio::test]
+async fn sqlite_a_corrupt_row_is_an_error_not_a_default() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("relay.sqlite");
+    let store = AnyStore::open(&StoreLocation::Sqlite(path.clone()))
+        .await
+        .expect("store opens");
+    tenant_with_shops(&store).await;
+    let stored = store
+        .ingest(event("acme", "erp-se", "w-1", "o-1", EventState::Pending))
+        .await
+        .expect("ingest");
+    let conn = rusqlite::Connection::open(&path).expect("open the database");
+    conn.execute(
+        "UPDATE events SET state = 'pendng' WHERE id = ?1",
+        [stored.event_id],
+    )
+    .expect("corrupt the row");
+    drop(conn);
+    let error = store
+        .list_events(tenant("acme"), None, 10)
+        .await
+        .expect_err("a corrupt state is an error");
+    assert!(error.to_string().contains("pendng"), "{error}");
+}
+
+#[tokio::test]
+async fn postgres_a_corrupt_row_is_an_error_not_a_default() {
+    let Some(db) = tests::pg::TestDb::create().await else {
+        return;
+    };
+    let location = StoreLocation::parse(&db.url).expect("a PostgreSQL URL");
+    let store = AnyStore::open(&location).await.expect("store opens");
+    tenant_with_shops(&store).await;
+    let stored = store
+        .ingest(event("acme", "erp-se", "w-1", "o-1", EventState::Pending))
+        .await
+        .expect("ingest");
+    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    client
+        .execute(
+            "UPDATE events SET state = 'pendng' WHERE id = $1",
+            &[&stored.event_id],
+        )
+        .await
+        .expect("corrupt the row");
+    let error = store
+        .list_events(tenant("acme"), None, 10)
+        .await
+        .expect_err("a corrupt state is an error");
+    assert!(error.to_string().contains("pendng"), "{error}");
+    db.drop().await;
+}
+
+/// Dropping the last handle to a PostgreSQL store ends its background tasks: the `LISTEN`
+/// connection and the pool's connections (held by the ingest task) close.
+#[tokio::test]
+async fn postgres_a_dropped_store_closes_its_connections() {
+    let Some(db) = tests::pg::TestDb::create().await else {
+        return;
+    };
+    let location = StoreLocation::parse(&db.url).expect("a PostgreSQL URL");
+    let store = AnyStore::open(&location).await.expect("store opens");
+    tenant_with_shops(&store).await;
+    store
+        .ingest(event("acme", "erp-se", "w-1", "o-1", EventState::Pending))
+        .await
+        .expect("ingest");
+    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    let others = || async {
+        let row = client
+            .query_one(
+                "SELECT COUNT(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .await
+            .expect("count connections");
+        row.get::<_, i64>(0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while others().await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store never connected its LISTEN connection"
+        );
+        tokio::task::yield_now().await;
+    }
+    drop(store);
+    while others().await > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store's connections stayed open after it was dropped"
+        );
+        tokio::task::yield_now().await;
+    }
+    db.drop().await;
 }
 
 // ---- PostgreSQL: URLs mean what libpq says ----

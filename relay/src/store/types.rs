@@ -1,20 +1,25 @@
 //! The records the store keeps and hands out, shared by both implementations, and the rules
 //! both apply the same way (coalescing keys, which shops take a change, shop columns).
 
-use serde::Serialize;
+use chrono::{DateTime, Utc};
+use serde::{Serialize, Serializer};
 use shared::domain::{Change, DocumentType};
 use shared::settings::Secret;
 use shared::signature::WebhookSecret;
 use shared::{AgentId, ShopId, TenantId};
 
-use super::StoreError;
+use super::Result;
+use super::error::{StoreError, corrupt};
+pub use super::state::EventState;
+use super::state::{DispatchState, HistoryState, timestamp};
 use crate::shop::ShopSettings;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TenantRecord {
     pub id: TenantId,
     pub name: String,
-    pub created_at: String,
+    #[serde(serialize_with = "micros")]
+    pub created_at: DateTime<Utc>,
 }
 
 /// A shop as the relay keeps it. Its secrets never leave the relay: there is no `Serialize`.
@@ -35,8 +40,10 @@ pub struct AgentRecord {
     pub id: AgentId,
     pub tenant_id: TenantId,
     pub name: String,
-    pub created_at: String,
-    pub revoked_at: Option<String>,
+    #[serde(serialize_with = "micros")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "micros_opt")]
+    pub revoked_at: Option<DateTime<Utc>>,
 }
 
 /// An HMAC key for agent tokens. Its `Debug` hides the secret.
@@ -54,51 +61,26 @@ impl std::fmt::Debug for SigningKey {
     }
 }
 
-pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Database(format!("stored {what} is invalid: {e}"))
+/// A timestamp in JSON as the store's text (RFC 3339, UTC, microseconds).
+fn micros<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&timestamp(*at))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventState {
-    /// A thin webhook: the order is being fetched from the shop before delivery.
-    Fetching,
-    /// Waiting for (or in) delivery to the tenant's agent.
-    Pending,
-    /// Applied in Mamut and acknowledged by the agent.
-    Delivered,
-    /// Received, but its order status is not one of the shop's trigger statuses.
-    Ignored,
-    /// Refused permanently by the agent; waits for an operator's replay.
-    Dead,
-    /// The order is invalid (see [`crate::validate`]): not delivered; waits for an operator's
-    /// edit and replay.
-    Held,
+fn micros_opt<S: Serializer>(at: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(at) => micros(at, s),
+        None => s.serialize_none(),
+    }
 }
 
-impl EventState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventState::Fetching => "fetching",
-            EventState::Pending => "pending",
-            EventState::Delivered => "delivered",
-            EventState::Ignored => "ignored",
-            EventState::Dead => "dead",
-            EventState::Held => "held",
-        }
-    }
+/// A stored JSON value (a push's or a dispatch row's change) for the admin's view.
+pub(crate) fn stored_json(payload: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(payload).map_err(|e| corrupt("change", e))
+}
 
-    pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "fetching" => Some(EventState::Fetching),
-            "pending" => Some(EventState::Pending),
-            "delivered" => Some(EventState::Delivered),
-            "ignored" => Some(EventState::Ignored),
-            "dead" => Some(EventState::Dead),
-            "held" => Some(EventState::Held),
-            _ => None,
-        }
-    }
+/// A stored document type, as a [`super::sqlite`] or [`super::pg`] `parsed` argument.
+pub(crate) fn document_type(text: &str) -> Result<DocumentType> {
+    text.parse().map_err(|e| corrupt("document type", e))
 }
 
 /// A verified webhook, ready to be stored.
@@ -141,7 +123,7 @@ pub struct Ingested {
 #[derive(Debug, Clone, Serialize)]
 pub struct EventSummary {
     pub id: i64,
-    pub shop_id: String,
+    pub shop_id: ShopId,
     pub webhook_id: String,
     pub order_id: String,
     pub order_status: String,
@@ -149,14 +131,17 @@ pub struct EventSummary {
     pub attempts: i64,
     pub mamut_ref: Option<String>,
     pub last_error: Option<String>,
-    pub received_at: String,
-    pub updated_at: String,
+    #[serde(serialize_with = "micros")]
+    pub received_at: DateTime<Utc>,
+    #[serde(serialize_with = "micros")]
+    pub updated_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct HistoryEntry {
-    pub at: String,
-    pub state: String,
+    #[serde(serialize_with = "micros")]
+    pub at: DateTime<Utc>,
+    pub state: HistoryState,
     pub detail: Option<String>,
 }
 
@@ -164,19 +149,20 @@ pub struct HistoryEntry {
 #[derive(Debug, Clone, Serialize)]
 pub struct PushSummary {
     pub id: i64,
-    pub agent_id: String,
+    pub agent_id: AgentId,
     pub push_id: String,
     pub kind: String,
     pub change: serde_json::Value,
-    pub received_at: String,
+    #[serde(serialize_with = "micros")]
+    pub received_at: DateTime<Utc>,
 }
 
 /// A thin webhook waiting for its order.
 #[derive(Debug, Clone)]
 pub struct FetchJob {
     pub id: i64,
-    pub tenant_id: String,
-    pub shop_id: String,
+    pub tenant_id: TenantId,
+    pub shop_id: ShopId,
     pub order_id: String,
     /// The thin webhook as received.
     pub payload: String,
@@ -186,9 +172,9 @@ pub struct FetchJob {
 #[derive(Debug, Clone)]
 pub struct QueuedEvent {
     pub id: i64,
-    pub shop_id: String,
+    pub shop_id: ShopId,
     pub order_id: String,
-    pub document_type: String,
+    pub document_type: DocumentType,
     pub payload: String,
     /// Counting this delivery.
     pub attempt: i64,
@@ -207,17 +193,20 @@ pub struct DispatchItem {
 #[derive(Debug, Clone, Serialize)]
 pub struct DispatchSummary {
     pub id: i64,
-    pub shop_id: String,
+    pub shop_id: ShopId,
     pub kind: String,
     pub key: String,
     pub change: serde_json::Value,
     pub push_id: String,
-    pub state: String,
+    pub state: DispatchState,
     pub attempts: i64,
     pub last_error: Option<String>,
-    pub next_attempt_at: String,
-    pub created_at: String,
-    pub updated_at: String,
+    #[serde(serialize_with = "micros")]
+    pub next_attempt_at: DateTime<Utc>,
+    #[serde(serialize_with = "micros")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "micros")]
+    pub updated_at: DateTime<Utc>,
 }
 
 /// How a failed send is recorded.
@@ -225,13 +214,13 @@ pub struct DispatchSummary {
 pub struct Failure {
     pub reason: String,
     /// `None`: permanent, straight to the dead-letter list.
-    pub retry_at: Option<String>,
+    pub retry_at: Option<DateTime<Utc>>,
 }
 
 /// Pushes with their stored JSON.
 pub(crate) fn encode_pushes(
     pushes: Vec<(String, Change)>,
-) -> Result<Vec<(String, Change, String)>, StoreError> {
+) -> Result<Vec<(String, Change, String)>> {
     pushes
         .into_iter()
         .map(|(id, change)| {
@@ -253,42 +242,11 @@ pub enum Enriched {
     Hold(String),
 }
 
-impl Enriched {
-    /// The event's new state, its history note and its `last_error`.
-    pub(crate) fn outcome(&self) -> (&'static str, String, Option<String>) {
-        match self {
-            Enriched::Deliver => ("pending", "order fetched from the shop".into(), None),
-            Enriched::Ignore => (
-                "ignored",
-                "order fetched from the shop; its status by now is not a trigger status".into(),
-                None,
-            ),
-            Enriched::Hold(reason) => (
-                "held",
-                format!("order fetched from the shop; {reason}"),
-                Some(reason.clone()),
-            ),
-        }
-    }
-}
-
 /// The stored body of an event, and the one received when an operator has edited it.
 #[derive(Debug, Clone, Serialize)]
 pub struct EventPayload {
     pub payload: String,
     pub original: Option<String>,
-}
-
-/// Whether an operator may replay or edit (`what`) event `id` in `state` (`None`: the tenant
-/// has no such event): only dead and held events wait for an operator.
-pub(crate) fn operator_may(id: i64, state: Option<&str>, what: &str) -> Result<(), StoreError> {
-    match state {
-        None => Err(StoreError::NotFound(format!("event {id} not found"))),
-        Some("dead" | "held") => Ok(()),
-        Some(other) => Err(StoreError::Conflict(format!(
-            "event {id} is {other}; only dead or held events can be {what}"
-        ))),
-    }
 }
 
 /// What retention removed.
@@ -340,18 +298,9 @@ pub(crate) fn order_ref(change: &Change) -> Option<&str> {
     }
 }
 
-/// Why a dead dispatch item cannot be replayed: something newer for the same item (or the
-/// same order) was sent or waits, and the older value would undo it.
-pub(crate) fn newer_exists(newer: i64) -> String {
-    format!(
-        "a newer change for the same item or order (dispatch item {newer}) was sent or is \
-         waiting; replaying this older one would undo it"
-    )
-}
-
 /// The key under which newer values replace older ones for one shop: the change's kind and
 /// identity as a JSON array, so no article, warehouse or list name can run into another.
-pub(crate) fn coalescing_key(change: &Change, push_id: &str) -> String {
+pub(crate) fn coalescing_key(change: &Change, push_id: &str) -> Result<String> {
     let parts: Vec<Option<&str>> = match change {
         Change::Stock(s) => vec![
             Some("stock"),
@@ -372,7 +321,7 @@ pub(crate) fn coalescing_key(change: &Change, push_id: &str) -> String {
         // Every status change is sent, in order; none replaces another.
         Change::OrderStatus(_) => vec![Some("order_status"), Some(push_id)],
     };
-    serde_json::to_string(&parts).unwrap_or_default()
+    serde_json::to_string(&parts).map_err(|e| corrupt("coalescing key", e))
 }
 
 /// A shop row as stored, before its JSON columns are decoded.
@@ -387,7 +336,7 @@ pub(crate) struct RawShop {
 }
 
 impl RawShop {
-    pub fn decode(self) -> Result<ShopRecord, StoreError> {
+    pub fn decode(self) -> Result<ShopRecord> {
         let secrets: Vec<String> =
             serde_json::from_str(&self.secrets).map_err(|e| corrupt("secrets", e))?;
         let webhook_secrets = secrets
@@ -411,8 +360,12 @@ impl RawShop {
     }
 }
 
-/// A shop's columns as stored.
+/// A shop's columns as stored, bound as `$1`…`$7` in this order: shop id, tenant id,
+/// secrets, statuses, document type, settings, API key.
 pub(crate) struct ShopColumns {
+    pub shop_id: String,
+    pub tenant_id: String,
+    pub document_type: &'static str,
     pub secrets: String,
     pub statuses: String,
     pub settings: String,
@@ -420,13 +373,16 @@ pub(crate) struct ShopColumns {
 }
 
 impl ShopColumns {
-    pub fn of(shop: &ShopRecord) -> Result<Self, StoreError> {
+    pub fn of(shop: &ShopRecord) -> Result<Self> {
         let secrets: Vec<String> = shop
             .webhook_secrets
             .iter()
             .map(WebhookSecret::expose)
             .collect();
         Ok(Self {
+            shop_id: shop.shop_id.as_str().to_owned(),
+            tenant_id: shop.tenant_id.as_str().to_owned(),
+            document_type: shop.document_type.as_str(),
             secrets: serde_json::to_string(&secrets).map_err(|e| corrupt("secrets", e))?,
             statuses: serde_json::to_string(&shop.trigger_statuses)
                 .map_err(|e| corrupt("statuses", e))?,
@@ -450,16 +406,16 @@ mod tests {
             })
         };
         assert_eq!(
-            coalescing_key(&stock("A", None, 1), "p1"),
-            coalescing_key(&stock("A", None, 9), "p2")
+            coalescing_key(&stock("A", None, 1), "p1").ok(),
+            coalescing_key(&stock("A", None, 9), "p2").ok()
         );
         assert_ne!(
-            coalescing_key(&stock("A", None, 1), "p1"),
-            coalescing_key(&stock("A", Some("main"), 1), "p1")
+            coalescing_key(&stock("A", None, 1), "p1").ok(),
+            coalescing_key(&stock("A", Some("main"), 1), "p1").ok()
         );
         assert_ne!(
-            coalescing_key(&stock("A", None, 1), "p1"),
-            coalescing_key(&stock("B", None, 1), "p1")
+            coalescing_key(&stock("A", None, 1), "p1").ok(),
+            coalescing_key(&stock("B", None, 1), "p1").ok()
         );
         let list = |name: &str, article: &str| {
             Change::PriceList(shared::domain::PriceListPrice {
@@ -470,8 +426,8 @@ mod tests {
             })
         };
         assert_ne!(
-            coalescing_key(&list("A:B", "C"), "p1"),
-            coalescing_key(&list("A", "B-C"), "p1"),
+            coalescing_key(&list("A:B", "C"), "p1").ok(),
+            coalescing_key(&list("A", "B-C"), "p1").ok(),
             "names with the separator do not collide"
         );
     }

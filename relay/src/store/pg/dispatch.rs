@@ -1,33 +1,27 @@
-//! What goes to each shop, coalesced, on PostgreSQL (see the SQLite store for the rules).
+//! What goes to each shop, coalesced, on PostgreSQL: the same rows and rules as the SQLite
+//! store ([`crate::store::sqlite`] explains them; [`crate::store::queue`] holds the shared ones).
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use shared::domain::Change;
 use shared::{ShopId, TenantId};
 
-use super::{PgStore, parse_time, text};
-use crate::store::StoreError;
-use crate::store::types::{
-    DispatchItem, DispatchSummary, Failure, ShopRecord, coalescing_key, newer_exists, order_ref,
-    takes,
-};
+use super::{PgStore, col, parsed, stored_id};
+use crate::store::queue::{self, FanOut};
+use crate::store::types::{DispatchItem, DispatchSummary, Failure, stored_json};
+use crate::store::{DispatchState, Result, StoreError};
 
-/// Fans a freshly stored push out to the tenant's shops, inside the push's transaction.
+/// Writes a freshly stored push's dispatch rows, one per shop in `fan_out`, inside the
+/// push's transaction; returns those shops.
 pub(super) async fn fan_out(
     tx: &impl GenericClient,
     tenant: &TenantId,
-    shops: &[ShopRecord],
-    push_id: &str,
+    fan_out: &FanOut<'_>,
     change: &Change,
+    push_id: &str,
     payload: &str,
-) -> Result<Vec<ShopId>, StoreError> {
-    let key = coalescing_key(change, push_id);
-    let order = order_ref(change);
-    let mut woken = Vec::new();
-    for shop in shops {
-        if !takes(shop, change) {
-            continue;
-        }
+) -> Result<Vec<ShopId>> {
+    for shop in &fan_out.shops {
         tx.execute(
             "INSERT INTO dispatch (tenant_id, shop_id, kind, key, payload, push_id, order_ref,
                                    state, next_attempt_at, created_at, updated_at)
@@ -37,46 +31,41 @@ pub(super) async fn fan_out(
                            version = dispatch.version + 1, updated_at = excluded.updated_at",
             &[
                 &tenant.as_str(),
-                &shop.shop_id.as_str(),
+                &shop.as_str(),
                 &change.kind(),
-                &key,
+                &fan_out.key,
                 &payload,
                 &push_id,
-                &order,
+                &fan_out.order_ref,
             ],
         )
         .await?;
-        woken.push(shop.shop_id.clone());
     }
-    Ok(woken)
+    Ok(fan_out.shops.iter().map(|&shop| shop.clone()).collect())
 }
 
 const SUMMARY_COLUMNS: &str = "id, shop_id, kind, key, payload, push_id, state, attempts, \
                                last_error, next_attempt_at, created_at, updated_at";
 
-fn summary(r: &tokio_postgres::Row) -> DispatchSummary {
-    DispatchSummary {
-        id: r.get(0),
-        shop_id: r.get(1),
-        kind: r.get(2),
-        key: r.get(3),
-        change: serde_json::from_str(r.get::<_, &str>(4)).unwrap_or(serde_json::Value::Null),
-        push_id: r.get(5),
-        state: r.get(6),
-        attempts: r.get(7),
-        last_error: r.get(8),
-        next_attempt_at: text(r.get(9)),
-        created_at: text(r.get(10)),
-        updated_at: text(r.get(11)),
-    }
+fn summary(r: &tokio_postgres::Row) -> Result<DispatchSummary> {
+    Ok(DispatchSummary {
+        id: col(r, 0)?,
+        shop_id: parsed(r, 1, stored_id(ShopId::new, "shop id"))?,
+        kind: col(r, 2)?,
+        key: col(r, 3)?,
+        change: parsed(r, 4, stored_json)?,
+        push_id: col(r, 5)?,
+        state: parsed(r, 6, DispatchState::stored)?,
+        attempts: col(r, 7)?,
+        last_error: col(r, 8)?,
+        next_attempt_at: col(r, 9)?,
+        created_at: col(r, 10)?,
+        updated_at: col(r, 11)?,
+    })
 }
 
 impl PgStore {
-    pub async fn due_dispatch(
-        &self,
-        shop: ShopId,
-        limit: usize,
-    ) -> Result<Vec<DispatchItem>, StoreError> {
+    pub async fn due_dispatch(&self, shop: ShopId, limit: usize) -> Result<Vec<DispatchItem>> {
         let client = self.client().await?;
         let rows = client
             .query(
@@ -93,16 +82,11 @@ impl PgStore {
             .await?;
         let mut items = Vec::with_capacity(rows.len());
         for r in rows {
-            let id: i64 = r.get(0);
-            match serde_json::from_str::<Change>(r.get::<_, &str>(1)) {
-                Ok(change) => items.push(DispatchItem {
-                    id,
-                    change,
-                    version: r.get(2),
-                    attempts: r.get(3),
-                }),
-                Err(e) => {
-                    let reason = format!("the stored change cannot be read: {e}");
+            let id: i64 = col(&r, 0)?;
+            let (payload, version, attempts) = (col(&r, 1)?, col(&r, 2)?, col(&r, 3)?);
+            match queue::dispatch_item(id, payload, version, attempts) {
+                Ok(item) => items.push(item),
+                Err(reason) => {
                     client
                         .execute(
                             "UPDATE dispatch SET state = 'dead', last_error = $2,
@@ -116,7 +100,7 @@ impl PgStore {
         Ok(items)
     }
 
-    pub async fn next_dispatch_at(&self, shop: ShopId) -> Result<Option<String>, StoreError> {
+    pub async fn next_dispatch_at(&self, shop: ShopId) -> Result<Option<DateTime<Utc>>> {
         let r = self
             .client()
             .await?
@@ -131,17 +115,17 @@ impl PgStore {
                 &[&shop.as_str()],
             )
             .await?;
-        Ok(r.get::<_, Option<DateTime<Utc>>>(0).map(text))
+        col(&r, 0)
     }
 
-    pub async fn dispatch_done(&self, sent: Vec<(i64, i64)>) -> Result<(), StoreError> {
+    pub async fn dispatch_done(&self, sent: Vec<(i64, i64)>) -> Result<()> {
         if sent.is_empty() {
             return Ok(());
         }
         super::retrying(|| self.dispatch_done_once(&sent)).await
     }
 
-    async fn dispatch_done_once(&self, sent: &[(i64, i64)]) -> Result<(), StoreError> {
+    async fn dispatch_done_once(&self, sent: &[(i64, i64)]) -> Result<()> {
         let (ids, versions): (Vec<i64>, Vec<i64>) = sent.iter().copied().unzip();
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
@@ -167,7 +151,7 @@ impl PgStore {
         sent: Vec<(i64, i64)>,
         failure: Failure,
         max_attempts: u32,
-    ) -> Result<(), StoreError> {
+    ) -> Result<()> {
         super::retrying(|| self.dispatch_failed_once(&sent, &failure, max_attempts)).await
     }
 
@@ -176,8 +160,8 @@ impl PgStore {
         sent: &[(i64, i64)],
         failure: &Failure,
         max_attempts: u32,
-    ) -> Result<(), StoreError> {
-        let retry_at = failure.retry_at.as_deref().map(parse_time).transpose()?;
+    ) -> Result<()> {
+        let retry_at = failure.retry_at;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         for &(id, version) in sent {
@@ -216,9 +200,9 @@ impl PgStore {
     pub async fn list_dispatch(
         &self,
         tenant: TenantId,
-        state: Option<String>,
+        state: Option<DispatchState>,
         limit: u32,
-    ) -> Result<Vec<DispatchSummary>, StoreError> {
+    ) -> Result<Vec<DispatchSummary>> {
         let sql = format!(
             "SELECT {SUMMARY_COLUMNS} FROM dispatch WHERE tenant_id = $1
              AND ($2::TEXT IS NULL OR state = $2) ORDER BY id DESC LIMIT $3"
@@ -226,44 +210,45 @@ impl PgStore {
         let rows = self
             .client()
             .await?
-            .query(&sql, &[&tenant.as_str(), &state, &i64::from(limit)])
+            .query(
+                &sql,
+                &[
+                    &tenant.as_str(),
+                    &state.map(DispatchState::as_str),
+                    &i64::from(limit),
+                ],
+            )
             .await?;
-        Ok(rows.iter().map(summary).collect())
+        rows.iter().map(summary).collect()
     }
 
-    pub async fn replay_dispatch(&self, tenant: TenantId, id: i64) -> Result<ShopId, StoreError> {
+    pub async fn replay_dispatch(&self, tenant: TenantId, id: i64) -> Result<ShopId> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let Some(row) = tx
+        let row = tx
             .query_opt(
                 "SELECT shop_id, key, state, order_ref FROM dispatch
                  WHERE id = $1 AND tenant_id = $2 FOR UPDATE",
                 &[&id, &tenant.as_str()],
             )
-            .await?
-        else {
-            return Err(StoreError::NotFound(format!(
-                "dispatch item {id} not found"
-            )));
-        };
-        let (shop, key, state): (String, String, String) = (row.get(0), row.get(1), row.get(2));
-        let order: Option<String> = row.get(3);
-        if state != "dead" {
-            return Err(StoreError::Conflict(format!(
-                "dispatch item {id} is {state}; only dead items can be replayed"
-            )));
-        }
+            .await?;
+        let found = row
+            .map(|r| Ok::<_, StoreError>((parsed(&r, 2, DispatchState::stored)?, r)))
+            .transpose()?;
+        let row = queue::may_replay_dispatch(id, found)?;
+        let shop = parsed(&row, 0, stored_id(ShopId::new, "shop id"))?;
+        let (key, order): (String, Option<String>) = (col(&row, 1)?, col(&row, 3)?);
         if let Some(newer) = tx
             .query_opt(
                 "SELECT id FROM dispatch WHERE shop_id = $1 AND id > $3
                  AND state IN ('pending', 'done')
                  AND (key = $2 OR (order_ref IS NOT NULL AND order_ref = $4))
                  ORDER BY id LIMIT 1",
-                &[&shop, &key, &id, &order],
+                &[&shop.as_str(), &key, &id, &order],
             )
             .await?
         {
-            return Err(StoreError::Conflict(newer_exists(newer.get(0))));
+            return Err(queue::newer_exists(col(&newer, 0)?));
         }
         tx.execute(
             "UPDATE dispatch SET state = 'pending', attempts = 0, next_attempt_at = now(),
@@ -273,6 +258,6 @@ impl PgStore {
         )
         .await?;
         tx.commit().await?;
-        ShopId::new(shop).map_err(|e| StoreError::Database(e.to_string()))
+        Ok(shop)
     }
 }

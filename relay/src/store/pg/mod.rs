@@ -2,7 +2,11 @@
 //!
 //! - [`schema`]: versioned migrations, applied under an advisory lock so instances starting
 //!   together do not race.
-//! - [`tenants`], [`events`], [`dispatch`]: the same operations as the SQLite store.
+//! - [`tenants`], [`events`], [`fetch`], [`pushes`], [`dispatch`], [`leases`]: the same
+//!   operations as the SQLite store, with the same rules ([`crate::store::queue`]).
+//! - [`ingest`]: webhooks committed together in groups, like SQLite's group commit.
+//! - Background tasks (the `LISTEN` connection, the ingest groups) end when the last handle
+//!   to the store is dropped.
 //! - Instances tell each other about new work with `NOTIFY relay` (a JSON [`Notice`]); each
 //!   keeps one extra connection that `LISTEN`s and hands notices to [`PgStore::notices`].
 //! - Leases (`leases` table) make sure only one instance delivers a tenant's queue or
@@ -13,22 +17,27 @@
 
 mod dispatch;
 mod events;
+mod fetch;
+mod ingest;
+mod leases;
+mod pushes;
 mod schema;
 mod tenants;
 pub mod tls;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures_util::StreamExt;
-use shared::ShopId;
 use tokio::sync::broadcast;
 use tokio_postgres::AsyncMessage;
 use tokio_postgres_rustls::MakeRustlsConnect;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::types::{Notice, Purged};
-use super::{StoreError, timestamp};
+use super::StoreError;
+use super::types::Notice;
+use crate::store::Result;
 
 /// The notification channel all instances listen on.
 const CHANNEL: &str = "relay";
@@ -36,27 +45,12 @@ const CHANNEL: &str = "relay";
 /// Connections per instance.
 const POOL_SIZE: usize = 16;
 
-impl From<tokio_postgres::Error> for StoreError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        use tokio_postgres::error::SqlState;
-        let contention = e.as_db_error().is_some_and(|db| {
-            *db.code() == SqlState::T_R_DEADLOCK_DETECTED
-                || *db.code() == SqlState::T_R_SERIALIZATION_FAILURE
-        });
-        if contention {
-            StoreError::Contention(e.to_string())
-        } else {
-            StoreError::Database(e.to_string())
-        }
-    }
-}
-
 /// Runs a transaction again (up to five times) when PostgreSQL aborted it for contention:
 /// pushes and the dispatcher update the same dispatch rows in different orders.
-pub(crate) async fn retrying<T, F, Fut>(f: F) -> Result<T, StoreError>
+pub(crate) async fn retrying<T, F, Fut>(f: F) -> Result<T>
 where
     F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<T, StoreError>>,
+    Fut: std::future::Future<Output = Result<T>>,
 {
     let mut attempt = 1;
     loop {
@@ -70,24 +64,20 @@ where
     }
 }
 
-impl From<deadpool_postgres::PoolError> for StoreError {
-    fn from(e: deadpool_postgres::PoolError) -> Self {
-        StoreError::Database(format!("no database connection: {e}"))
-    }
-}
-
 /// The PostgreSQL store. Cheap to clone.
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
     notices: broadcast::Sender<Notice>,
     /// Webhooks waiting to be committed together.
-    ingests: tokio::sync::mpsc::Sender<events::IngestJob>,
+    ingests: tokio::sync::mpsc::Sender<ingest::IngestJob>,
+    /// Cancels the `LISTEN` task when the last handle goes.
+    _stop: Arc<DropGuard>,
 }
 
 impl PgStore {
     /// Connects, applies migrations and starts listening for other instances' notices.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    pub async fn connect(url: &str) -> Result<Self> {
         let url = tls::PgUrl::parse(url).map_err(StoreError::Open)?;
         if !url.verifies_server() {
             tracing::warn!(
@@ -125,13 +115,16 @@ impl PgStore {
             schema::migrate(&mut client).await?;
         }
         let (notices, _) = broadcast::channel(1024);
-        tokio::spawn(listen(config, tls, notices.clone()));
+        let stop = CancellationToken::new();
+        tokio::spawn(listen(config, tls, notices.clone(), stop.clone()));
+        // Ends when every sender (every handle) is gone, after the groups in flight.
         let (ingests, waiting) = tokio::sync::mpsc::channel(4096);
-        tokio::spawn(events::ingest_batches(pool.clone(), waiting));
+        tokio::spawn(ingest::ingest_batches(pool.clone(), waiting));
         Ok(Self {
             pool,
             notices,
             ingests,
+            _stop: Arc::new(stop.drop_guard()),
         })
     }
 
@@ -139,11 +132,11 @@ impl PgStore {
         self.notices.subscribe()
     }
 
-    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object> {
         Ok(self.pool.get().await?)
     }
 
-    pub async fn notify(&self, notice: Notice) -> Result<(), StoreError> {
+    pub async fn notify(&self, notice: Notice) -> Result<()> {
         let payload = serde_json::to_string(&notice)
             .map_err(|e| StoreError::Database(format!("cannot encode a notice: {e}")))?;
         self.client()
@@ -151,164 +144,6 @@ impl PgStore {
             .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
             .await?;
         Ok(())
-    }
-
-    pub async fn acquire_lease(
-        &self,
-        name: String,
-        holder: String,
-        ttl_ms: u64,
-        take_over: bool,
-    ) -> Result<bool, StoreError> {
-        let ttl = i64::try_from(ttl_ms).unwrap_or(i64::MAX) as f64 / 1000.0;
-        let changed = self
-            .client()
-            .await?
-            .execute(
-                "INSERT INTO leases (name, holder, expires_at)
-                 VALUES ($1, $2, now() + make_interval(secs => $3))
-                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,
-                                                  expires_at = excluded.expires_at
-                 WHERE $4 OR leases.holder = excluded.holder OR leases.expires_at < now()",
-                &[&name, &holder, &ttl, &take_over],
-            )
-            .await?;
-        Ok(changed == 1)
-    }
-
-    pub async fn release_lease(&self, name: String, holder: String) -> Result<(), StoreError> {
-        self.client()
-            .await?
-            .execute(
-                "DELETE FROM leases WHERE name = $1 AND holder = $2",
-                &[&name, &holder],
-            )
-            .await?;
-        Ok(())
-    }
-
-    pub async fn renew_leases(
-        &self,
-        prefix: String,
-        ttl_ms: u64,
-    ) -> Result<Vec<(String, String)>, StoreError> {
-        let ttl = i64::try_from(ttl_ms).unwrap_or(i64::MAX) as f64 / 1000.0;
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "UPDATE leases SET expires_at = now() + make_interval(secs => $2)
-                 WHERE starts_with(holder, $1) RETURNING name, holder",
-                &[&prefix, &ttl],
-            )
-            .await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-    }
-
-    pub async fn lease_holder(&self, name: String) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .client()
-            .await?
-            .query_opt(
-                "SELECT holder FROM leases WHERE name = $1 AND expires_at >= now()",
-                &[&name],
-            )
-            .await?
-            .map(|r| r.get(0)))
-    }
-
-    pub async fn pending_tenants(
-        &self,
-        tenants: Vec<shared::TenantId>,
-    ) -> Result<Vec<shared::TenantId>, StoreError> {
-        let names: Vec<&str> = tenants.iter().map(shared::TenantId::as_str).collect();
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "SELECT DISTINCT tenant_id FROM events
-                 WHERE tenant_id = ANY($1) AND state = 'pending'",
-                &[&names],
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| shared::TenantId::new(r.get::<_, String>(0)).ok())
-            .collect())
-    }
-
-    pub async fn queued_count(&self, tenant: shared::TenantId) -> Result<u64, StoreError> {
-        let count: i64 = self
-            .client()
-            .await?
-            .query_one(
-                "SELECT COUNT(*) FROM events
-                 WHERE tenant_id = $1 AND state IN ('pending', 'fetching', 'held')",
-                &[&tenant.as_str()],
-            )
-            .await?
-            .try_get(0)?;
-        Ok(u64::try_from(count).unwrap_or(0))
-    }
-
-    pub async fn shops_with_pending_dispatch(&self) -> Result<Vec<ShopId>, StoreError> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "SELECT DISTINCT shop_id FROM dispatch WHERE state = 'pending' ORDER BY shop_id",
-                &[],
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| ShopId::new(r.get::<_, String>(0)).ok())
-            .collect())
-    }
-
-    pub async fn purge(&self, before: DateTime<Utc>, limit: u32) -> Result<Purged, StoreError> {
-        let limit = i64::from(limit);
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let ids: Vec<i64> = tx
-            .query(
-                "SELECT id FROM events WHERE state IN ('delivered', 'ignored') AND updated_at < $1
-                 LIMIT $2 FOR UPDATE SKIP LOCKED",
-                &[&before, &limit],
-            )
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        tx.execute(
-            "DELETE FROM event_history WHERE event_id = ANY($1)",
-            &[&ids],
-        )
-        .await?;
-        let events = tx
-            .execute("DELETE FROM events WHERE id = ANY($1)", &[&ids])
-            .await?;
-        let pushes = tx
-            .execute(
-                "DELETE FROM pushes WHERE id IN (
-                    SELECT id FROM pushes WHERE received_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
-                &[&before, &limit],
-            )
-            .await?;
-        let dispatch = tx
-            .execute(
-                "DELETE FROM dispatch WHERE id IN (
-                    SELECT id FROM dispatch WHERE state IN ('done', 'superseded')
-                    AND updated_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
-                &[&before, &limit],
-            )
-            .await?;
-        tx.commit().await?;
-        Ok(Purged {
-            events,
-            pushes,
-            dispatch,
-        })
     }
 }
 
@@ -318,9 +153,14 @@ async fn listen(
     config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
     notices: broadcast::Sender<Notice>,
+    stop: CancellationToken,
 ) {
-    loop {
-        match config.connect(tls.clone()).await {
+    while !stop.is_cancelled() {
+        let connected = tokio::select! {
+            connected = config.connect(tls.clone()) => connected,
+            () = stop.cancelled() => break,
+        };
+        match connected {
             Ok((client, mut connection)) => {
                 let (sender, mut received) = tokio::sync::mpsc::unbounded_channel();
                 let driver = tokio::spawn(async move {
@@ -344,7 +184,9 @@ async fn listen(
                 if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
                     tracing::warn!(error = %e, "cannot LISTEN for other instances");
                 } else {
-                    while let Some(payload) = received.recv().await {
+                    while let Some(payload) =
+                        stop.run_until_cancelled(received.recv()).await.flatten()
+                    {
                         match serde_json::from_str::<Notice>(&payload) {
                             Ok(notice) => {
                                 // No receiver yet is fine: nothing is waiting for work.
@@ -358,18 +200,39 @@ async fn listen(
             }
             Err(e) => tracing::warn!(error = %e, "cannot connect the LISTEN connection"),
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        if stop
+            .run_until_cancelled(tokio::time::sleep(Duration::from_secs(1)))
+            .await
+            .is_none()
+        {
+            break;
+        }
     }
+    tracing::debug!("LISTEN task stopped: the store was dropped");
 }
 
-/// A stored timestamp as the API shows it.
-pub(crate) fn text(at: DateTime<Utc>) -> String {
-    timestamp(at)
+/// Column `i` of a row, as [`tokio_postgres::Row::try_get`] with the store's error: a type
+/// that does not match is an error, not a panic.
+pub(crate) fn col<'a, T: tokio_postgres::types::FromSql<'a>>(
+    r: &'a tokio_postgres::Row,
+    i: usize,
+) -> Result<T> {
+    Ok(r.try_get(i)?)
 }
 
-/// A timestamp the dispatcher or enricher computed (RFC 3339).
-pub(crate) fn parse_time(value: &str) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::parse_from_rfc3339(value)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| StoreError::Database(format!("invalid timestamp {value:?}: {e}")))
+/// Column `i` read as text and parsed by `parse` (a state, an id, a lease name).
+pub(crate) fn parsed<T>(
+    r: &tokio_postgres::Row,
+    i: usize,
+    parse: impl FnOnce(&str) -> Result<T>,
+) -> Result<T> {
+    parse(r.try_get::<_, &str>(i)?)
+}
+
+/// A value whose stored text must parse, as a [`parsed`] argument.
+pub(crate) fn stored_id<T, E: std::fmt::Display>(
+    new: impl FnOnce(String) -> Result<T, E>,
+    what: &'static str,
+) -> impl FnOnce(&str) -> Result<T> {
+    move |text| new(text.to_owned()).map_err(|e| super::error::corrupt(what, e))
 }

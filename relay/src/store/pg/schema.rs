@@ -2,6 +2,7 @@
 //! advisory lock, so instances that start together apply each migration once.
 
 use super::super::StoreError;
+use crate::store::Result;
 
 /// Each entry moves the schema one version up; never edit a released entry, append a new one.
 const MIGRATIONS: &[&str] = &[
@@ -115,7 +116,7 @@ ALTER TABLE events ADD COLUMN original_payload TEXT;
 /// Any number that no other part of the relay uses as an advisory lock.
 const MIGRATION_LOCK: i64 = 0x6d61_6d75_7472_6c79;
 
-pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), StoreError> {
+pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<()> {
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await?;
@@ -124,7 +125,8 @@ pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), StoreErr
     let current: i64 = tx
         .query_opt("SELECT version FROM schema_version", &[])
         .await?
-        .map(|r| r.get(0))
+        .map(|r| r.try_get(0))
+        .transpose()?
         .unwrap_or(0);
     let known = MIGRATIONS.len() as i64;
     if current > known {

@@ -11,6 +11,7 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
+use crate::store::Result;
 
 /// Largest number of jobs committed together.
 const MAX_BATCH: usize = 256;
@@ -19,10 +20,10 @@ const MAX_BATCH: usize = 256;
 /// (a burst slows down instead of growing memory without bound).
 const MAX_WAITING: usize = 8 * MAX_BATCH;
 
-type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+type Completion = Box<dyn FnOnce(Result<()>) + Send>;
 /// A job gets the connection inside an open transaction, or the error that kept the
 /// transaction from opening; it returns whether it failed and how to report the outcome.
-type Job = Box<dyn FnOnce(Result<&Connection, StoreError>) -> (bool, Completion) + Send>;
+type Job = Box<dyn FnOnce(Result<&Connection>) -> (bool, Completion) + Send>;
 
 /// A handle to the connection thread; cheap to clone.
 #[derive(Clone)]
@@ -33,7 +34,7 @@ pub struct Db {
 impl Db {
     /// Opens (creating if needed) the database at `path`, applies migrations and starts the
     /// connection thread.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
+    pub fn open(path: &Path) -> Result<Self> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| {
                 StoreError::Open(format!("cannot create {}: {e}", parent.display()))
@@ -65,16 +66,16 @@ impl Db {
 
     /// Runs `f` in the next group-commit transaction and returns its result once committed.
     /// An `Err` from `f` rolls back only `f`'s own changes.
-    pub async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub async fn call<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
             let result = conn.and_then(f);
             let failed = result.is_err();
-            let completion: Completion = Box::new(move |commit: Result<(), StoreError>| {
+            let completion: Completion = Box::new(move |commit: Result<()>| {
                 // The caller may have gone away (request cancelled); nothing to do then.
                 let _ = reply.send(commit.and(result));
             });

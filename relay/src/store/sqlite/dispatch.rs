@@ -4,27 +4,26 @@
 //! replaces its payload and bumps its `version`, so N updates cost one call. A call's outcome
 //! is recorded against the version that was sent: a row that changed meanwhile stays pending.
 
+use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use shared::domain::Change;
 use shared::{ShopId, TenantId};
 
-use super::SqliteStore;
-use crate::store::types::{
-    DispatchItem, DispatchSummary, Failure, ShopRecord, coalescing_key, newer_exists, order_ref,
-    takes,
-};
-use crate::store::{StoreError, now};
+use super::{SqliteStore, parsed, stored_id, time, time_opt};
+use crate::store::queue::{self, FanOut};
+use crate::store::types::{DispatchItem, DispatchSummary, Failure, stored_json};
+use crate::store::{DispatchState, Result, now, timestamp};
 
-/// Fans a freshly stored push out to the tenant's shops. Returns the shops that got work.
+/// Writes a freshly stored push's dispatch rows, one per shop in `fan_out`; returns those
+/// shops.
 pub(super) fn fan_out(
     conn: &Connection,
     tenant: &TenantId,
-    shops: &[ShopRecord],
-    push_id: &str,
+    fan_out: &FanOut<'_>,
     change: &Change,
+    push_id: &str,
     payload: &str,
-) -> Result<Vec<ShopId>, StoreError> {
-    let key = coalescing_key(change, push_id);
+) -> Result<Vec<ShopId>> {
     let at = now();
     let mut stmt = conn.prepare_cached(
         "INSERT INTO dispatch (tenant_id, shop_id, kind, key, payload, push_id, order_ref,
@@ -34,55 +33,45 @@ pub(super) fn fan_out(
          DO UPDATE SET payload = excluded.payload, push_id = excluded.push_id,
                        version = version + 1, updated_at = excluded.updated_at",
     )?;
-    let mut woken = Vec::new();
-    for shop in shops {
-        if !takes(shop, change) {
-            continue;
-        }
+    for shop in &fan_out.shops {
         stmt.execute(params![
             tenant.as_str(),
-            shop.shop_id.as_str(),
+            shop.as_str(),
             change.kind(),
-            key,
+            fan_out.key,
             payload,
             push_id,
             at,
-            order_ref(change)
+            fan_out.order_ref
         ])?;
-        woken.push(shop.shop_id.clone());
     }
-    Ok(woken)
+    Ok(fan_out.shops.iter().map(|&shop| shop.clone()).collect())
 }
 
 const SUMMARY_COLUMNS: &str = "id, shop_id, kind, key, payload, push_id, state, attempts, \
                                last_error, next_attempt_at, created_at, updated_at";
 
 fn summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<DispatchSummary> {
-    let payload: String = r.get(4)?;
     Ok(DispatchSummary {
         id: r.get(0)?,
-        shop_id: r.get(1)?,
+        shop_id: parsed(r, 1, stored_id(ShopId::new, "shop id"))?,
         kind: r.get(2)?,
         key: r.get(3)?,
-        change: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
+        change: parsed(r, 4, stored_json)?,
         push_id: r.get(5)?,
-        state: r.get(6)?,
+        state: parsed(r, 6, DispatchState::stored)?,
         attempts: r.get(7)?,
         last_error: r.get(8)?,
-        next_attempt_at: r.get(9)?,
-        created_at: r.get(10)?,
-        updated_at: r.get(11)?,
+        next_attempt_at: time(r, 9)?,
+        created_at: time(r, 10)?,
+        updated_at: time(r, 11)?,
     })
 }
 
 impl SqliteStore {
     /// Pending rows of `shop` whose time has come, oldest first; an order's status change
     /// waits while an earlier one of the same order is pending.
-    pub async fn due_dispatch(
-        &self,
-        shop: ShopId,
-        limit: usize,
-    ) -> Result<Vec<DispatchItem>, StoreError> {
+    pub async fn due_dispatch(&self, shop: ShopId, limit: usize) -> Result<Vec<DispatchItem>> {
         self.db
             .call(move |conn| {
                 let mut stmt = conn.prepare_cached(
@@ -107,16 +96,9 @@ impl SqliteStore {
                     .collect::<Result<Vec<_>, _>>()?;
                 let mut items = Vec::with_capacity(rows.len());
                 for (id, payload, version, attempts) in rows {
-                    match serde_json::from_str::<Change>(&payload) {
-                        Ok(change) => items.push(DispatchItem {
-                            id,
-                            change,
-                            version,
-                            attempts,
-                        }),
-                        Err(e) => {
-                            // Stored by this relay, so this is not expected; keep it visible.
-                            let reason = format!("the stored change cannot be read: {e}");
+                    match queue::dispatch_item(id, &payload, version, attempts) {
+                        Ok(item) => items.push(item),
+                        Err(reason) => {
                             conn.execute(
                                 "UPDATE dispatch SET state = 'dead', last_error = ?2,
                                         updated_at = ?3 WHERE id = ?1",
@@ -131,7 +113,7 @@ impl SqliteStore {
     }
 
     /// When the earliest pending row of `shop` is due, if any.
-    pub async fn next_dispatch_at(&self, shop: ShopId) -> Result<Option<String>, StoreError> {
+    pub async fn next_dispatch_at(&self, shop: ShopId) -> Result<Option<DateTime<Utc>>> {
         self.db
             .call(move |conn| {
                 Ok(conn
@@ -144,7 +126,7 @@ impl SqliteStore {
                                              AND earlier.state = 'pending'
                                              AND earlier.id < dispatch.id)",
                         [shop.as_str()],
-                        |r| r.get::<_, Option<String>>(0),
+                        |r| time_opt(r, 0),
                     )
                     .optional()?
                     .flatten())
@@ -154,7 +136,7 @@ impl SqliteStore {
 
     /// The shop applied these (id, version) rows. A row replaced meanwhile stays pending; an
     /// older dead row of the same key is superseded by this success.
-    pub async fn dispatch_done(&self, sent: Vec<(i64, i64)>) -> Result<(), StoreError> {
+    pub async fn dispatch_done(&self, sent: Vec<(i64, i64)>) -> Result<()> {
         self.db
             .call(move |conn| {
                 let at = now();
@@ -190,7 +172,7 @@ impl SqliteStore {
         sent: Vec<(i64, i64)>,
         failure: Failure,
         max_attempts: u32,
-    ) -> Result<(), StoreError> {
+    ) -> Result<()> {
         self.db
             .call(move |conn| {
                 let at = now();
@@ -213,7 +195,7 @@ impl SqliteStore {
                         id,
                         version,
                         failure.reason,
-                        failure.retry_at,
+                        failure.retry_at.map(timestamp),
                         i64::from(max_attempts),
                         at
                     ])?;
@@ -230,9 +212,9 @@ impl SqliteStore {
     pub async fn list_dispatch(
         &self,
         tenant: TenantId,
-        state: Option<String>,
+        state: Option<DispatchState>,
         limit: u32,
-    ) -> Result<Vec<DispatchSummary>, StoreError> {
+    ) -> Result<Vec<DispatchSummary>> {
         self.db
             .call(move |conn| {
                 let sql = format!(
@@ -240,7 +222,10 @@ impl SqliteStore {
                      AND (?2 IS NULL OR state = ?2) ORDER BY id DESC LIMIT ?3"
                 );
                 let mut stmt = conn.prepare_cached(&sql)?;
-                let rows = stmt.query_map(params![tenant.as_str(), state, limit], summary)?;
+                let rows = stmt.query_map(
+                    params![tenant.as_str(), state.map(DispatchState::as_str), limit],
+                    summary,
+                )?;
                 Ok(rows.collect::<Result<Vec<_>, _>>()?)
             })
             .await
@@ -248,39 +233,35 @@ impl SqliteStore {
 
     /// Puts a dead row back in line; returns its shop. Refused when a newer value for the same
     /// key is already pending (that one will be sent instead).
-    pub async fn replay_dispatch(&self, tenant: TenantId, id: i64) -> Result<ShopId, StoreError> {
+    pub async fn replay_dispatch(&self, tenant: TenantId, id: i64) -> Result<ShopId> {
         self.db
             .call(move |conn| {
-                let row: Option<(String, String, String, Option<String>)> = conn
+                let row = conn
                     .query_row(
-                        "SELECT shop_id, key, state, order_ref FROM dispatch
+                        "SELECT state, shop_id, key, order_ref FROM dispatch
                          WHERE id = ?1 AND tenant_id = ?2",
                         params![id, tenant.as_str()],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                        |r| {
+                            let shop = parsed(r, 1, stored_id(ShopId::new, "shop id"))?;
+                            let row: (ShopId, String, Option<String>) =
+                                (shop, r.get(2)?, r.get(3)?);
+                            Ok((parsed(r, 0, DispatchState::stored)?, row))
+                        },
                     )
                     .optional()?;
-                let Some((shop, key, state, order)) = row else {
-                    return Err(StoreError::NotFound(format!(
-                        "dispatch item {id} not found"
-                    )));
-                };
-                if state != "dead" {
-                    return Err(StoreError::Conflict(format!(
-                        "dispatch item {id} is {state}; only dead items can be replayed"
-                    )));
-                }
+                let (shop, key, order) = queue::may_replay_dispatch(id, row)?;
                 let newer: Option<i64> = conn
                     .query_row(
                         "SELECT id FROM dispatch WHERE shop_id = ?1 AND id > ?3
                          AND state IN ('pending', 'done')
                          AND (key = ?2 OR (order_ref IS NOT NULL AND order_ref = ?4))
                          ORDER BY id LIMIT 1",
-                        params![shop, key, id, order],
+                        params![shop.as_str(), key, id, order],
                         |r| r.get(0),
                     )
                     .optional()?;
                 if let Some(newer) = newer {
-                    return Err(StoreError::Conflict(newer_exists(newer)));
+                    return Err(queue::newer_exists(newer));
                 }
                 conn.execute(
                     "UPDATE dispatch SET state = 'pending', attempts = 0, next_attempt_at = ?2,
@@ -288,7 +269,7 @@ impl SqliteStore {
                      WHERE id = ?1",
                     params![id, now()],
                 )?;
-                ShopId::new(shop).map_err(|e| StoreError::Database(e.to_string()))
+                Ok(shop)
             })
             .await
     }

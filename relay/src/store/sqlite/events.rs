@@ -1,66 +1,106 @@
-//! The per-tenant event queue: ingest, selection for delivery, ack, nack, dead letters,
-//! replay, each state change recorded in `event_history`; and the pushes agents send.
+//! The per-tenant event queue on SQLite: ingest, selection for delivery, ack, nack, dead
+//! letters, replay and edits, each state change recorded in `event_history`. The rules are
+//! [`crate::store::queue`]'s; this file holds their SQL. Fetching thin webhooks' orders is
+//! [`super::fetch`]'s.
 
 use std::collections::HashSet;
 
 use rusqlite::{Connection, OptionalExtension, params};
-use shared::domain::Change;
-use shared::{AgentId, ShopId, TenantId};
+use shared::{ShopId, TenantId};
 
-use super::SqliteStore;
+use super::{SqliteStore, parsed, stored_id, time};
+use crate::store::queue::{self, DeliveryPicker, Transition};
+use crate::store::types::document_type;
 use crate::store::types::{
-    Enriched, EventPayload, EventState, EventSummary, FetchJob, HistoryEntry, Ingested, NewEvent,
-    PushSummary, QueuedEvent, encode_pushes, operator_may,
+    EventPayload, EventSummary, HistoryEntry, Ingested, NewEvent, QueuedEvent,
 };
-use crate::store::{StoreError, now, timestamp};
+use crate::store::{EventState, HistoryState, Result, now};
 
 const SUMMARY_COLUMNS: &str = "id, shop_id, webhook_id, order_id, order_status, state, attempts, \
                                mamut_ref, last_error, received_at, updated_at";
 
-fn summary(row: &rusqlite::Row<'_>) -> rusqlite::Result<EventSummary> {
-    let state: String = row.get(5)?;
+fn summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventSummary> {
     Ok(EventSummary {
-        id: row.get(0)?,
-        shop_id: row.get(1)?,
-        webhook_id: row.get(2)?,
-        order_id: row.get(3)?,
-        order_status: row.get(4)?,
-        state: EventState::parse(&state).unwrap_or(EventState::Pending),
-        attempts: row.get(6)?,
-        mamut_ref: row.get(7)?,
-        last_error: row.get(8)?,
-        received_at: row.get(9)?,
-        updated_at: row.get(10)?,
+        id: r.get(0)?,
+        shop_id: parsed(r, 1, stored_id(ShopId::new, "shop id"))?,
+        webhook_id: r.get(2)?,
+        order_id: r.get(3)?,
+        order_status: r.get(4)?,
+        state: parsed(r, 5, EventState::stored)?,
+        attempts: r.get(6)?,
+        mamut_ref: r.get(7)?,
+        last_error: r.get(8)?,
+        received_at: time(r, 9)?,
+        updated_at: time(r, 10)?,
     })
 }
 
-fn record(
+/// `(id, state)` of a stored webhook, as an [`Ingested`] duplicate.
+fn ingested(r: &rusqlite::Row<'_>) -> rusqlite::Result<Ingested> {
+    Ok(Ingested {
+        event_id: r.get(0)?,
+        state: parsed(r, 1, EventState::stored)?,
+        duplicate: true,
+    })
+}
+
+const FIND_WEBHOOK: &str = "SELECT id, state FROM events WHERE shop_id = ?1 AND webhook_id = ?2";
+
+pub(super) fn record(
     conn: &Connection,
     event_id: i64,
-    state: &str,
-    detail: Option<&str>,
-) -> Result<(), StoreError> {
+    state: HistoryState,
+    detail: &str,
+) -> Result<()> {
     conn.execute(
         "INSERT INTO event_history (event_id, at, state, detail) VALUES (?1, ?2, ?3, ?4)",
-        params![event_id, now(), state, detail],
+        params![event_id, now(), state.as_str(), detail],
     )?;
     Ok(())
 }
 
-/// The state of a tenant's event, if it has one of that id.
-fn state_of(conn: &Connection, tenant: &TenantId, id: i64) -> Result<Option<String>, StoreError> {
+/// Applies `change` to a tenant's event (any tenant's with `tenant` `None`) and records it;
+/// whether the event was in `change.from`.
+pub(super) fn transition(
+    conn: &Connection,
+    tenant: Option<&TenantId>,
+    id: i64,
+    change: &Transition,
+) -> Result<bool> {
+    let changed = conn.execute(
+        "UPDATE events SET state = ?3, last_error = ?4,
+                mamut_ref = CASE WHEN ?5 THEN ?6 ELSE mamut_ref END, updated_at = ?7
+         WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2) AND state = ?8",
+        params![
+            id,
+            tenant.map(TenantId::as_str),
+            change.to.as_str(),
+            change.last_error,
+            change.mamut_ref.is_some(),
+            change.mamut_ref.clone().flatten(),
+            now(),
+            change.from.as_str(),
+        ],
+    )?;
+    if changed == 1 {
+        record(conn, id, change.history, &change.detail)?;
+    }
+    Ok(changed == 1)
+}
+
+/// The state and body of a tenant's event, if it has one of that id.
+fn state_of(conn: &Connection, tenant: &TenantId, id: i64) -> Result<Option<(EventState, String)>> {
     Ok(conn
         .query_row(
-            "SELECT state FROM events WHERE id = ?1 AND tenant_id = ?2",
+            "SELECT state, payload FROM events WHERE id = ?1 AND tenant_id = ?2",
             params![id, tenant.as_str()],
-            |r| r.get(0),
+            |r| Ok((parsed(r, 0, EventState::stored)?, r.get(1)?)),
         )
         .optional()?)
 }
 
 impl SqliteStore {
-    /// Stores a webhook once per (shop, webhook id).
-    pub async fn ingest(&self, event: NewEvent) -> Result<Ingested, StoreError> {
+    pub async fn ingest(&self, event: NewEvent) -> Result<Ingested> {
         self.db
             .call(move |conn| {
                 let at = now();
@@ -86,64 +126,36 @@ impl SqliteStore {
                         |r| r.get(0),
                     )
                     .optional()?;
-                if let Some(event_id) = inserted {
-                    record(
-                        conn,
-                        event_id,
-                        event.state.as_str(),
-                        Some(&event.received_detail()),
-                    )?;
-                    return Ok(Ingested {
-                        event_id,
-                        state: event.state,
-                        duplicate: false,
-                    });
-                }
-                let (event_id, state): (i64, String) = conn.query_row(
-                    "SELECT id, state FROM events WHERE shop_id = ?1 AND webhook_id = ?2",
-                    params![event.shop_id.as_str(), event.webhook_id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )?;
-                let state = EventState::parse(&state).unwrap_or(EventState::Pending);
+                let Some(event_id) = inserted else {
+                    let params = params![event.shop_id.as_str(), event.webhook_id];
+                    return Ok(conn.query_row(FIND_WEBHOOK, params, ingested)?);
+                };
+                let detail = event.received_detail();
+                record(conn, event_id, event.state.into(), &detail)?;
                 Ok(Ingested {
                     event_id,
-                    state,
-                    duplicate: true,
+                    state: event.state,
+                    duplicate: false,
                 })
             })
             .await
     }
 
-    pub async fn find_webhook(
-        &self,
-        shop: ShopId,
-        webhook_id: String,
-    ) -> Result<Option<Ingested>, StoreError> {
+    pub async fn find_webhook(&self, shop: ShopId, webhook_id: String) -> Result<Option<Ingested>> {
         self.db
             .call(move |conn| {
-                let found: Option<(i64, String)> = conn
-                    .query_row(
-                        "SELECT id, state FROM events WHERE shop_id = ?1 AND webhook_id = ?2",
-                        params![shop.as_str(), webhook_id],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
-                    .optional()?;
-                Ok(found.map(|(event_id, state)| Ingested {
-                    event_id,
-                    state: EventState::parse(&state).unwrap_or(EventState::Pending),
-                    duplicate: true,
-                }))
+                let params = params![shop.as_str(), webhook_id];
+                Ok(conn.query_row(FIND_WEBHOOK, params, ingested).optional()?)
             })
             .await
     }
 
-    /// Newest first.
     pub async fn list_events(
         &self,
         tenant: TenantId,
         state: Option<EventState>,
         limit: u32,
-    ) -> Result<Vec<EventSummary>, StoreError> {
+    ) -> Result<Vec<EventSummary>> {
         self.db
             .call(move |conn| {
                 let sql = format!(
@@ -164,7 +176,7 @@ impl SqliteStore {
         &self,
         tenant: TenantId,
         id: i64,
-    ) -> Result<Option<(EventSummary, Vec<HistoryEntry>)>, StoreError> {
+    ) -> Result<Option<(EventSummary, Vec<HistoryEntry>)>> {
         self.db
             .call(move |conn| {
                 let sql = format!(
@@ -182,8 +194,8 @@ impl SqliteStore {
                 let history = stmt
                     .query_map([id], |r| {
                         Ok(HistoryEntry {
-                            at: r.get(0)?,
-                            state: r.get(1)?,
+                            at: time(r, 0)?,
+                            state: parsed(r, 1, HistoryState::stored)?,
                             detail: r.get(2)?,
                         })
                     })?
@@ -193,24 +205,16 @@ impl SqliteStore {
             .await
     }
 
-    /// Selects up to `want` pending events of `tenant` for delivery, oldest first, at most one
-    /// per shop order and none for an order in `blocked_orders` (an earlier event of that
-    /// order is still in flight). Events in `exclude` are in flight already. Counts an attempt
-    /// on each selected event.
     pub async fn next_deliveries(
         &self,
         tenant: TenantId,
         exclude: HashSet<i64>,
-        mut blocked_orders: HashSet<(String, String)>,
+        blocked_orders: HashSet<(String, String)>,
         want: usize,
-    ) -> Result<Vec<QueuedEvent>, StoreError> {
-        const PAGE: i64 = 500;
-        const MAX_SCAN: usize = 20_000;
+    ) -> Result<Vec<QueuedEvent>> {
         self.db
             .call(move |conn| {
-                let mut selected = Vec::new();
-                let mut after = 0i64;
-                let mut scanned = 0usize;
+                let mut picker = DeliveryPicker::new(exclude, blocked_orders, want);
                 let mut stmt = conn.prepare_cached(
                     "SELECT id, shop_id, order_id, document_type, payload, attempts FROM events
                      WHERE tenant_id = ?1 AND state = 'pending' AND id > ?2
@@ -221,38 +225,22 @@ impl SqliteStore {
                                          AND earlier.id < events.id)
                      ORDER BY id LIMIT ?3",
                 )?;
-                'pages: while selected.len() < want && scanned < MAX_SCAN {
+                while let Some(after) = picker.next_page() {
                     let page = stmt
-                        .query_map(params![tenant.as_str(), after, PAGE], |r| {
-                            let event = QueuedEvent {
+                        .query_map(params![tenant.as_str(), after, queue::PAGE], |r| {
+                            Ok(QueuedEvent {
                                 id: r.get(0)?,
-                                shop_id: r.get(1)?,
+                                shop_id: parsed(r, 1, stored_id(ShopId::new, "shop id"))?,
                                 order_id: r.get(2)?,
-                                document_type: r.get(3)?,
+                                document_type: parsed(r, 3, document_type)?,
                                 payload: r.get(4)?,
                                 attempt: r.get::<_, i64>(5)? + 1,
-                            };
-                            Ok(event)
+                            })
                         })?
                         .collect::<Result<Vec<_>, _>>()?;
-                    let full_page = page.len() as i64 == PAGE;
-                    for event in page {
-                        scanned += 1;
-                        after = event.id;
-                        let key = (event.shop_id.clone(), event.order_id.clone());
-                        // An event still being fetched holds back the later ones of its order.
-                        if !blocked_orders.insert(key) || exclude.contains(&event.id) {
-                            continue;
-                        }
-                        selected.push(event);
-                        if selected.len() == want {
-                            break 'pages;
-                        }
-                    }
-                    if !full_page {
-                        break;
-                    }
+                    picker.offer(page);
                 }
+                let selected = picker.picked();
                 let mut bump = conn.prepare_cached(
                     "UPDATE events SET attempts = attempts + 1, updated_at = ?2 WHERE id = ?1",
                 )?;
@@ -265,104 +253,33 @@ impl SqliteStore {
             .await
     }
 
-    /// The agent applied the event. Returns false when it was not pending (already acked,
-    /// or not this tenant's).
-    pub async fn ack(
+    /// Applies an outcome to a tenant's event; whether it was in `change.from`.
+    pub(crate) async fn transition(
         &self,
         tenant: TenantId,
         id: i64,
-        mamut_ref: Option<String>,
-        already_applied: bool,
-    ) -> Result<bool, StoreError> {
+        change: Transition,
+    ) -> Result<bool> {
+        self.db
+            .call(move |conn| transition(conn, Some(&tenant), id, &change))
+            .await
+    }
+
+    pub async fn replay(&self, tenant: TenantId, id: i64) -> Result<()> {
         self.db
             .call(move |conn| {
-                let changed = conn.execute(
-                    "UPDATE events SET state = 'delivered', mamut_ref = ?3, last_error = NULL,
-                            updated_at = ?4
-                     WHERE id = ?1 AND tenant_id = ?2 AND state = 'pending'",
-                    params![id, tenant.as_str(), mamut_ref, now()],
+                let state = queue::replay(id, state_of(conn, &tenant, id)?)?;
+                conn.execute(
+                    "UPDATE events SET state = ?2, next_attempt_at = NULL, updated_at = ?3
+                     WHERE id = ?1",
+                    params![id, state.as_str(), now()],
                 )?;
-                if changed == 1 {
-                    let detail = match (&mamut_ref, already_applied) {
-                        (Some(r), false) => format!("applied in Mamut as {r}"),
-                        (Some(r), true) => format!("already in Mamut as {r}"),
-                        (None, _) => "applied in Mamut".to_owned(),
-                    };
-                    record(conn, id, "delivered", Some(&detail))?;
-                }
-                Ok(changed == 1)
+                record(conn, id, state.into(), "replayed by an operator")
             })
             .await
     }
 
-    /// A retryable failure: the event stays pending and is redelivered later.
-    pub async fn record_failure(
-        &self,
-        tenant: TenantId,
-        id: i64,
-        reason: String,
-    ) -> Result<(), StoreError> {
-        self.db
-            .call(move |conn| {
-                let changed = conn.execute(
-                    "UPDATE events SET last_error = ?3, updated_at = ?4
-                     WHERE id = ?1 AND tenant_id = ?2 AND state = 'pending'",
-                    params![id, tenant.as_str(), reason, now()],
-                )?;
-                if changed == 1 {
-                    record(conn, id, "retry", Some(&reason))?;
-                }
-                Ok(())
-            })
-            .await
-    }
-
-    /// A permanent failure: the event moves to the dead-letter list.
-    pub async fn dead_letter(
-        &self,
-        tenant: TenantId,
-        id: i64,
-        reason: String,
-    ) -> Result<(), StoreError> {
-        self.db
-            .call(move |conn| {
-                let changed = conn.execute(
-                    "UPDATE events SET state = 'dead', last_error = ?3, updated_at = ?4
-                     WHERE id = ?1 AND tenant_id = ?2 AND state = 'pending'",
-                    params![id, tenant.as_str(), reason, now()],
-                )?;
-                if changed == 1 {
-                    record(conn, id, "dead", Some(&reason))?;
-                }
-                Ok(())
-            })
-            .await
-    }
-
-    /// Puts a dead event back in the queue.
-    pub async fn replay(&self, tenant: TenantId, id: i64) -> Result<(), StoreError> {
-        self.db
-            .call(move |conn| {
-                operator_may(id, state_of(conn, &tenant, id)?.as_deref(), "replayed")?;
-                // A thin webhook (no order in it yet) goes back to fetching its order.
-                let state: String = conn.query_row(
-                    "UPDATE events SET state = CASE WHEN json_type(payload, '$.order') = 'object'
-                                                THEN 'pending' ELSE 'fetching' END,
-                            next_attempt_at = NULL, updated_at = ?2
-                     WHERE id = ?1 RETURNING state",
-                    params![id, now()],
-                    |r| r.get(0),
-                )?;
-                record(conn, id, &state, Some("replayed by an operator"))
-            })
-            .await
-    }
-
-    pub async fn event_payload(
-        &self,
-        tenant: TenantId,
-        id: i64,
-    ) -> Result<Option<EventPayload>, StoreError> {
+    pub async fn event_payload(&self, tenant: TenantId, id: i64) -> Result<Option<EventPayload>> {
         self.db
             .call(move |conn| {
                 Ok(conn
@@ -389,199 +306,18 @@ impl SqliteStore {
         payload: String,
         order_status: String,
         note: String,
-    ) -> Result<(), StoreError> {
+    ) -> Result<()> {
         self.db
             .call(move |conn| {
-                operator_may(id, state_of(conn, &tenant, id)?.as_deref(), "edited")?;
+                let found = state_of(conn, &tenant, id)?;
+                queue::operator_may(id, found.map(|(state, _)| state), "edited")?;
                 conn.execute(
                     "UPDATE events SET original_payload = COALESCE(original_payload, payload),
                             payload = ?2, order_status = ?3, updated_at = ?4
                      WHERE id = ?1",
                     params![id, payload, order_status, now()],
                 )?;
-                record(conn, id, "edited", Some(&note))
-            })
-            .await
-    }
-
-    /// Claims the thin webhooks whose order is due to be fetched, oldest first: they are not
-    /// handed out again for a minute (unless their fetch is recorded earlier).
-    pub async fn due_fetches(&self, limit: usize) -> Result<Vec<FetchJob>, StoreError> {
-        self.db
-            .call(move |conn| {
-                let at = chrono::Utc::now();
-                let mut stmt = conn.prepare_cached(
-                    "SELECT id, tenant_id, shop_id, order_id, payload FROM events
-                     WHERE state = 'fetching'
-                       AND (next_attempt_at IS NULL OR next_attempt_at <= ?1)
-                     ORDER BY id LIMIT ?2",
-                )?;
-                let jobs = stmt
-                    .query_map(params![timestamp(at), limit as i64], |r| {
-                        Ok(FetchJob {
-                            id: r.get(0)?,
-                            tenant_id: r.get(1)?,
-                            shop_id: r.get(2)?,
-                            order_id: r.get(3)?,
-                            payload: r.get(4)?,
-                        })
-                    })?
-                    .collect::<Result<Vec<_>, _>>()?;
-                let claimed_until = timestamp(at + chrono::Duration::seconds(60));
-                let mut claim =
-                    conn.prepare_cached("UPDATE events SET next_attempt_at = ?2 WHERE id = ?1")?;
-                for job in &jobs {
-                    claim.execute(params![job.id, claimed_until])?;
-                }
-                Ok(jobs)
-            })
-            .await
-    }
-
-    /// When the earliest waiting fetch is due, if any fetch waits.
-    pub async fn next_fetch_at(&self) -> Result<Option<String>, StoreError> {
-        self.db
-            .call(move |conn| {
-                let (count, at): (i64, Option<String>) = conn.query_row(
-                    "SELECT COUNT(*), MIN(COALESCE(next_attempt_at, '')) FROM events
-                     WHERE state = 'fetching'",
-                    [],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )?;
-                Ok(if count == 0 { None } else { at })
-            })
-            .await
-    }
-
-    /// The order of a thin webhook was fetched: the event holds the full webhook now and
-    /// joins the delivery queue.
-    pub async fn enriched(
-        &self,
-        id: i64,
-        payload: String,
-        outcome: Enriched,
-    ) -> Result<bool, StoreError> {
-        let (state, detail, last_error) = outcome.outcome();
-        self.db
-            .call(move |conn| {
-                let changed = conn.execute(
-                    "UPDATE events SET state = ?4, payload = ?2, next_attempt_at = NULL,
-                            last_error = ?5, updated_at = ?3
-                     WHERE id = ?1 AND state = 'fetching'",
-                    params![id, payload, now(), state, last_error],
-                )?;
-                if changed == 1 {
-                    record(conn, id, state, Some(&detail))?;
-                }
-                Ok(changed == 1)
-            })
-            .await
-    }
-
-    /// Fetching the order failed; it is tried again at `retry_at`.
-    pub async fn fetch_failed(
-        &self,
-        id: i64,
-        reason: String,
-        retry_at: Option<String>,
-    ) -> Result<(), StoreError> {
-        self.db
-            .call(move |conn| {
-                let changed = conn.execute(
-                    "UPDATE events SET last_error = ?2, next_attempt_at = ?3, updated_at = ?4,
-                            state = CASE WHEN ?3 IS NULL THEN 'dead' ELSE state END
-                     WHERE id = ?1 AND state = 'fetching'",
-                    params![id, reason, retry_at, now()],
-                )?;
-                if changed == 1 {
-                    let state = if retry_at.is_some() { "retry" } else { "dead" };
-                    record(conn, id, state, Some(&reason))?;
-                }
-                Ok(())
-            })
-            .await
-    }
-
-    /// Stores a push from an agent once per (tenant, push id) and, the first time, fans it
-    /// out to the shops whose rules take it. Returns those shops.
-    pub async fn insert_push(
-        &self,
-        tenant: TenantId,
-        agent: AgentId,
-        push_id: String,
-        change: Change,
-    ) -> Result<Vec<ShopId>, StoreError> {
-        self.insert_pushes(tenant, agent, vec![(push_id, change)])
-            .await
-    }
-
-    /// Stores pushes in one transaction, each once per (tenant, push id), and fans out the
-    /// new ones; returns the shops that got work (each once).
-    pub async fn insert_pushes(
-        &self,
-        tenant: TenantId,
-        agent: AgentId,
-        pushes: Vec<(String, Change)>,
-    ) -> Result<Vec<ShopId>, StoreError> {
-        let encoded = encode_pushes(pushes)?;
-        self.db
-            .call(move |conn| {
-                let shops = super::tenants::read_shops(conn, Some(&tenant))?;
-                let mut insert = conn.prepare_cached(
-                    "INSERT INTO pushes (tenant_id, agent_id, push_id, kind, payload, received_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (tenant_id, push_id) DO NOTHING",
-                )?;
-                let at = now();
-                let mut woken: Vec<ShopId> = Vec::new();
-                for (push_id, change, payload) in &encoded {
-                    let inserted = insert.execute(params![
-                        tenant.as_str(),
-                        agent.as_str(),
-                        push_id,
-                        change.kind(),
-                        payload,
-                        at
-                    ])?;
-                    if inserted == 0 {
-                        continue;
-                    }
-                    for shop in
-                        super::dispatch::fan_out(conn, &tenant, &shops, push_id, change, payload)?
-                    {
-                        if !woken.contains(&shop) {
-                            woken.push(shop);
-                        }
-                    }
-                }
-                Ok(woken)
-            })
-            .await
-    }
-
-    /// A tenant's pushes, newest first.
-    pub async fn list_pushes(
-        &self,
-        tenant: TenantId,
-        limit: u32,
-    ) -> Result<Vec<PushSummary>, StoreError> {
-        self.db
-            .call(move |conn| {
-                let mut stmt = conn.prepare_cached(
-                    "SELECT id, agent_id, push_id, kind, payload, received_at FROM pushes
-                     WHERE tenant_id = ?1 ORDER BY id DESC LIMIT ?2",
-                )?;
-                let rows = stmt.query_map(params![tenant.as_str(), limit], |r| {
-                    let payload: String = r.get(4)?;
-                    Ok(PushSummary {
-                        id: r.get(0)?,
-                        agent_id: r.get(1)?,
-                        push_id: r.get(2)?,
-                        kind: r.get(3)?,
-                        change: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
-                        received_at: r.get(5)?,
-                    })
-                })?;
-                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+                record(conn, id, HistoryState::Edited, &note)
             })
             .await
     }

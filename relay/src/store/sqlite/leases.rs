@@ -4,18 +4,18 @@ use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 use shared::{ShopId, TenantId};
 
-use super::SqliteStore;
+use super::{SqliteStore, parsed, stored_id};
 use crate::store::types::{Notice, Purged};
-use crate::store::{StoreError, timestamp};
+use crate::store::{Lease, Result, timestamp};
 
 impl SqliteStore {
     pub async fn acquire_lease(
         &self,
-        name: String,
+        lease: Lease,
         holder: String,
         ttl_ms: u64,
         take_over: bool,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool> {
         self.db
             .call(move |conn| {
                 let at = Utc::now();
@@ -25,30 +25,26 @@ impl SqliteStore {
                      ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,
                                                       expires_at = excluded.expires_at
                      WHERE ?4 OR leases.holder = excluded.holder OR leases.expires_at < ?5",
-                    params![name, holder, expires, take_over, timestamp(at)],
+                    params![lease.to_string(), holder, expires, take_over, timestamp(at)],
                 )?;
                 Ok(changed == 1)
             })
             .await
     }
 
-    pub async fn release_lease(&self, name: String, holder: String) -> Result<(), StoreError> {
+    pub async fn release_lease(&self, lease: Lease, holder: String) -> Result<()> {
         self.db
             .call(move |conn| {
                 conn.execute(
                     "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
-                    params![name, holder],
+                    params![lease.to_string(), holder],
                 )?;
                 Ok(())
             })
             .await
     }
 
-    pub async fn renew_leases(
-        &self,
-        prefix: String,
-        ttl_ms: u64,
-    ) -> Result<Vec<(String, String)>, StoreError> {
+    pub async fn renew_leases(&self, prefix: String, ttl_ms: u64) -> Result<Vec<(Lease, String)>> {
         self.db
             .call(move |conn| {
                 let expires = timestamp(Utc::now() + chrono::Duration::milliseconds(ttl_ms as i64));
@@ -57,20 +53,22 @@ impl SqliteStore {
                      RETURNING name, holder",
                 )?;
                 let leases = stmt
-                    .query_map(params![prefix, expires], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .query_map(params![prefix, expires], |r| {
+                        Ok((parsed(r, 0, str::parse)?, r.get(1)?))
+                    })?
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(leases)
             })
             .await
     }
 
-    pub async fn lease_holder(&self, name: String) -> Result<Option<String>, StoreError> {
+    pub async fn lease_holder(&self, lease: Lease) -> Result<Option<String>> {
         self.db
             .call(move |conn| {
                 Ok(conn
                     .query_row(
                         "SELECT holder FROM leases WHERE name = ?1 AND expires_at >= ?2",
-                        params![name, timestamp(Utc::now())],
+                        params![lease.to_string(), timestamp(Utc::now())],
                         |r| r.get(0),
                     )
                     .optional()?)
@@ -78,10 +76,7 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn pending_tenants(
-        &self,
-        tenants: Vec<TenantId>,
-    ) -> Result<Vec<TenantId>, StoreError> {
+    pub async fn pending_tenants(&self, tenants: Vec<TenantId>) -> Result<Vec<TenantId>> {
         self.db
             .call(move |conn| {
                 let mut stmt = conn.prepare_cached(
@@ -98,7 +93,7 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn queued_count(&self, tenant: TenantId) -> Result<u64, StoreError> {
+    pub async fn queued_count(&self, tenant: TenantId) -> Result<u64> {
         self.db
             .call(move |conn| {
                 let count: i64 = conn
@@ -112,26 +107,26 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn shops_with_pending_dispatch(&self) -> Result<Vec<ShopId>, StoreError> {
+    pub async fn shops_with_pending_dispatch(&self) -> Result<Vec<ShopId>> {
         self.db
             .call(move |conn| {
                 let mut stmt = conn.prepare_cached(
                     "SELECT DISTINCT shop_id FROM dispatch WHERE state = 'pending' ORDER BY shop_id",
                 )?;
                 let rows = stmt
-                    .query_map([], |r| r.get::<_, String>(0))?
+                    .query_map([], |r| parsed(r, 0, stored_id(ShopId::new, "shop id")))?
                     .collect::<Result<Vec<_>, _>>()?;
-                Ok(rows.into_iter().filter_map(|s| ShopId::new(s).ok()).collect())
+                Ok(rows)
             })
             .await
     }
 
     /// There are no other instances to tell.
-    pub async fn notify(&self, _notice: Notice) -> Result<(), StoreError> {
+    pub async fn notify(&self, _notice: Notice) -> Result<()> {
         Ok(())
     }
 
-    pub async fn purge(&self, before: DateTime<Utc>, limit: u32) -> Result<Purged, StoreError> {
+    pub async fn purge(&self, before: DateTime<Utc>, limit: u32) -> Result<Purged> {
         self.db
             .call(move |conn| {
                 let before = timestamp(before);

@@ -3,6 +3,7 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::StoreError;
+use crate::store::Result;
 
 /// Each entry moves the schema one version up; never edit a released entry, append a new one.
 const MIGRATIONS: &[&str] = &[
@@ -131,7 +132,7 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// `BEGIN IMMEDIATE` transaction, which takes the write lock before `user_version` is read
 /// (the others wait for it by the busy timeout), so a migration another opener applied
 /// meanwhile is seen and not applied twice.
-pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+pub fn migrate(conn: &mut Connection) -> Result<()> {
     // Up to date (every open but the first): no write lock taken, so a read-only command
     // does not wait for a busy writer.
     let current: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;

@@ -1,27 +1,26 @@
 //! Tenants, shops, agents and the keys agent tokens are signed with.
 
-use rusqlite::{OptionalExtension, params};
+use chrono::{SubsecRound, Utc};
+use rusqlite::types::ToSql;
+use rusqlite::{OptionalExtension, params, params_from_iter};
 use shared::{AgentId, ShopId, TenantId};
 
-use super::SqliteStore;
+use super::{SqliteStore, parsed, stored_id, time, time_opt};
+use crate::store::error::corrupt;
 use crate::store::types::{
-    AgentRecord, RawShop, ShopColumns, ShopRecord, SigningKey, TenantRecord, corrupt,
+    AgentRecord, RawShop, ShopColumns, ShopRecord, SigningKey, TenantRecord,
 };
-use crate::store::{StoreError, now};
+use crate::store::{Result, StoreError, now, timestamp};
 
 impl SqliteStore {
-    pub async fn create_tenant(
-        &self,
-        id: TenantId,
-        name: String,
-    ) -> Result<TenantRecord, StoreError> {
+    pub async fn create_tenant(&self, id: TenantId, name: String) -> Result<TenantRecord> {
         self.db
             .call(move |conn| {
-                let created_at = now();
+                let created_at = Utc::now().trunc_subsecs(6);
                 let inserted = conn.execute(
                     "INSERT INTO tenants (id, name, created_at) VALUES (?1, ?2, ?3)
                      ON CONFLICT (id) DO NOTHING",
-                    params![id.as_str(), name, created_at],
+                    params![id.as_str(), name, timestamp(created_at)],
                 )?;
                 if inserted == 0 {
                     return Err(StoreError::Conflict(format!("tenant {id} already exists")));
@@ -35,7 +34,7 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn tenant_exists(&self, id: TenantId) -> Result<bool, StoreError> {
+    pub async fn tenant_exists(&self, id: TenantId) -> Result<bool> {
         self.db
             .call(move |conn| {
                 let found: Option<i64> = conn
@@ -48,7 +47,7 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn add_shop(&self, shop: ShopRecord) -> Result<(), StoreError> {
+    pub async fn add_shop(&self, shop: ShopRecord) -> Result<()> {
         self.db
             .call(move |conn| {
                 require_tenant(conn, &shop.tenant_id)?;
@@ -57,16 +56,7 @@ impl SqliteStore {
                     "INSERT INTO shops (shop_id, tenant_id, webhook_secrets, trigger_statuses,
                                         document_type, settings, api_key, created_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (shop_id) DO NOTHING",
-                    params![
-                        shop.shop_id.as_str(),
-                        shop.tenant_id.as_str(),
-                        columns.secrets,
-                        columns.statuses,
-                        shop.document_type.as_str(),
-                        columns.settings,
-                        columns.api_key,
-                        now()
-                    ],
+                    params_from_iter(shop_params(&columns).into_iter().chain([&now() as _])),
                 )?;
                 if inserted == 0 {
                     return Err(StoreError::Conflict(format!(
@@ -80,7 +70,7 @@ impl SqliteStore {
     }
 
     /// Replaces everything about a shop but its id and tenant.
-    pub async fn update_shop(&self, shop: ShopRecord) -> Result<(), StoreError> {
+    pub async fn update_shop(&self, shop: ShopRecord) -> Result<()> {
         self.db
             .call(move |conn| {
                 let columns = ShopColumns::of(&shop)?;
@@ -88,15 +78,7 @@ impl SqliteStore {
                     "UPDATE shops SET webhook_secrets = ?3, trigger_statuses = ?4,
                                       document_type = ?5, settings = ?6, api_key = ?7
                      WHERE shop_id = ?1 AND tenant_id = ?2",
-                    params![
-                        shop.shop_id.as_str(),
-                        shop.tenant_id.as_str(),
-                        columns.secrets,
-                        columns.statuses,
-                        shop.document_type.as_str(),
-                        columns.settings,
-                        columns.api_key,
-                    ],
+                    shop_params(&columns).as_slice(),
                 )?;
                 if changed == 0 {
                     return Err(StoreError::NotFound(format!(
@@ -109,7 +91,7 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn shop(&self, shop_id: ShopId) -> Result<Option<ShopRecord>, StoreError> {
+    pub async fn shop(&self, shop_id: ShopId) -> Result<Option<ShopRecord>> {
         self.db
             .call(move |conn| {
                 let sql = format!("SELECT {SHOP_COLUMNS} FROM shops WHERE shop_id = ?1");
@@ -122,26 +104,22 @@ impl SqliteStore {
     }
 
     /// Every shop, of one tenant or of all.
-    pub async fn shops(&self, tenant: Option<TenantId>) -> Result<Vec<ShopRecord>, StoreError> {
+    pub async fn shops(&self, tenant: Option<TenantId>) -> Result<Vec<ShopRecord>> {
         self.db
             .call(move |conn| read_shops(conn, tenant.as_ref()))
             .await
     }
 
-    pub async fn create_agent(
-        &self,
-        tenant: TenantId,
-        name: String,
-    ) -> Result<AgentRecord, StoreError> {
+    pub async fn create_agent(&self, tenant: TenantId, name: String) -> Result<AgentRecord> {
         self.db
             .call(move |conn| {
                 require_tenant(conn, &tenant)?;
                 let id = AgentId::new(format!("agt-{}", uuid::Uuid::new_v4().simple()))
                     .map_err(|e| corrupt("agent id", e))?;
-                let created_at = now();
+                let created_at = Utc::now().trunc_subsecs(6);
                 conn.execute(
                     "INSERT INTO agents (id, tenant_id, name, created_at) VALUES (?1, ?2, ?3, ?4)",
-                    params![id.as_str(), tenant.as_str(), name, created_at],
+                    params![id.as_str(), tenant.as_str(), name, timestamp(created_at)],
                 )?;
                 Ok(AgentRecord {
                     id,
@@ -154,7 +132,7 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn agent(&self, id: AgentId) -> Result<Option<AgentRecord>, StoreError> {
+    pub async fn agent(&self, id: AgentId) -> Result<Option<AgentRecord>> {
         self.db
             .call(move |conn| {
                 let row = conn
@@ -162,30 +140,22 @@ impl SqliteStore {
                         "SELECT tenant_id, name, created_at, revoked_at FROM agents WHERE id = ?1",
                         [id.as_str()],
                         |r| {
-                            Ok((
-                                r.get::<_, String>(0)?,
-                                r.get::<_, String>(1)?,
-                                r.get::<_, String>(2)?,
-                                r.get::<_, Option<String>>(3)?,
-                            ))
+                            Ok(AgentRecord {
+                                id: id.clone(),
+                                tenant_id: parsed(r, 0, stored_id(TenantId::new, "tenant id"))?,
+                                name: r.get(1)?,
+                                created_at: time(r, 2)?,
+                                revoked_at: time_opt(r, 3)?,
+                            })
                         },
                     )
                     .optional()?;
-                row.map(|(tenant, name, created_at, revoked_at)| {
-                    Ok(AgentRecord {
-                        id,
-                        tenant_id: TenantId::new(tenant).map_err(|e| corrupt("tenant id", e))?,
-                        name,
-                        created_at,
-                        revoked_at,
-                    })
-                })
-                .transpose()
+                Ok(row)
             })
             .await
     }
 
-    pub async fn revoke_agent(&self, id: AgentId) -> Result<(), StoreError> {
+    pub async fn revoke_agent(&self, id: AgentId) -> Result<()> {
         self.db
             .call(move |conn| {
                 let changed = conn.execute(
@@ -201,7 +171,7 @@ impl SqliteStore {
     }
 
     /// The newest signing key, created (32 random bytes) if there is none yet.
-    pub async fn current_signing_key(&self) -> Result<SigningKey, StoreError> {
+    pub async fn current_signing_key(&self) -> Result<SigningKey> {
         self.db
             .call(move |conn| {
                 let existing = conn
@@ -227,7 +197,7 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn signing_key(&self, kid: String) -> Result<Option<SigningKey>, StoreError> {
+    pub async fn signing_key(&self, kid: String) -> Result<Option<SigningKey>> {
         self.db
             .call(move |conn| {
                 Ok(conn
@@ -241,6 +211,28 @@ impl SqliteStore {
             })
             .await
     }
+}
+
+/// A shop's columns as [`ShopColumns`] binds them.
+fn shop_params(c: &ShopColumns) -> [&dyn ToSql; 7] {
+    let ShopColumns {
+        shop_id,
+        tenant_id,
+        document_type,
+        secrets,
+        statuses,
+        settings,
+        api_key,
+    } = c;
+    [
+        shop_id,
+        tenant_id,
+        secrets,
+        statuses,
+        document_type,
+        settings,
+        api_key,
+    ]
 }
 
 const SHOP_COLUMNS: &str =
@@ -261,7 +253,7 @@ fn raw_shop(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawShop> {
 pub(super) fn read_shops(
     conn: &rusqlite::Connection,
     tenant: Option<&TenantId>,
-) -> Result<Vec<ShopRecord>, StoreError> {
+) -> Result<Vec<ShopRecord>> {
     let sql = format!(
         "SELECT {SHOP_COLUMNS} FROM shops WHERE (?1 IS NULL OR tenant_id = ?1) ORDER BY shop_id"
     );
@@ -272,7 +264,7 @@ pub(super) fn read_shops(
     rows.into_iter().map(RawShop::decode).collect()
 }
 
-fn require_tenant(conn: &rusqlite::Connection, tenant: &TenantId) -> Result<(), StoreError> {
+fn require_tenant(conn: &rusqlite::Connection, tenant: &TenantId) -> Result<()> {
     let found: Option<i64> = conn
         .query_row(
             "SELECT 1 FROM tenants WHERE id = ?1",

@@ -1,4 +1,5 @@
-//! End-to-end tests: the real `relay` and `agent` binaries, TLS, random ports.
+//! The tests crate's one test binary: the end-to-end tests (the real `relay` and `agent`
+//! binaries, TLS, random ports) and the store conformance suite ([`store`]).
 
 mod bench;
 mod check;
@@ -22,6 +23,7 @@ mod rejections;
 mod revoke;
 mod scale;
 mod shops;
+mod store;
 mod sync;
 mod validation;
 mod windows;

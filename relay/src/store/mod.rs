@@ -21,7 +21,7 @@
 //! need the enum (or boxing) beside it, and with both, every operation was declared by a macro
 //! that neither the reader nor the editor could follow to its definition. The enum's methods
 //! are plain code: each names its operation once, and the compiler checks that both backends
-//! have it with the same signature. The conformance suite (`tests/store/main.rs`) opens an
+//! have it with the same signature. The conformance suite (`tests/e2e/store.rs`) opens an
 //! [`AnyStore`] of each kind and runs the same tests on both.
 
 mod any;

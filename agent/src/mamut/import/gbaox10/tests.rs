@@ -1,4 +1,7 @@
 //! The writer against the documented field table: its constants, and every file it produces.
+//!
+//! One file although long: every test reads the files the writer produces back with the same
+//! XML reader and checks them against the same documented field table.
 
 use quick_xml::Reader;
 use quick_xml::events::Event;

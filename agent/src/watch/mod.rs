@@ -290,6 +290,16 @@ mod tests {
             count: AtomicUsize::new(0),
             polls,
         });
+        let (watcher, taken) = watch(mamut, dir, cancel);
+        (watcher, taken, polled)
+    }
+
+    /// A watcher of `mamut` polling every 10 ms, and where its batches arrive.
+    fn watch(
+        mamut: Arc<dyn Mamut>,
+        dir: &tempfile::TempDir,
+        cancel: &CancellationToken,
+    ) -> (Watcher, mpsc::Receiver<PushBatch>) {
         let settings = WatchSettings {
             interval: Duration::from_millis(10),
             state_file: dir.path().join("state.json"),
@@ -297,7 +307,15 @@ mod tests {
         };
         let (batches, taken) = mpsc::channel(1);
         let watcher = Watcher::spawn(mamut, settings, batches, cancel.clone());
-        (watcher, taken, polled)
+        (watcher, taken)
+    }
+
+    /// Cancels the watcher and tells whether it ended within [`DEADLINE`].
+    async fn stops_when_cancelled(watcher: Watcher, cancel: &CancellationToken) -> bool {
+        cancel.cancel();
+        tokio::time::timeout(DEADLINE, watcher.stopped())
+            .await
+            .is_ok()
     }
 
     #[tokio::test(start_paused = true)]
@@ -311,11 +329,8 @@ mod tests {
             let n = tokio::time::timeout(DEADLINE + ACK_WAIT, polled.recv()).await;
             assert_eq!(n.ok().flatten(), Some(wanted), "poll {wanted}");
         }
-        cancel.cancel();
         assert!(
-            tokio::time::timeout(DEADLINE, watcher.stopped())
-                .await
-                .is_ok(),
+            stops_when_cancelled(watcher, &cancel).await,
             "the watcher did not end after cancellation"
         );
     }
@@ -328,11 +343,8 @@ mod tests {
         let batch = tokio::time::timeout(DEADLINE, taken.recv()).await;
         let batch = batch.ok().flatten().expect("a batch of pushes");
         assert_eq!(batch.pushes.len(), 1);
-        cancel.cancel();
         assert!(
-            tokio::time::timeout(DEADLINE, watcher.stopped())
-                .await
-                .is_ok(),
+            stops_when_cancelled(watcher, &cancel).await,
             "the watcher did not end after cancellation"
         );
     }
@@ -358,20 +370,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let cancel = CancellationToken::new();
         let (polls, mut polled) = mpsc::unbounded_channel();
-        let settings = WatchSettings {
-            interval: Duration::from_millis(10),
-            state_file: dir.path().join("state.json"),
-            batch: 100,
-        };
-        let (batches, _taken) = mpsc::channel(1);
-        let watcher = Watcher::spawn(Arc::new(Stuck { polls }), settings, batches, cancel.clone());
+        let (watcher, _taken) = watch(Arc::new(Stuck { polls }), &dir, &cancel);
         let started = tokio::time::timeout(DEADLINE, polled.recv()).await;
         assert!(started.ok().flatten().is_some(), "the watcher polls");
-        cancel.cancel();
         assert!(
-            tokio::time::timeout(DEADLINE, watcher.stopped())
-                .await
-                .is_ok(),
+            stops_when_cancelled(watcher, &cancel).await,
             "the watcher waited for a poll that never ends"
         );
     }

@@ -230,7 +230,13 @@ pub(super) async fn read_table(conn: &mut Conn, table: &str) -> Result<TableInfo
 mod tests {
     use super::*;
 
-    fn column(name: &str, data_type: &str, max_length: Option<i64>, nullable: bool) -> ColumnInfo {
+    /// A column as the catalog query reads it (also used by [`super::checker`]'s tests).
+    pub(super) fn column(
+        name: &str,
+        data_type: &str,
+        max_length: Option<i64>,
+        nullable: bool,
+    ) -> ColumnInfo {
         ColumnInfo {
             name: name.into(),
             data_type: data_type.into(),

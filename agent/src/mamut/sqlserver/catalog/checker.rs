@@ -152,20 +152,8 @@ mod tests {
     use std::collections::HashMap;
 
     use super::super::TableInfo;
+    use super::super::tests::column;
     use super::*;
-
-    fn column(name: &str, data_type: &str, max_length: Option<i64>, nullable: bool) -> ColumnInfo {
-        ColumnInfo {
-            name: name.into(),
-            data_type: data_type.into(),
-            max_length,
-            precision: None,
-            scale: None,
-            nullable,
-            has_default: false,
-            identity: false,
-        }
-    }
 
     fn catalog() -> Catalog {
         let mut total = column("total", "decimal", None, false);

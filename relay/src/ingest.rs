@@ -242,10 +242,14 @@ async fn admit(
 }
 
 /// Commits the event; a write that fails for the store's own reasons marks the instance
-/// unready (see [`crate::metrics::UNREADY_AFTER_WRITE_FAILURE`]).
+/// unready (see [`crate::metrics::UNREADY_AFTER_WRITE_FAILURE`]). A resent webhook whose stored
+/// event does not read back (`Corrupt`) is that row's fault, not the database's.
 async fn store(app: &AppState, event: NewEvent) -> Result<Ingested, ApiError> {
     let ingested = app.store.ingest(event).await.inspect_err(|e| {
-        if !matches!(e, StoreError::NotFound(_) | StoreError::Conflict(_)) {
+        if !matches!(
+            e,
+            StoreError::NotFound(_) | StoreError::Conflict(_) | StoreError::Corrupt { .. }
+        ) {
             app.metrics.store_write_failed();
         }
     })?;

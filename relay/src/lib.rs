@@ -234,19 +234,35 @@ impl App {
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn router(state: Arc<AppState>) -> Router {
+    router_with_limit(state, in_flight::MAX_REQUESTS_IN_FLIGHT)
+}
+
+/// [`router`] with `max_in_flight` requests served at once instead of
+/// [`in_flight::MAX_REQUESTS_IN_FLIGHT`].
+pub fn router_with_limit(state: Arc<AppState>, max_in_flight: usize) -> Router {
     let admin = admin::router(state.config.max_body_bytes).layer(
         axum::middleware::from_fn_with_state(state.clone(), admin::require_admin),
     );
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .route(
             "/webhooks/{shop_id}",
             post(ingest::receive).layer(DefaultBodyLimit::max(state.config.max_body_bytes)),
         )
         .route("/agent/v1/connect", get(connect::upgrade))
         .nest("/admin/v1", admin)
+        // Beyond the requests in flight a relay can serve well, a request is refused at once
+        // rather than queued behind the others. The probes and /metrics below are not held to
+        // it: a busy relay is alive, and its metrics are wanted most when it is busy.
+        .route_layer(axum::middleware::from_fn_with_state(
+            in_flight::InFlight::new(max_in_flight, {
+                let state = state.clone();
+                move || state.metrics.refused(metrics::Limit::RequestsInFlight)
+            }),
+            in_flight::limit,
+        ))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(256 * 1024))
         // A request (its body read in full, its answer made) has a time limit: a body sent a
         // byte a minute would otherwise hold a connection slot as long as it likes. An agent's
@@ -258,15 +274,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(axum::middleware::map_response_with_state(
             state.clone(),
             count_timeouts,
-        ))
-        // Beyond the requests in flight a relay can serve well, a request is refused at once
-        // rather than queued behind the others.
-        .layer(axum::middleware::from_fn_with_state(
-            in_flight::InFlight::new(in_flight::MAX_REQUESTS_IN_FLIGHT, {
-                let state = state.clone();
-                move || state.metrics.refused(metrics::Limit::RequestsInFlight)
-            }),
-            in_flight::limit,
         ))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {

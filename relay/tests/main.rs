@@ -1,5 +1,6 @@
-//! The relay's integration tests, one test binary: its command line ([`cli`]) and an agent
-//! session driven through channels ([`session`]).
+//! The relay's integration tests, one test binary: its command line ([`cli`]), an agent
+//! session driven through channels ([`session`]) and the HTTP router's limits ([`router`]).
 
 mod cli;
+mod router;
 mod session;

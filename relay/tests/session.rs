@@ -99,14 +99,14 @@ impl Agent {
     }
 }
 
-struct Fixture {
-    app: Arc<AppState>,
+pub(crate) struct Fixture {
+    pub(crate) app: Arc<AppState>,
     tenant: TenantId,
     agent_id: AgentId,
     _dir: tempfile::TempDir,
 }
 
-async fn fixture() -> Fixture {
+pub(crate) async fn fixture() -> Fixture {
     fixture_with(Config::default()).await
 }
 

@@ -990,7 +990,11 @@ async fn sqlite_a_corrupt_row_is_an_error_not_a_default() {
         .list_events(tenant("acme"), None, 10)
         .await
         .expect_err("a corrupt state is an error");
-    assert!(error.to_string().contains("pendng"), "{error}");
+    assert!(matches!(error, StoreError::Corrupt { .. }), "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        r#"stored event state is invalid: "pendng""#
+    );
 }
 
 #[tokio::test]
@@ -1020,9 +1024,210 @@ async fn postgres_a_corrupt_row_is_an_error_not_a_default() {
         .list_events(tenant("acme"), None, 10)
         .await
         .expect_err("a corrupt state is an error");
-    assert!(error.to_string().contains("pendng"), "{error}");
+    assert!(matches!(error, StoreError::Corrupt { .. }), "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        r#"stored event state is invalid: "pendng""#
+    );
     db.drop().await;
 }
+
+// ---- a row that does not read back stops no other work ----
+
+/// Edits the store's database by hand, as an operator or a bug might, with foreign keys not
+/// checked (so that an id can be one no shop has).
+async fn hand_edit(location: &StoreLocation, sql: &str) {
+    match location {
+        StoreLocation::Sqlite(path) => {
+            let conn = rusqlite::Connection::open(path).expect("open the database");
+            conn.execute_batch(&format!("PRAGMA foreign_keys = OFF; {sql}"))
+                .expect("edit the database");
+        }
+        StoreLocation::Postgres(url) => {
+            let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+            tokio::spawn(connection);
+            client
+                .batch_execute(&format!("SET session_replication_role = replica; {sql}"))
+                .await
+                .expect("edit the database");
+        }
+    }
+}
+
+/// An event that is dead, with the reason in its last error and its history.
+async fn dead_because(store: &AnyStore, id: i64, why: &str) {
+    let (dead, history) = store
+        .event(tenant("acme"), id)
+        .await
+        .expect("query")
+        .expect("event");
+    assert_eq!(dead.state, EventState::Dead, "event {id}");
+    let reason = dead.last_error.expect("a reason");
+    assert!(reason.starts_with(why), "event {id}: {reason}");
+    let last = history.last().expect("history");
+    assert_eq!(
+        (last.state.as_str(), last.detail.as_deref()),
+        ("dead", Some(reason.as_str()))
+    );
+}
+
+/// A pending event whose stored shop id or document type does not read back is dead-lettered
+/// when its turn comes, saying why; the tenant's other events are delivered all the same.
+async fn an_unreadable_event_is_dead_lettered_and_delivery_goes_on(
+    store: &AnyStore,
+    location: &StoreLocation,
+) {
+    tenant_with_shops(store).await;
+    let mut ids = Vec::new();
+    for (webhook, order) in [
+        ("w-1", "o-1"),
+        ("w-2", "o-2"),
+        ("w-3", "o-3"),
+        ("w-4", "o-4"),
+    ] {
+        let stored = store
+            .ingest(event("acme", "erp-se", webhook, order, EventState::Pending))
+            .await
+            .expect("ingest");
+        ids.push(stored.event_id);
+    }
+    let (bad_shop, bad_type) = (ids[1], ids[2]);
+    hand_edit(
+        location,
+        &format!(
+            "UPDATE events SET shop_id = 'Bad Shop' WHERE id = {bad_shop};
+             UPDATE events SET document_type = 'invoce' WHERE id = {bad_type};"
+        ),
+    )
+    .await;
+    let batch = store
+        .next_deliveries(tenant("acme"), HashSet::new(), HashSet::new(), 10)
+        .await
+        .expect("an unreadable event fails no delivery");
+    let sent: Vec<i64> = batch.iter().map(|e| e.id).collect();
+    assert_eq!(sent, [ids[0], ids[3]]);
+    assert!(
+        store
+            .next_deliveries(
+                tenant("acme"),
+                sent.into_iter().collect(),
+                HashSet::new(),
+                10
+            )
+            .await
+            .expect("select")
+            .is_empty(),
+        "the unreadable events are dead, not handed out again"
+    );
+    // Repaired by hand, they show why they are dead.
+    hand_edit(
+        location,
+        &format!(
+            "UPDATE events SET shop_id = 'erp-se' WHERE id = {bad_shop};
+             UPDATE events SET document_type = 'order' WHERE id = {bad_type};"
+        ),
+    )
+    .await;
+    dead_because(store, bad_shop, "the stored shop id is invalid: ").await;
+    dead_because(store, bad_type, "the stored document type is invalid: ").await;
+}
+
+/// A thin webhook whose stored shop id does not read back is dead-lettered, saying why; the
+/// other thin webhooks are fetched all the same, and a replay fetches it once it is repaired.
+async fn an_unreadable_thin_webhook_is_dead_lettered_and_fetching_goes_on(
+    store: &AnyStore,
+    location: &StoreLocation,
+) {
+    tenant_with_shops(store).await;
+    let mut ids = Vec::new();
+    for (webhook, order) in [("w-1", "o-1"), ("w-2", "o-2")] {
+        let stored = store
+            .ingest(event(
+                "acme",
+                "erp-se",
+                webhook,
+                order,
+                EventState::Fetching,
+            ))
+            .await
+            .expect("ingest");
+        ids.push(stored.event_id);
+    }
+    let bad = ids[0];
+    let edit = format!("UPDATE events SET shop_id = 'Bad Shop' WHERE id = {bad}");
+    hand_edit(location, &edit).await;
+    let jobs = store
+        .due_fetches(10)
+        .await
+        .expect("an unreadable thin webhook fails no fetch");
+    let claimed: Vec<i64> = jobs.iter().map(|j| j.id).collect();
+    assert_eq!(claimed, [ids[1]]);
+    let repair = format!("UPDATE events SET shop_id = 'erp-se' WHERE id = {bad}");
+    hand_edit(location, &repair).await;
+    dead_because(store, bad, "the stored shop id is invalid: ").await;
+    store.replay(tenant("acme"), bad).await.expect("replay");
+    let jobs = store.due_fetches(10).await.expect("claim");
+    assert_eq!(jobs.iter().map(|j| j.id).collect::<Vec<_>>(), [bad]);
+}
+
+/// Pending dispatch rows whose stored shop id does not read back are skipped by the sweep;
+/// the other shops with pending rows are still found.
+async fn an_unreadable_shop_id_leaves_the_other_shops_dispatching(
+    store: &AnyStore,
+    location: &StoreLocation,
+) {
+    tenant_with_shops(store).await;
+    let agent = AgentId::new("agt-1").expect("id");
+    let shops = store
+        .insert_push(tenant("acme"), agent, "p-1".into(), stock("MUG", 1))
+        .await
+        .expect("push");
+    assert_eq!(shops, [shop_id("combo-no"), shop_id("erp-se")]);
+    let edit = "UPDATE dispatch SET shop_id = 'Bad Shop' WHERE shop_id = 'combo-no'";
+    hand_edit(location, edit).await;
+    let pending = store
+        .shops_with_pending_dispatch()
+        .await
+        .expect("an unreadable shop id fails no sweep");
+    assert_eq!(pending, [shop_id("erp-se")]);
+}
+
+macro_rules! hand_edited {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite_hand_edited {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let dir = tempfile::tempdir().expect("tempdir");
+                    let location = super::StoreLocation::Sqlite(dir.path().join("relay.sqlite"));
+                    let store = super::AnyStore::open(&location).await.expect("store opens");
+                    super::$test(&store, &location).await;
+                }
+            )*
+        }
+
+        mod postgres_hand_edited {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let Some(db) = tests::pg::TestDb::create().await else { return };
+                    let location = super::StoreLocation::parse(&db.url).expect("a PostgreSQL URL");
+                    let store = super::AnyStore::open(&location).await.expect("store opens");
+                    super::$test(&store, &location).await;
+                    db.drop().await;
+                }
+            )*
+        }
+    };
+}
+
+hand_edited!(
+    an_unreadable_event_is_dead_lettered_and_delivery_goes_on,
+    an_unreadable_thin_webhook_is_dead_lettered_and_fetching_goes_on,
+    an_unreadable_shop_id_leaves_the_other_shops_dispatching,
+);
 
 /// Dropping the last handle to a PostgreSQL store ends its background tasks: the `LISTEN`
 /// connection and the pool's connections (held by the ingest task) close.

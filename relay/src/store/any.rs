@@ -132,6 +132,7 @@ impl AnyStore {
 
     /// Up to `want` pending events for delivery, oldest first, one per shop order, none of an
     /// order in `blocked_orders` or behind an event still fetching; counts an attempt on each.
+    /// One whose stored row does not read back is dead-lettered instead, saying why.
     pub async fn next_deliveries(
         &self,
         tenant: TenantId,
@@ -191,6 +192,7 @@ impl AnyStore {
     }
 
     /// Claims thin webhooks whose order is due to be fetched (others skip them for a while).
+    /// One whose stored row does not read back is dead-lettered instead, saying why.
     pub async fn due_fetches(&self, limit: usize) -> Result<Vec<FetchJob>> {
         each!(self, s => s.due_fetches(limit))
     }
@@ -279,6 +281,8 @@ impl AnyStore {
         each!(self, s => s.replay_dispatch(tenant, id))
     }
 
+    /// The shops with pending dispatch rows; a stored shop id that does not read back is left
+    /// out (and logged), so that the others still go.
     pub async fn shops_with_pending_dispatch(&self) -> Result<Vec<ShopId>> {
         each!(self, s => s.shops_with_pending_dispatch())
     }

@@ -38,8 +38,21 @@ pub enum StoreError {
 }
 
 impl From<rusqlite::Error> for StoreError {
+    /// A stored value that does not read back (`sqlite::parsed`, which can only hand its
+    /// reason to SQLite inside a conversion error) is [`StoreError::Corrupt`] again, as on
+    /// PostgreSQL.
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Sqlite(Arc::new(e))
+        match e {
+            rusqlite::Error::FromSqlConversionFailure(i, kind, source) => {
+                match source.downcast::<StoreError>() {
+                    Ok(corrupt) => *corrupt,
+                    Err(source) => StoreError::Sqlite(Arc::new(
+                        rusqlite::Error::FromSqlConversionFailure(i, kind, source),
+                    )),
+                }
+            }
+            e => StoreError::Sqlite(Arc::new(e)),
+        }
     }
 }
 

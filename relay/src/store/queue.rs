@@ -1,18 +1,22 @@
 //! The queue's rules, the same for both databases: which pending events a delivery takes,
 //! what each outcome does to an event and writes in its history, what an operator may replay
-//! or edit, how a push fans out to shops and when a dead dispatch row may go again. Pure
-//! functions over values read in the backend's transaction; each backend keeps only its SQL.
+//! or edit, how a push fans out to shops, when a dead dispatch row may go again, and that a
+//! stored row that does not read back is dead-lettered (or skipped) alone instead of stopping
+//! the work around it. Pure functions over values read in the backend's transaction; each
+//! backend keeps only its SQL.
 
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use shared::ShopId;
 use shared::domain::Change;
+use shared::{ShopId, TenantId};
 
 use super::Result;
-use super::error::StoreError;
+use super::error::{StoreError, corrupt};
 use super::state::{DispatchState, EventState, HistoryState};
-use super::types::{DispatchItem, Enriched, QueuedEvent, ShopRecord, coalescing_key, takes};
+use super::types::{
+    DispatchItem, Enriched, FetchJob, QueuedEvent, ShopRecord, coalescing_key, document_type, takes,
+};
 
 /// Pending events read per query while picking deliveries.
 pub(crate) const PAGE: i64 = 500;
@@ -20,14 +24,117 @@ pub(crate) const PAGE: i64 = 500;
 /// Most pending events one picking looks at (the rest wait for the next).
 const MAX_SCAN: usize = 20_000;
 
+/// A pending event as stored, its ids and document type still text: [`DeliveryPicker`] reads
+/// it, so that one that does not read back is dead-lettered alone.
+pub(crate) struct StoredEvent {
+    pub id: i64,
+    pub shop_id: String,
+    pub order_id: String,
+    pub document_type: String,
+    pub payload: String,
+    pub attempts: i64,
+}
+
+impl StoredEvent {
+    /// The event for delivery, counting this one as an attempt.
+    fn read(self) -> Result<QueuedEvent> {
+        Ok(QueuedEvent {
+            id: self.id,
+            shop_id: ShopId::new(self.shop_id).map_err(|e| corrupt("shop id", e))?,
+            order_id: self.order_id,
+            document_type: document_type(&self.document_type)?,
+            payload: self.payload,
+            attempt: self.attempts + 1,
+        })
+    }
+}
+
+/// A thin webhook as stored, its ids still text: read by [`fetch_jobs`].
+pub(crate) struct StoredFetch {
+    pub id: i64,
+    pub tenant_id: String,
+    pub shop_id: String,
+    pub order_id: String,
+    pub payload: String,
+}
+
+impl StoredFetch {
+    fn read(self) -> Result<FetchJob> {
+        Ok(FetchJob {
+            id: self.id,
+            tenant_id: TenantId::new(self.tenant_id).map_err(|e| corrupt("tenant id", e))?,
+            shop_id: ShopId::new(self.shop_id).map_err(|e| corrupt("shop id", e))?,
+            order_id: self.order_id,
+            payload: self.payload,
+        })
+    }
+}
+
+/// A stored event that does not read back (a bug or a hand-edited database) and is
+/// dead-lettered, alone, so that it holds up no other work: `change` to apply to event `id`.
+/// An operator sees why in its history, and may replay it once the row is repaired.
+#[derive(Debug)]
+pub(crate) struct Unreadable {
+    pub id: i64,
+    pub change: Transition,
+}
+
+impl Unreadable {
+    fn new(id: i64, from: EventState, error: &StoreError) -> Self {
+        let reason = format!("the {error}");
+        tracing::error!(event_id = id, %reason, "a stored event cannot be read; dead-lettered");
+        Self {
+            id,
+            change: Transition {
+                from,
+                ..dead_lettered(reason)
+            },
+        }
+    }
+}
+
+/// Reads claimed thin webhooks: the jobs, and those that do not read back.
+pub(crate) fn fetch_jobs(rows: Vec<StoredFetch>) -> (Vec<FetchJob>, Vec<Unreadable>) {
+    let mut jobs = Vec::with_capacity(rows.len());
+    let mut unreadable = Vec::new();
+    for row in rows {
+        let id = row.id;
+        match row.read() {
+            Ok(job) => jobs.push(job),
+            Err(e) => unreadable.push(Unreadable::new(id, EventState::Fetching, &e)),
+        }
+    }
+    (jobs, unreadable)
+}
+
+/// The shops with pending dispatch rows, from their stored ids; an id that does not read back
+/// is left out (its rows wait, and the error says so), so that the other shops still go.
+pub(crate) fn readable_shops(ids: Vec<String>) -> Vec<ShopId> {
+    ids.into_iter()
+        .filter_map(|id| match ShopId::new(id.clone()) {
+            Ok(shop) => Some(shop),
+            Err(e) => {
+                tracing::error!(
+                    shop_id = %id,
+                    error = %e,
+                    "pending dispatch rows have an invalid stored shop id; they are skipped"
+                );
+                None
+            }
+        })
+        .collect()
+}
+
 /// Picks events for delivery from pages of a tenant's pending events, oldest first: at most
 /// one per shop order, none of an order in `blocked` (an earlier event of it is in flight or
-/// still fetching), none in `exclude` (in flight already), at most `want`.
+/// still fetching), none in `exclude` (in flight already), at most `want`. An event whose turn
+/// comes but that does not read back is dead-lettered instead ([`Unreadable`]).
 pub(crate) struct DeliveryPicker {
     exclude: HashSet<i64>,
     blocked: HashSet<(String, String)>,
     want: usize,
     picked: Vec<QueuedEvent>,
+    unreadable: Vec<Unreadable>,
     after: i64,
     scanned: usize,
     done: bool,
@@ -40,6 +147,7 @@ impl DeliveryPicker {
             blocked,
             want,
             picked: Vec::new(),
+            unreadable: Vec::new(),
             after: 0,
             scanned: 0,
             done: false,
@@ -54,16 +162,25 @@ impl DeliveryPicker {
     }
 
     /// Takes what it may from a page (events after [`Self::next_page`], by id).
-    pub fn offer(&mut self, page: Vec<QueuedEvent>) {
+    pub fn offer(&mut self, page: Vec<StoredEvent>) {
         let full_page = page.len() as i64 == PAGE;
-        for event in page {
+        for row in page {
             self.scanned += 1;
-            self.after = event.id;
-            let order = (event.shop_id.to_string(), event.order_id.clone());
+            self.after = row.id;
+            let order = (row.shop_id.clone(), row.order_id.clone());
             // The first event of an order holds back the later ones, even when it is excluded.
-            if !self.blocked.insert(order) || self.exclude.contains(&event.id) {
+            if !self.blocked.insert(order) || self.exclude.contains(&row.id) {
                 continue;
             }
+            let id = row.id;
+            let event = match row.read() {
+                Ok(event) => event,
+                Err(e) => {
+                    self.unreadable
+                        .push(Unreadable::new(id, EventState::Pending, &e));
+                    continue;
+                }
+            };
             self.picked.push(event);
             if self.picked.len() == self.want {
                 self.done = true;
@@ -73,9 +190,10 @@ impl DeliveryPicker {
         self.done |= !full_page;
     }
 
-    /// The events picked, oldest first, each counting this delivery as an attempt.
-    pub fn picked(self) -> Vec<QueuedEvent> {
-        self.picked
+    /// The events picked, oldest first, each counting this delivery as an attempt; and those
+    /// to dead-letter.
+    pub fn picked(self) -> (Vec<QueuedEvent>, Vec<Unreadable>) {
+        (self.picked, self.unreadable)
     }
 }
 

@@ -2,18 +2,19 @@
 
 use super::*;
 
-fn queued(id: i64, order: &str) -> QueuedEvent {
-    QueuedEvent {
+fn queued(id: i64, order: &str) -> StoredEvent {
+    StoredEvent {
         id,
-        shop_id: ShopId::new("erp-se").expect("valid"),
+        shop_id: "erp-se".into(),
         order_id: order.into(),
-        document_type: shared::domain::DocumentType::Order,
+        document_type: "order".into(),
         payload: "{}".into(),
-        attempt: 1,
+        attempts: 0,
     }
 }
 
-fn ids(events: &[QueuedEvent]) -> Vec<i64> {
+fn ids((events, unreadable): &(Vec<QueuedEvent>, Vec<Unreadable>)) -> Vec<i64> {
+    assert!(unreadable.is_empty(), "{unreadable:?}");
     events.iter().map(|e| e.id).collect()
 }
 
@@ -46,7 +47,7 @@ fn picking_skips_blocked_orders_and_excluded_events_which_still_block() {
 #[test]
 fn picking_stops_at_want_and_pages_on_after_the_last_id_seen() {
     let mut picker = DeliveryPicker::new(HashSet::new(), HashSet::new(), 2);
-    let full: Vec<QueuedEvent> = (1..=PAGE).map(|id| queued(id, "same")).collect();
+    let full: Vec<StoredEvent> = (1..=PAGE).map(|id| queued(id, "same")).collect();
     picker.offer(full);
     assert_eq!(
         picker.next_page(),
@@ -63,6 +64,74 @@ fn picking_stops_at_want_and_pages_on_after_the_last_id_seen() {
 
     let nothing = DeliveryPicker::new(HashSet::new(), HashSet::new(), 0);
     assert_eq!(nothing.next_page(), None, "wanting nothing reads nothing");
+}
+
+#[test]
+fn an_event_that_does_not_read_back_is_dead_lettered_alone() {
+    let mut picker = DeliveryPicker::new(HashSet::new(), HashSet::new(), 10);
+    let bad_shop = StoredEvent {
+        shop_id: "Bad Shop".into(),
+        ..queued(1, "a")
+    };
+    let bad_type = StoredEvent {
+        document_type: "invoce".into(),
+        ..queued(3, "c")
+    };
+    picker.offer(vec![bad_shop, queued(2, "b"), bad_type, queued(4, "a")]);
+    let (picked, unreadable) = picker.picked();
+    assert_eq!(
+        picked.iter().map(|e| (e.id, e.attempt)).collect::<Vec<_>>(),
+        [(2, 1), (4, 1)]
+    );
+    let dead: Vec<i64> = unreadable.iter().map(|u| u.id).collect();
+    assert_eq!(dead, [1, 3]);
+    let change = &unreadable[0].change;
+    assert_eq!(
+        (change.from, change.to, change.history),
+        (EventState::Pending, EventState::Dead, HistoryState::Dead)
+    );
+    assert!(
+        change.detail.starts_with("the stored shop id is invalid: "),
+        "{}",
+        change.detail
+    );
+    assert_eq!(change.last_error.as_ref(), Some(&change.detail));
+    let detail = &unreadable[1].change.detail;
+    assert!(
+        detail.starts_with("the stored document type is invalid: "),
+        "{detail}"
+    );
+}
+
+#[test]
+fn a_thin_webhook_that_does_not_read_back_is_dead_lettered_alone() {
+    let stored = |id: i64, tenant: &str, shop: &str| StoredFetch {
+        id,
+        tenant_id: tenant.into(),
+        shop_id: shop.into(),
+        order_id: "o-1".into(),
+        payload: "{}".into(),
+    };
+    let (jobs, unreadable) = fetch_jobs(vec![
+        stored(1, "acme", "Bad Shop"),
+        stored(2, "acme", "erp-se"),
+        stored(3, "", "erp-se"),
+    ]);
+    assert_eq!(jobs.iter().map(|j| j.id).collect::<Vec<_>>(), [2]);
+    let dead: Vec<(i64, EventState, &str)> = unreadable
+        .iter()
+        .map(|u| (u.id, u.change.from, u.change.detail.as_str()))
+        .collect();
+    assert_eq!(dead.len(), 2);
+    assert_eq!((dead[0].0, dead[0].1), (1, EventState::Fetching));
+    assert!(dead[0].2.starts_with("the stored shop id is invalid: "));
+    assert!(dead[1].2.starts_with("the stored tenant id is invalid: "));
+}
+
+#[test]
+fn a_shop_id_that_does_not_read_back_is_skipped() {
+    let shops = readable_shops(vec!["Bad Shop".into(), "erp-se".into()]);
+    assert_eq!(shops, [ShopId::new("erp-se").expect("valid")]);
 }
 
 #[test]

@@ -9,8 +9,7 @@ use deadpool_postgres::GenericClient;
 use shared::{ShopId, TenantId};
 
 use super::{PgStore, col, parsed, stored_id};
-use crate::store::queue::{self, DeliveryPicker, Transition};
-use crate::store::types::document_type;
+use crate::store::queue::{self, DeliveryPicker, StoredEvent, Transition, Unreadable};
 use crate::store::types::{EventPayload, EventSummary, HistoryEntry, Ingested, QueuedEvent};
 use crate::store::{EventState, HistoryState, Result};
 
@@ -170,7 +169,7 @@ impl PgStore {
         blocked_orders: HashSet<(String, String)>,
         want: usize,
     ) -> Result<Vec<QueuedEvent>> {
-        let client = self.client().await?;
+        let mut client = self.client().await?;
         let mut picker = DeliveryPicker::new(exclude, blocked_orders, want);
         while let Some(after) = picker.next_page() {
             let page = client
@@ -189,19 +188,26 @@ impl PgStore {
             let page = page
                 .iter()
                 .map(|r| {
-                    Ok(QueuedEvent {
+                    Ok(StoredEvent {
                         id: col(r, 0)?,
-                        shop_id: parsed(r, 1, stored_id(ShopId::new, "shop id"))?,
+                        shop_id: col(r, 1)?,
                         order_id: col(r, 2)?,
-                        document_type: parsed(r, 3, document_type)?,
+                        document_type: col(r, 3)?,
                         payload: col(r, 4)?,
-                        attempt: col::<i64>(r, 5)? + 1,
+                        attempts: col(r, 5)?,
                     })
                 })
                 .collect::<Result<_>>()?;
             picker.offer(page);
         }
-        let selected = picker.picked();
+        let (selected, unreadable) = picker.picked();
+        if !unreadable.is_empty() {
+            let tx = client.transaction().await?;
+            for Unreadable { id, change } in unreadable {
+                transition(&tx, Some(&tenant), id, &change).await?;
+            }
+            tx.commit().await?;
+        }
         if !selected.is_empty() {
             let ids: Vec<i64> = selected.iter().map(|e| e.id).collect();
             client

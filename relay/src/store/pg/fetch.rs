@@ -4,10 +4,8 @@
 use chrono::{DateTime, Utc};
 
 use super::events::{record, transition};
-use shared::{ShopId, TenantId};
-
-use super::{PgStore, col, parsed, stored_id};
-use crate::store::queue;
+use super::{PgStore, col};
+use crate::store::queue::{self, StoredFetch, Unreadable};
 use crate::store::types::{Enriched, FetchJob};
 use crate::store::{Due, Result};
 
@@ -16,9 +14,8 @@ const FETCH_CLAIM_SECS: f64 = 60.0;
 
 impl PgStore {
     pub async fn due_fetches(&self, limit: usize) -> Result<Vec<FetchJob>> {
-        let rows = self
-            .client()
-            .await?
+        let mut client = self.client().await?;
+        let rows = client
             .query(
                 "UPDATE events SET next_attempt_at = now() + make_interval(secs => $2)
                  WHERE id IN (
@@ -29,18 +26,26 @@ impl PgStore {
                 &[&(limit as i64), &FETCH_CLAIM_SECS],
             )
             .await?;
-        let mut jobs = rows
+        let rows = rows
             .iter()
             .map(|r| {
-                Ok(FetchJob {
+                Ok(StoredFetch {
                     id: col(r, 0)?,
-                    tenant_id: parsed(r, 1, stored_id(TenantId::new, "tenant id"))?,
-                    shop_id: parsed(r, 2, stored_id(ShopId::new, "shop id"))?,
+                    tenant_id: col(r, 1)?,
+                    shop_id: col(r, 2)?,
                     order_id: col(r, 3)?,
                     payload: col(r, 4)?,
                 })
             })
-            .collect::<Result<Vec<FetchJob>>>()?;
+            .collect::<Result<Vec<_>>>()?;
+        let (mut jobs, unreadable) = queue::fetch_jobs(rows);
+        if !unreadable.is_empty() {
+            let tx = client.transaction().await?;
+            for Unreadable { id, change } in unreadable {
+                transition(&tx, None, id, &change).await?;
+            }
+            tx.commit().await?;
+        }
         jobs.sort_by_key(|j| j.id);
         Ok(jobs)
     }

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use shared::{ShopId, TenantId};
 
 use super::{PgStore, col, parsed, stored_id};
+use crate::store::queue;
 use crate::store::types::Purged;
 use crate::store::{Lease, Result};
 
@@ -110,9 +111,8 @@ impl PgStore {
                 &[],
             )
             .await?;
-        rows.iter()
-            .map(|r| parsed(r, 0, stored_id(ShopId::new, "shop id")))
-            .collect()
+        let ids = rows.iter().map(|r| col(r, 0)).collect::<Result<_>>()?;
+        Ok(queue::readable_shops(ids))
     }
 
     pub async fn purge(&self, before: DateTime<Utc>, limit: u32) -> Result<Purged> {

@@ -9,8 +9,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use shared::{ShopId, TenantId};
 
 use super::{SqliteStore, parsed, stored_id, time};
-use crate::store::queue::{self, DeliveryPicker, Transition};
-use crate::store::types::document_type;
+use crate::store::queue::{self, DeliveryPicker, StoredEvent, Transition, Unreadable};
 use crate::store::types::{
     EventPayload, EventSummary, HistoryEntry, Ingested, NewEvent, QueuedEvent,
 };
@@ -228,19 +227,22 @@ impl SqliteStore {
                 while let Some(after) = picker.next_page() {
                     let page = stmt
                         .query_map(params![tenant.as_str(), after, queue::PAGE], |r| {
-                            Ok(QueuedEvent {
+                            Ok(StoredEvent {
                                 id: r.get(0)?,
-                                shop_id: parsed(r, 1, stored_id(ShopId::new, "shop id"))?,
+                                shop_id: r.get(1)?,
                                 order_id: r.get(2)?,
-                                document_type: parsed(r, 3, document_type)?,
+                                document_type: r.get(3)?,
                                 payload: r.get(4)?,
-                                attempt: r.get::<_, i64>(5)? + 1,
+                                attempts: r.get(5)?,
                             })
                         })?
                         .collect::<Result<Vec<_>, _>>()?;
                     picker.offer(page);
                 }
-                let selected = picker.picked();
+                let (selected, unreadable) = picker.picked();
+                for Unreadable { id, change } in unreadable {
+                    transition(conn, Some(&tenant), id, &change)?;
+                }
                 let mut bump = conn.prepare_cached(
                     "UPDATE events SET attempts = attempts + 1, updated_at = ?2 WHERE id = ?1",
                 )?;

@@ -4,11 +4,9 @@
 use chrono::{DateTime, Utc};
 use rusqlite::params;
 
-use shared::{ShopId, TenantId};
-
+use super::SqliteStore;
 use super::events::{record, transition};
-use super::{SqliteStore, parsed, stored_id};
-use crate::store::queue;
+use crate::store::queue::{self, StoredFetch, Unreadable};
 use crate::store::types::{Enriched, FetchJob};
 use crate::store::{Due, Result, now, parse_time, timestamp};
 
@@ -25,17 +23,21 @@ impl SqliteStore {
                        AND (next_attempt_at IS NULL OR next_attempt_at <= ?1)
                      ORDER BY id LIMIT ?2",
                 )?;
-                let jobs = stmt
+                let rows = stmt
                     .query_map(params![timestamp(at), limit as i64], |r| {
-                        Ok(FetchJob {
+                        Ok(StoredFetch {
                             id: r.get(0)?,
-                            tenant_id: parsed(r, 1, stored_id(TenantId::new, "tenant id"))?,
-                            shop_id: parsed(r, 2, stored_id(ShopId::new, "shop id"))?,
+                            tenant_id: r.get(1)?,
+                            shop_id: r.get(2)?,
                             order_id: r.get(3)?,
                             payload: r.get(4)?,
                         })
                     })?
                     .collect::<Result<Vec<_>, _>>()?;
+                let (jobs, unreadable) = queue::fetch_jobs(rows);
+                for Unreadable { id, change } in unreadable {
+                    transition(conn, None, id, &change)?;
+                }
                 let claimed_until = timestamp(at + chrono::Duration::seconds(60));
                 let mut claim =
                     conn.prepare_cached("UPDATE events SET next_attempt_at = ?2 WHERE id = ?1")?;

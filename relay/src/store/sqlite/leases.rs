@@ -4,7 +4,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 use shared::{ShopId, TenantId};
 
-use super::{SqliteStore, parsed, stored_id};
+use super::{SqliteStore, parsed};
+use crate::store::queue;
 use crate::store::types::{Notice, Purged};
 use crate::store::{Lease, Result, timestamp};
 
@@ -113,10 +114,10 @@ impl SqliteStore {
                 let mut stmt = conn.prepare_cached(
                     "SELECT DISTINCT shop_id FROM dispatch WHERE state = 'pending' ORDER BY shop_id",
                 )?;
-                let rows = stmt
-                    .query_map([], |r| parsed(r, 0, stored_id(ShopId::new, "shop id")))?
+                let ids = stmt
+                    .query_map([], |r| r.get(0))?
                     .collect::<Result<Vec<_>, _>>()?;
-                Ok(rows)
+                Ok(queue::readable_shops(ids))
             })
             .await
     }

@@ -43,7 +43,8 @@ impl SqliteStore {
 }
 
 /// Column `i` read as text and parsed by `parse` (a state, an id, a timestamp); text that does
-/// not parse fails the query with the reason as its source.
+/// not parse fails the query with the reason as its source, which the store reports as
+/// [`StoreError::Corrupt`], as on PostgreSQL.
 pub(super) fn parsed<T>(
     r: &Row<'_>,
     i: usize,

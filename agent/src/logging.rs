@@ -143,7 +143,8 @@ fn rolling_file(dir: &Path) -> Result<RollingFileAppender, LoggingError> {
 mod tests {
     use super::*;
 
-    fn file_options(dir: &Path) -> Options {
+    /// Logging to daily files in `dir` (also used by [`super::event_log`]'s tests).
+    pub(super) fn file_options(dir: &Path) -> Options {
         Options {
             output: Output::Dir(dir.to_owned()),
             json: false,

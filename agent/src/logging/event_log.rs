@@ -148,7 +148,6 @@ impl Visit for EventText {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
     use std::sync::{Arc, Mutex};
 
     use tracing::Subscriber;
@@ -156,14 +155,8 @@ mod tests {
     use tracing_subscriber::{EnvFilter, Layer, Registry};
 
     use super::*;
-    use crate::logging::{Options, Output, build};
-
-    fn file_options(dir: &Path) -> Options {
-        Options {
-            output: Output::Dir(dir.to_owned()),
-            json: false,
-        }
-    }
+    use crate::logging::build;
+    use crate::logging::tests::file_options;
 
     /// Records what [`event_log_text`] picks, as the Event Log layer does.
     #[derive(Clone, Default)]

@@ -17,7 +17,10 @@
 //! - [`dispatch`]: sends the agents' changes to the shops, coalesced, paced and retried.
 //! - [`enrich`]: fetches the order of a thin webhook from the shop before delivery.
 //! - [`sync`]: the relay's half of the initial product sync.
-//! - [`auth`]: admin token and agent JWTs.
+//! - [`auth`]: admin token and agent JWTs; [`accounts`]: console accounts, roles, sessions,
+//!   and who may call which admin route.
+//! - [`console`]: the admin console's pages under `/console`; [`alerts`]: e-mail and webhook
+//!   alerts per tenant.
 //! - [`admin`]: the admin API; [`cli`]: the same operations from a shell.
 //! - [`serve`]: accepting and serving connections: connection cap, header and idle timeouts.
 //! - [`in_flight`]: the limit on requests served at once.
@@ -29,12 +32,15 @@
 
 #![forbid(unsafe_code)]
 
+pub mod accounts;
 pub mod admin;
+pub mod alerts;
 pub mod auth;
 pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod connect;
+pub mod console;
 pub mod deliver;
 pub mod dispatch;
 pub mod enrich;
@@ -241,7 +247,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// [`in_flight::MAX_REQUESTS_IN_FLIGHT`].
 pub fn router_with_limit(state: Arc<AppState>, max_in_flight: usize) -> Router {
     let admin = admin::router(state.config.max_body_bytes).layer(
-        axum::middleware::from_fn_with_state(state.clone(), admin::require_admin),
+        axum::middleware::from_fn_with_state(state.clone(), accounts::access::guard),
     );
     Router::new()
         .route(
@@ -250,6 +256,11 @@ pub fn router_with_limit(state: Arc<AppState>, max_in_flight: usize) -> Router {
         )
         .route("/agent/v1/connect", get(connect::upgrade))
         .nest("/admin/v1", admin)
+        .nest("/console", console::router())
+        .route(
+            "/",
+            get(|| async { axum::response::Redirect::to("/console/") }),
+        )
         // Beyond the requests in flight a relay can serve well, a request is refused at once
         // rather than queued behind the others. The probes and /metrics below are not held to
         // it: a busy relay is alive, and its metrics are wanted most when it is busy.

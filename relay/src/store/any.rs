@@ -18,15 +18,18 @@ use super::types::{
 };
 use super::{DispatchState, Due, Lease, StoreLocation, pg, queue, sqlite};
 
-/// Runs the same call on whichever backend `self` is.
+/// Runs the same call on whichever backend `self` is. The console's areas (`accounts.rs`,
+/// `console.rs`, `alerts.rs`) add their operations in `impl AnyStore` blocks of their own
+/// with it.
 macro_rules! each {
     ($self:ident, $s:ident => $call:expr) => {
         match $self {
-            AnyStore::Sqlite($s) => $call.await,
-            AnyStore::Postgres($s) => $call.await,
+            $crate::store::AnyStore::Sqlite($s) => $call.await,
+            $crate::store::AnyStore::Postgres($s) => $call.await,
         }
     };
 }
+pub(super) use each;
 
 /// The store the relay runs on. Cheap to clone.
 #[derive(Clone)]

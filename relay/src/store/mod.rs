@@ -24,7 +24,10 @@
 //! have it with the same signature. The conformance suite (`tests/e2e/store.rs`) opens an
 //! [`AnyStore`] of each kind and runs the same tests on both.
 
+mod accounts;
+mod alerts;
 mod any;
+mod console;
 mod error;
 pub mod pg;
 mod queue;

@@ -15,6 +15,9 @@
 //! - [`tls`]: TLS as the URL's `sslmode` and `sslrootcert` ask, meaning what libpq says
 //!   (`prefer` by default, which does not verify the server's certificate).
 
+mod accounts;
+mod alerts;
+mod console;
 mod dispatch;
 mod events;
 mod fetch;

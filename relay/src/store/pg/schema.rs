@@ -111,6 +111,81 @@ CREATE INDEX events_order ON events (shop_id, order_id, state, id);
 -- An operator's edit of a held or dead event keeps the body as it was received.
 ALTER TABLE events ADD COLUMN original_payload TEXT;
 "#,
+    r#"
+-- The admin console. Accounts: an operator sees every tenant, a tenant admin or viewer one.
+-- Passwords as argon2id PHC strings.
+CREATE TABLE users (
+    username            TEXT PRIMARY KEY,
+    role                TEXT NOT NULL,   -- 'operator' | 'tenant_admin' | 'tenant_viewer'
+    tenant_id           TEXT REFERENCES tenants(id),
+    password_hash       TEXT NOT NULL,
+    language            TEXT NOT NULL,   -- 'en' | 'sv'
+    created_at          TIMESTAMPTZ NOT NULL,
+    password_changed_at TIMESTAMPTZ NOT NULL
+);
+-- Console sessions by the SHA-256 (hex) of the cookie's value; the value itself is not kept.
+CREATE TABLE console_sessions (
+    id_hash       TEXT PRIMARY KEY,
+    username      TEXT NOT NULL REFERENCES users(username) ON DELETE CASCADE,
+    csrf_token    TEXT NOT NULL,
+    address       TEXT,
+    created_at    TIMESTAMPTZ NOT NULL,
+    last_seen_at  TIMESTAMPTZ NOT NULL,
+    expires_at    TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX console_sessions_user ON console_sessions (username);
+-- Who changed which rule, replayed what, created which token, when.
+CREATE TABLE audit_log (
+    id         BIGSERIAL PRIMARY KEY,
+    at         TIMESTAMPTZ NOT NULL,
+    actor      TEXT NOT NULL,
+    tenant_id  TEXT,
+    action     TEXT NOT NULL,
+    target     TEXT NOT NULL,
+    detail     TEXT
+);
+CREATE INDEX audit_log_tenant ON audit_log (tenant_id, id);
+-- Agent sessions as the console and the alerts see them: open while ended_at is NULL.
+CREATE TABLE agent_sessions (
+    id            BIGSERIAL PRIMARY KEY,
+    agent_id      TEXT NOT NULL,
+    tenant_id     TEXT NOT NULL REFERENCES tenants(id),
+    instance      TEXT NOT NULL,
+    agent_version TEXT NOT NULL,
+    address       TEXT,
+    connected_at  TIMESTAMPTZ NOT NULL,
+    last_seen_at  TIMESTAMPTZ NOT NULL,
+    ended_at      TIMESTAMPTZ
+);
+CREATE INDEX agent_sessions_tenant ON agent_sessions (tenant_id, id);
+-- Per tenant: where alerts go and their thresholds (JSON).
+CREATE TABLE alert_settings (
+    tenant_id   TEXT PRIMARY KEY REFERENCES tenants(id),
+    settings    TEXT NOT NULL,
+    updated_at  TIMESTAMPTZ NOT NULL
+);
+-- One row per alert raised; at most one open (resolved_at NULL) per tenant and condition, so
+-- an alert is sent once until its condition clears, by whichever instance opened it.
+CREATE TABLE alerts (
+    id           BIGSERIAL PRIMARY KEY,
+    tenant_id    TEXT NOT NULL REFERENCES tenants(id),
+    condition    TEXT NOT NULL,
+    detail       TEXT NOT NULL,
+    opened_at    TIMESTAMPTZ NOT NULL,
+    resolved_at  TIMESTAMPTZ
+);
+CREATE UNIQUE INDEX alerts_open ON alerts (tenant_id, condition) WHERE resolved_at IS NULL;
+-- The daily digest, once per tenant and day.
+CREATE TABLE alert_digests (
+    tenant_id  TEXT NOT NULL REFERENCES tenants(id),
+    day        TEXT NOT NULL,
+    sent_at    TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (tenant_id, day)
+);
+-- The webhook as received, for the order's timeline: selected headers (JSON) and the
+-- signature's verdict.
+ALTER TABLE events ADD COLUMN received_headers TEXT;
+"#,
 ];
 
 /// Any number that no other part of the relay uses as an advisory lock.

@@ -9,6 +9,9 @@
 //! - [`leases`]: leases and retention (one instance, so leases are plain rows).
 
 mod db;
+mod accounts;
+mod alerts;
+mod console;
 mod dispatch;
 mod events;
 mod fetch;

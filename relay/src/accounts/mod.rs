@@ -1,0 +1,170 @@
+//! Who is calling and what they may do: console accounts (operator, tenant admin, tenant
+//! viewer), their sessions, and the same rules for the admin API, where the bearer admin token
+//! counts as an operator.
+//!
+//! - `password`: argon2id hashing and checking.
+//! - `session`: the session cookie, CSRF tokens, the [`Principal`] extractors.
+//! - `limiter`: login attempts per account and per address.
+//! - `access`: the guard in front of `/admin/v1` (bearer or session, tenant scope, audit).
+
+pub mod access;
+pub mod limiter;
+pub mod password;
+pub mod session;
+
+use serde::{Deserialize, Serialize};
+use shared::TenantId;
+
+/// What an account may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Every tenant, and the relay itself (tenants, accounts).
+    Operator,
+    /// One tenant: sees it and changes its rules, replays, tokens.
+    TenantAdmin,
+    /// One tenant: sees it, changes nothing.
+    TenantViewer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::TenantAdmin => "tenant_admin",
+            Role::TenantViewer => "tenant_viewer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "operator" => Some(Role::Operator),
+            "tenant_admin" => Some(Role::TenantAdmin),
+            "tenant_viewer" => Some(Role::TenantViewer),
+            _ => None,
+        }
+    }
+}
+
+/// The console's languages, chosen per account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    #[default]
+    En,
+    Sv,
+}
+
+impl Language {
+    pub const ALL: [Language; 2] = [Language::En, Language::Sv];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Language::En => "en",
+            Language::Sv => "sv",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "en" => Some(Language::En),
+            "sv" => Some(Language::Sv),
+            _ => None,
+        }
+    }
+}
+
+/// A caller that proved who it is: a console user by session cookie, or the bearer admin
+/// token (an operator named [`ADMIN_TOKEN_ACTOR`]).
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The account's name, as the audit log records it.
+    pub actor: String,
+    pub role: Role,
+    /// The one tenant of a tenant account; `None` for an operator.
+    pub tenant: Option<TenantId>,
+    pub language: Language,
+    /// The session's CSRF token (console sessions only): every state-changing request of a
+    /// session must carry it.
+    pub csrf: Option<String>,
+}
+
+/// The audit log's name for the bearer admin token.
+pub const ADMIN_TOKEN_ACTOR: &str = "admin-token";
+
+impl Principal {
+    pub fn is_operator(&self) -> bool {
+        self.role == Role::Operator
+    }
+
+    /// Whether it may see `tenant`'s data.
+    pub fn may_see(&self, tenant: &TenantId) -> bool {
+        match self.role {
+            Role::Operator => true,
+            Role::TenantAdmin | Role::TenantViewer => self.tenant.as_ref() == Some(tenant),
+        }
+    }
+
+    /// Whether it may change `tenant`'s data (rules, replays, tokens).
+    pub fn may_change(&self, tenant: &TenantId) -> bool {
+        match self.role {
+            Role::Operator => true,
+            Role::TenantAdmin => self.tenant.as_ref() == Some(tenant),
+            Role::TenantViewer => false,
+        }
+    }
+
+    /// The tenant its views are limited to; `None`: every tenant.
+    pub fn scope(&self) -> Option<&TenantId> {
+        match self.role {
+            Role::Operator => None,
+            Role::TenantAdmin | Role::TenantViewer => self.tenant.as_ref(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(role: Role, tenant: Option<&str>) -> Principal {
+        Principal {
+            actor: "u".into(),
+            role,
+            tenant: tenant.map(|t| TenantId::new(t.to_owned()).expect("tenant id")),
+            language: Language::En,
+            csrf: None,
+        }
+    }
+
+    #[test]
+    fn a_tenant_account_sees_and_changes_only_its_tenant_and_a_viewer_changes_nothing() {
+        let acme = TenantId::new("acme".to_owned()).expect("tenant id");
+        let other = TenantId::new("other".to_owned()).expect("tenant id");
+        let admin = user(Role::TenantAdmin, Some("acme"));
+        assert!(admin.may_see(&acme) && admin.may_change(&acme));
+        assert!(!admin.may_see(&other) && !admin.may_change(&other));
+        let viewer = user(Role::TenantViewer, Some("acme"));
+        assert!(viewer.may_see(&acme) && !viewer.may_change(&acme));
+        assert!(!viewer.may_see(&other));
+        let operator = user(Role::Operator, None);
+        assert!(operator.may_see(&other) && operator.may_change(&other));
+        assert_eq!(operator.scope(), None);
+        assert_eq!(viewer.scope(), Some(&acme));
+        // A tenant account without its tenant (a corrupt row) sees nothing.
+        let orphan = user(Role::TenantAdmin, None);
+        assert!(!orphan.may_see(&acme) && !orphan.may_change(&acme));
+    }
+
+    #[test]
+    fn roles_and_languages_read_back_what_they_write() {
+        for role in [Role::Operator, Role::TenantAdmin, Role::TenantViewer] {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        for language in Language::ALL {
+            assert_eq!(Language::parse(language.as_str()), Some(language));
+        }
+        assert_eq!(Role::parse("root"), None);
+        assert_eq!(Language::parse("de"), None);
+    }
+}

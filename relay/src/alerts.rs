@@ -1,0 +1,1 @@
+//! Alerts per tenant by e-mail and webhook (being built).

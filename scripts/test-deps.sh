@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond the Rust toolchain: FreeTDS `tsql` (Debian
-# freetds-bin), nginx (Debian nginx) and, in a virtual environment at target/pyenv, the Python clients pinned in
-# tests/clients/requirements.txt (python-tds, pymssql, sqlglot). The end-to-end test
+# freetds-bin), nginx (Debian nginx) and, in a virtual environment at target/pyenv, the Python tools pinned in
+# tests/clients/requirements.txt (python-tds, pymssql, sqlglot, schemathesis, aiosmtpd). The end-to-end test
 # tests/e2e/clients.rs runs them against the Mamut stand-in with target/pyenv/bin/python.
 #
 # Idempotent and quiet when everything is in place; any failed install stops it with a message
@@ -36,7 +36,7 @@ stamp=$venv/requirements.installed
 python=${PYTHON:-python3}
 
 if [ -x "$venv/bin/python" ] && cmp -s "$requirements" "$stamp" &&
-    "$venv/bin/python" -c 'import pytds, pymssql, sqlglot' >/dev/null 2>&1; then
+    "$venv/bin/python" -c 'import pytds, pymssql, sqlglot, schemathesis, aiosmtpd' >/dev/null 2>&1; then
     exit 0
 fi
 
@@ -55,6 +55,6 @@ fi
 echo "test-deps: pip install -r $requirements into $venv"
 "$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$requirements" ||
     fail "pip install -r $requirements failed (see above)"
-"$venv/bin/python" -c 'import pytds, pymssql, sqlglot' ||
+"$venv/bin/python" -c 'import pytds, pymssql, sqlglot, schemathesis, aiosmtpd' ||
     fail "the Python clients do not import after installing them into $venv"
 cp "$requirements" "$stamp"

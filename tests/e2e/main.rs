@@ -1,10 +1,13 @@
 //! The tests crate's one test binary: the end-to-end tests (the real `relay` and `agent`
 //! binaries, TLS, random ports) and the store conformance suite ([`store`]).
 
+mod alerts;
 mod bench;
 mod check;
 mod clients;
 mod close_codes;
+mod console_actions;
+mod console_browser;
 mod crash;
 mod delivery;
 mod fuzz_inputs;
@@ -17,6 +20,7 @@ mod mamut_server;
 mod mamut_sim;
 mod mamut_wire;
 mod nginx;
+mod openapi;
 mod proxy;
 mod reconnect;
 mod rejections;
@@ -24,6 +28,9 @@ mod revoke;
 mod scale;
 mod shops;
 mod store;
+mod store_accounts;
+mod store_alerts;
+mod store_console;
 mod sync;
 mod validation;
 mod windows;

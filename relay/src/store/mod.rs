@@ -25,10 +25,12 @@
 //! [`AnyStore`] of each kind and runs the same tests on both.
 
 mod accounts;
+mod agent_sessions;
 mod alerts;
 mod any;
 mod console;
 mod error;
+mod failures;
 pub mod pg;
 mod queue;
 pub mod sqlite;

@@ -16,10 +16,12 @@
 //!   (`prefer` by default, which does not verify the server's certificate).
 
 mod accounts;
+mod agent_sessions;
 mod alerts;
 mod console;
 mod dispatch;
 mod events;
+mod failures;
 mod fetch;
 mod ingest;
 mod leases;

@@ -10,10 +10,12 @@
 
 mod db;
 mod accounts;
+mod agent_sessions;
 mod alerts;
 mod console;
 mod dispatch;
 mod events;
+mod failures;
 mod fetch;
 mod leases;
 mod pushes;

@@ -3,7 +3,12 @@
 //!
 //! - `requests`: the bodies, queries and views of the API, and their checks.
 //! - `routes`: the HTTP routes and the bearer check.
+//! - `openapi`: the API's OpenAPI 3.1 document, served at `/admin/v1/openapi.json`.
+//! - `docs`: the reference rendered from that document, at `/admin/v1/docs`.
 
+mod alerts;
+mod docs;
+pub mod openapi;
 mod requests;
 mod routes;
 
@@ -15,12 +20,13 @@ use shared::{AgentId, ShopId};
 use crate::auth::Tokens;
 use crate::error::ApiError;
 use crate::shop::ShopSettings;
-use crate::store::{AnyStore, EventState, Notice, ShopRecord};
+use crate::store::{AnyStore, EventState, Notice, ShopRecord, TenantRecord};
 use crate::validate;
 
 pub use self::requests::{
-    ApiJson, EventQuery, IssuedAgent, NewAgent, NewShop, NewTenant, ReplayQuery, ShopUpdate,
-    ShopView,
+    ApiJson, ApiPath, ApiQuery, BodyLimit, DispatchList, EditedEvent, EventDetail, EventList,
+    EventPayloadView, EventQuery, IssuedAgent, NewAgent, NewShop, NewTenant, PushList, ReplayQuery,
+    ReplayedDispatch, ReplayedEvent, ShopList, ShopUpdate, ShopView,
 };
 use self::requests::{
     api_key, as_json, check_shop, check_statuses, stored_problems, tenant_id, webhook_secrets,
@@ -35,10 +41,14 @@ pub struct Admin<'a> {
 
 impl Admin<'_> {
     pub async fn create_tenant(&self, new: NewTenant) -> Result<Value, ApiError> {
+        Ok(json!(self.new_tenant(new).await?))
+    }
+
+    /// [`Admin::create_tenant`], typed.
+    pub async fn new_tenant(&self, new: NewTenant) -> Result<TenantRecord, ApiError> {
         let id = tenant_id(new.id)?;
         let name = new.name.unwrap_or_else(|| id.to_string());
-        let tenant = self.store.create_tenant(id, name).await?;
-        Ok(json!(tenant))
+        Ok(self.store.create_tenant(id, name).await?)
     }
 
     pub async fn add_shop(&self, tenant: String, new: NewShop) -> Result<ShopView, ApiError> {
@@ -112,13 +122,19 @@ impl Admin<'_> {
     }
 
     pub async fn list_shops(&self, tenant: String) -> Result<Value, ApiError> {
+        Ok(json!(self.shops(tenant).await?))
+    }
+
+    /// [`Admin::list_shops`], typed.
+    pub async fn shops(&self, tenant: String) -> Result<ShopList, ApiError> {
         let tenant_id = tenant_id(tenant)?;
         if !self.store.tenant_exists(tenant_id.clone()).await? {
             return Err(ApiError::NotFound(format!("tenant {tenant_id} not found")));
         }
         let shops = self.store.shops(Some(tenant_id)).await?;
-        let views: Vec<ShopView> = shops.iter().map(ShopView::from).collect();
-        Ok(json!({ "shops": views }))
+        Ok(ShopList {
+            shops: shops.iter().map(ShopView::from).collect(),
+        })
     }
 
     pub async fn create_agent(
@@ -163,6 +179,11 @@ impl Admin<'_> {
     }
 
     pub async fn list_events(&self, tenant: String, query: EventQuery) -> Result<Value, ApiError> {
+        Ok(json!(self.events(tenant, query).await?))
+    }
+
+    /// [`Admin::list_events`], typed.
+    pub async fn events(&self, tenant: String, query: EventQuery) -> Result<EventList, ApiError> {
         let tenant_id = tenant_id(tenant)?;
         let state = match query.state.as_deref() {
             None | Some("") => None,
@@ -177,24 +198,28 @@ impl Admin<'_> {
         }
         let limit = query.limit.unwrap_or(100).clamp(1, 10_000);
         let events = self.store.list_events(tenant_id, state, limit).await?;
-        Ok(json!({ "events": events }))
+        Ok(EventList { events })
     }
 
     /// An event's stored body (the one received too, when it was edited) and its order's
     /// problems.
-    pub async fn event_payload(&self, tenant: String, id: i64) -> Result<Value, ApiError> {
+    pub async fn event_payload(
+        &self,
+        tenant: String,
+        id: i64,
+    ) -> Result<EventPayloadView, ApiError> {
         let stored = self
             .store
             .event_payload(tenant_id(tenant)?, id)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("event {id} not found")))?;
         let problems = stored_problems(&stored.payload);
-        Ok(json!({
-            "id": id,
-            "payload": as_json(stored.payload),
-            "original": stored.original.map(as_json),
-            "problems": problems,
-        }))
+        Ok(EventPayloadView {
+            id,
+            payload: as_json(stored.payload),
+            original: stored.original.map(as_json),
+            problems,
+        })
     }
 
     /// Replaces the body of a dead or held event with an operator's correction: a full order
@@ -205,7 +230,7 @@ impl Admin<'_> {
         tenant: String,
         id: i64,
         body: Value,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<EditedEvent, ApiError> {
         let tenant = tenant_id(tenant)?;
         let (event, _) = self
             .store
@@ -256,7 +281,11 @@ impl Admin<'_> {
         self.store
             .edit_event(tenant, id, payload, webhook.order.status, note)
             .await?;
-        Ok(json!({ "id": id, "state": event.state, "problems": problems }))
+        Ok(EditedEvent {
+            id,
+            state: event.state,
+            problems,
+        })
     }
 
     /// Puts a dead or held event back in the queue. Its order is checked again: one that is
@@ -266,7 +295,7 @@ impl Admin<'_> {
         tenant: String,
         id: i64,
         query: ReplayQuery,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<ReplayedEvent, ApiError> {
         let tenant = tenant_id(tenant)?;
         let stored = self
             .store
@@ -285,6 +314,10 @@ impl Admin<'_> {
             });
         }
         self.store.replay(tenant, id).await?;
-        Ok(json!({ "id": id, "state": "pending", "forced": !problems.is_empty() }))
+        Ok(ReplayedEvent {
+            id,
+            state: EventState::Pending,
+            forced: !problems.is_empty(),
+        })
     }
 }

@@ -8,12 +8,15 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 use shared::domain::DocumentType;
 
+use crate::accounts::{Language, Role};
 use crate::admin::{Admin, EventQuery, NewAgent, NewShop, NewTenant, ShopUpdate};
 use crate::auth::Tokens;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::shop::{ApiSettings, Flow, Platform};
 use crate::store::AnyStore;
+
+mod users;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -45,6 +48,9 @@ pub enum Command {
     /// A tenant's events and their state.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Console accounts: operators, tenant admins and tenant viewers.
+    #[command(subcommand)]
+    User(UserCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -131,6 +137,56 @@ pub enum EventsCommand {
     },
 }
 
+/// `relay user …`. A password is read from standard input (`--password-stdin`, one line) or
+/// from `RELAY_USER_PASSWORD`, never from an argument, which any user of the machine could
+/// read in the process list.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add an account.
+    Add {
+        /// 1 to 64 letters, digits, '.', '_', '-' or '@'.
+        username: String,
+        /// operator (every tenant), tenant_admin or tenant_viewer (one tenant).
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// The tenant of a tenant_admin or tenant_viewer.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The console's language for the account: en or sv.
+        #[arg(long, default_value = "en", value_parser = parse_language)]
+        language: Language,
+        /// Read the password from standard input (one line).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List accounts (never their password hashes), of one tenant or all.
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Remove an account; its sessions end.
+    Remove { username: String },
+    /// End every console session of an account (it must sign in again).
+    SignOut { username: String },
+    /// Set an account's password; its sessions end.
+    SetPassword {
+        username: String,
+        /// Read the password from standard input (one line).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+fn parse_role(value: &str) -> Result<Role, String> {
+    Role::parse(value).ok_or_else(|| {
+        format!("unknown role {value:?}: use operator, tenant_admin or tenant_viewer")
+    })
+}
+
+fn parse_language(value: &str) -> Result<Language, String> {
+    Language::parse(value).ok_or_else(|| format!("unknown language {value:?}: use en or sv"))
+}
+
 /// Runs an admin command and returns the JSON to print.
 pub async fn run_admin(config: &Config, command: Command) -> Result<Value, CliError> {
     let store = AnyStore::open(&config.store_location()?).await?;
@@ -198,6 +254,10 @@ pub async fn run_admin(config: &Config, command: Command) -> Result<Value, CliEr
         Command::Agent(AgentCommand::Revoke { agent_id }) => {
             admin.revoke_agent(agent_id.clone()).await?;
             json!({ "agent_id": agent_id, "revoked": true })
+        }
+        Command::User(command) => {
+            let env = |key: &str| std::env::var(key).ok();
+            users::run(&store, command, &env, &mut std::io::stdin().lock()).await?
         }
         Command::Events(EventsCommand::List {
             tenant,

@@ -14,6 +14,9 @@ use shared::settings::{parse, toml_error};
 
 use crate::store::StoreLocation;
 
+mod smtp;
+pub use smtp::{SmtpConfig, StartTls};
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -79,6 +82,15 @@ pub struct Config {
     /// later (`RELAY_MAX_QUEUED_PER_TENANT`): an agent offline for weeks does not fill the
     /// relay's disk for every tenant.
     pub max_queued_per_tenant: u64,
+    /// The SMTP server alert e-mails go through (`[smtp]`, `RELAY_SMTP_*`); without it,
+    /// alerts go only to webhooks.
+    pub smtp: Option<SmtpConfig>,
+    /// How often each tenant's alert conditions are evaluated, in seconds
+    /// (`RELAY_ALERTS_INTERVAL_SECS`).
+    pub alerts_interval_secs: u64,
+    /// The hour (UTC, 0–23) from which each day's digest of failures is sent
+    /// (`RELAY_ALERTS_DIGEST_HOUR`).
+    pub alerts_digest_hour: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -113,6 +125,9 @@ impl Default for Config {
             header_timeout_secs: 10,
             idle_timeout_secs: 60,
             max_queued_per_tenant: 100_000,
+            smtp: None,
+            alerts_interval_secs: 60,
+            alerts_digest_hour: 6,
         }
     }
 }
@@ -124,7 +139,7 @@ fn error(key: &str, message: impl Into<String>) -> ConfigError {
 /// The environment variable of the file's key `key` (`max_connections`:
 /// `RELAY_MAX_CONNECTIONS`).
 fn env_var(key: &str) -> String {
-    format!("RELAY_{}", key.to_ascii_uppercase())
+    format!("RELAY_{}", key.replace('.', "_").to_ascii_uppercase())
 }
 
 /// Where each setting's value came from, so that an invalid one is named as the user set it.
@@ -219,7 +234,7 @@ impl Config {
             file: Some(origin),
             // It parsed as the configuration, so as a table too.
             in_file: toml::from_str::<toml::Table>(text)
-                .map(|table| table.keys().cloned().collect())
+                .map(|table| file_keys(&table))
                 .unwrap_or_default(),
             from_env: Vec::new(),
         };
@@ -310,6 +325,13 @@ impl Config {
         if let Some((var, v)) = get("max_queued_per_tenant") {
             self.max_queued_per_tenant = parse(&var, &v)?;
         }
+        if let Some((var, v)) = get("alerts_interval_secs") {
+            self.alerts_interval_secs = parse(&var, &v)?;
+        }
+        if let Some((var, v)) = get("alerts_digest_hour") {
+            self.alerts_digest_hour = parse(&var, &v)?;
+        }
+        smtp::apply_env(&mut self.smtp, &mut get)?;
         let get = |var: &str| env(var).filter(|v| !v.is_empty());
         match (get("RELAY_TLS_CERT"), get("RELAY_TLS_KEY")) {
             (Some(cert), Some(key)) => {
@@ -393,6 +415,11 @@ impl Config {
             self.max_queued_per_tenant,
             1..=100_000_000,
         )?;
+        origins.within("alerts_interval_secs", self.alerts_interval_secs, 1..=3600)?;
+        origins.within("alerts_digest_hour", self.alerts_digest_hour, 0..=23)?;
+        if let Some(smtp) = &self.smtp {
+            smtp.validate(origins)?;
+        }
         if self
             .admin_token
             .as_ref()
@@ -407,6 +434,18 @@ impl Config {
         StoreLocation::parse(&self.database_url)
             .map_err(|e| error("database_url (RELAY_DATABASE_URL)", e))
     }
+}
+
+/// The keys a configuration file sets, a table's as `table.key` too (`smtp.host`).
+fn file_keys(table: &toml::Table) -> Vec<String> {
+    let mut keys = Vec::new();
+    for (key, value) in table {
+        keys.push(key.clone());
+        if let toml::Value::Table(inner) = value {
+            keys.extend(inner.keys().map(|k| format!("{key}.{k}")));
+        }
+    }
+    keys
 }
 
 #[cfg(test)]

@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::{State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use shared::protocol::MAX_FRAME_BYTES;
@@ -17,6 +18,7 @@ use crate::error::ApiError;
 pub async fn upgrade(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
+    peer: Option<Extension<ConnectInfo<std::net::SocketAddr>>>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let token = match bearer(&headers) {
@@ -47,6 +49,7 @@ pub async fn upgrade(
     let span =
         tracing::info_span!("agent", tenant = %identity.tenant_id, agent = %identity.agent_id);
     let sessions = app.sessions.clone();
+    let address = peer.map(|Extension(ConnectInfo(address))| address);
     // Small buffers: tungstenite's defaults reserve 128 KiB per connection.
     ws.read_buffer_size(4 * 1024)
         .write_buffer_size(0)
@@ -57,7 +60,7 @@ pub async fn upgrade(
             sessions.track_future(
                 async move {
                     app.metrics.session_started();
-                    crate::deliver::run(app.clone(), identity, socket).await;
+                    crate::deliver::run(app.clone(), identity, address, socket).await;
                     app.metrics.session_ended();
                 }
                 .instrument(span),

@@ -17,12 +17,14 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
 use shared::ShopId;
 use shared::domain::{OrderWebhook, ThinOrderWebhook};
-use shared::signature::{SignedHeaders, verify};
+use shared::signature::{SignedHeaders, verify_which};
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::metrics::Limit;
-use crate::store::{EventState, Ingested, NewEvent, Notice, ShopRecord, StoreError};
+use crate::store::{
+    EventState, Ingested, NewEvent, Notice, ReceivedHeaders, ShopRecord, StoreError,
+};
 use crate::validate;
 
 #[derive(Debug, Serialize)]
@@ -49,7 +51,7 @@ pub async fn receive(
         .get(&app.store, shop_id.clone())
         .await?
         .ok_or_else(|| ApiError::NotFound("unknown shop".into()))?;
-    let webhook_id = verify_signature(&app, &shop, &headers, &body)?;
+    let (webhook_id, secret) = verify_signature(&app, &shop, &headers, &body)?;
     tracing::Span::current().record("webhook_id", webhook_id.as_str());
     let order = parse(&app, &body, &shop_id)?;
     let (state, hold_reason) = decide(&shop, &order);
@@ -63,6 +65,7 @@ pub async fn receive(
         return Ok(Json(duplicate));
     }
     let problems = order.problems.len();
+    let received_headers = received(&headers, secret, shop.webhook_secrets.len());
     let ingested = store(
         &app,
         NewEvent {
@@ -75,6 +78,7 @@ pub async fn receive(
             payload,
             state,
             hold_reason,
+            received_headers,
         },
     )
     .await?;
@@ -101,13 +105,14 @@ fn read_body(app: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Byte
     })
 }
 
-/// Checks the Standard Webhooks signature against the shop's secrets; returns the webhook id.
+/// Checks the Standard Webhooks signature against the shop's secrets; returns the webhook id
+/// and which secret (its index) verified it.
 fn verify_signature(
     app: &AppState,
     shop: &ShopRecord,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<String, ApiError> {
+) -> Result<(String, usize), ApiError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let signed = SignedHeaders {
         id: header("webhook-id"),
@@ -115,7 +120,7 @@ fn verify_signature(
         signature: header("webhook-signature"),
     };
     let now = chrono::Utc::now().timestamp();
-    let webhook_id = verify(
+    let (webhook_id, secret) = verify_which(
         &shop.webhook_secrets,
         signed,
         body,
@@ -125,15 +130,27 @@ fn verify_signature(
     .map_err(|e| {
         app.metrics.rejected();
         ApiError::Unauthorized(format!("webhook signature refused: {e}"))
-    })?
-    .to_owned();
+    })?;
+    let webhook_id = webhook_id.to_owned();
     if webhook_id.len() > 256 {
         app.metrics.refused(Limit::WebhookFields);
         return Err(ApiError::BadRequest(
             "webhook-id is longer than 256 characters".into(),
         ));
     }
-    Ok(webhook_id)
+    Ok((webhook_id, secret))
+}
+
+/// The request's headers worth showing on the order's timeline and the signature's verdict,
+/// as stored (see [`ReceivedHeaders`]); `None`, and a warning, should they not encode.
+fn received(headers: &HeaderMap, secret: usize, secrets: usize) -> Option<String> {
+    let text = headers
+        .iter()
+        .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)));
+    ReceivedHeaders::new(text, secret, secrets)
+        .encode()
+        .inspect_err(|e| tracing::warn!(error = %e, "the received headers are not kept"))
+        .ok()
 }
 
 /// What ingest needs to know of a webhook's body.

@@ -101,6 +101,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Agent sessions, so shutdown can wait for them.
     pub sessions: TaskTracker,
+    /// Failed console sign-ins per account and address.
+    pub logins: accounts::limiter::LoginLimiter,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -175,6 +177,7 @@ impl App {
             outbox,
             shutdown,
             sessions: TaskTracker::new(),
+            logins: Default::default(),
         });
         Ok(Self {
             state,
@@ -208,6 +211,7 @@ impl App {
         let background = TaskTracker::new();
         background.spawn(state.enricher.clone().run(state.clone()));
         background.spawn(retention::run(state.clone()));
+        background.spawn(alerts::run(state.clone()));
         cluster::start(&state, self.outbox, &background);
         background.close();
         let router = router(state.clone());
@@ -257,6 +261,8 @@ pub fn router_with_limit(state: Arc<AppState>, max_in_flight: usize) -> Router {
         .route("/agent/v1/connect", get(connect::upgrade))
         .nest("/admin/v1", admin)
         .nest("/console", console::router())
+        // A nested router's "/" answers "/console" only; the console's home is "/console/".
+        .route("/console/", get(console::overview))
         .route(
             "/",
             get(|| async { axum::response::Redirect::to("/console/") }),

@@ -75,6 +75,8 @@ pub struct Metrics {
     store_write_failures: AtomicU64,
     /// When the last webhook could not be stored, if none has been stored since.
     write_failed_at: Mutex<Option<Instant>>,
+    /// Alert notifications sent and failed.
+    pub alerts: crate::alerts::AlertMetrics,
 }
 
 impl Metrics {
@@ -205,6 +207,7 @@ impl Metrics {
                 count.load(Ordering::Relaxed)
             );
         }
+        out.push_str(&self.alerts.render());
         out
     }
 }

@@ -167,7 +167,7 @@ async fn serve_connection(
                 handshake = handshake => handshake,
             };
             match tls {
-                Ok(Ok(tls)) => serve_http(tls, flags, router, limits, &state, shutdown).await,
+                Ok(Ok(tls)) => serve_http(tls, flags, router, limits, &state, shutdown, peer).await,
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => {
                     state.metrics.connection_timed_out();
@@ -175,7 +175,7 @@ async fn serve_connection(
                 }
             }
         }
-        None => serve_http(io, flags, router, limits, &state, shutdown).await,
+        None => serve_http(io, flags, router, limits, &state, shutdown, peer).await,
     }
 }
 
@@ -186,13 +186,18 @@ async fn serve_http<I>(
     limits: Limits,
     state: &AppState,
     shutdown: CancellationToken,
+    peer: std::net::SocketAddr,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let upgraded = flags.clone();
-    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         let router = router.clone();
         let upgraded = upgraded.clone();
+        // The peer's address, for handlers that record it (`ConnectInfo`).
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
         async move {
             let response = router.oneshot(request).await?;
             if response.status() == hyper::StatusCode::SWITCHING_PROTOCOLS {

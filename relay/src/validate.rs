@@ -41,7 +41,7 @@ pub const MAX_EMAIL: usize = 254;
 pub const MAX_TEXT: usize = 500;
 
 /// One thing wrong with an order: which field, and what.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     /// Where in the webhook body, e.g. `order.lines[2].vat_rate`.
     pub field: String,

@@ -165,6 +165,7 @@ async fn fixture_with(config: Config) -> Fixture {
         outbox,
         shutdown,
         sessions: TaskTracker::new(),
+        logins: Default::default(),
     });
     Fixture {
         app,
@@ -192,6 +193,7 @@ async fn add_event(f: &Fixture, webhook_id: &str, order_id: &str) -> i64 {
             payload: body.to_string(),
             state: EventState::Pending,
             hold_reason: None,
+            received_headers: None,
         })
         .await
         .expect("ingest")
@@ -208,6 +210,7 @@ fn connect(f: &Fixture) -> Agent {
     tokio::spawn(relay::deliver::run(
         f.app.clone(),
         identity,
+        None,
         Duplex { incoming, outgoing },
     ));
     Agent {

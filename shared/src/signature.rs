@@ -118,6 +118,17 @@ pub fn verify<'a>(
     now: i64,
     tolerance_secs: i64,
 ) -> Result<&'a str, VerifyError> {
+    verify_which(secrets, headers, body, now, tolerance_secs).map(|(id, _)| id)
+}
+
+/// [`verify`], also telling which of `secrets` (its index) signed the request.
+pub fn verify_which<'a>(
+    secrets: &[WebhookSecret],
+    headers: SignedHeaders<'a>,
+    body: &[u8],
+    now: i64,
+    tolerance_secs: i64,
+) -> Result<(&'a str, usize), VerifyError> {
     let id = headers
         .id
         .filter(|id| !id.is_empty())
@@ -142,7 +153,7 @@ pub fn verify<'a>(
         .filter_map(|entry| entry.strip_prefix("v1,"))
         .filter_map(|encoded| STANDARD.decode(encoded).ok())
         .collect();
-    for secret in secrets {
+    for (index, secret) in secrets.iter().enumerate() {
         for candidate in &candidates {
             // `verify_slice` compares in constant time.
             if secret
@@ -150,7 +161,7 @@ pub fn verify<'a>(
                 .verify_slice(candidate)
                 .is_ok()
             {
-                return Ok(id);
+                return Ok((id, index));
             }
         }
     }
@@ -211,6 +222,17 @@ mod tests {
             300,
         );
         assert_eq!(result, Ok(SPEC_ID));
+        let which = verify_which(
+            &[
+                WebhookSecret::from_bytes(vec![7; 32]).expect("valid key"),
+                spec_secret(),
+            ],
+            headers(SPEC_ID, &ts, SPEC_SIG),
+            SPEC_BODY,
+            SPEC_TS,
+            300,
+        );
+        assert_eq!(which, Ok((SPEC_ID, 1)), "the second secret signed it");
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod mamut_wire;
 mod nginx;
 mod openapi;
 mod proxy;
+mod received;
 mod reconnect;
 mod rejections;
 mod revoke;

@@ -70,6 +70,7 @@ fn event(tenant_id: &str, shop: &str, webhook: &str, order: &str, state: EventSt
         payload: format!("{{\"order\":\"{order}\"}}"),
         state,
         hold_reason: None,
+        received_headers: None,
     }
 }
 

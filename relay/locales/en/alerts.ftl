@@ -1,1 +1,24 @@
-# alerts (being filled in)
+# Alerts by e-mail and webhook, and the daily digest of failures.
+alert-subject = [{ $tenant }] { $title }
+alert-resolved-subject = [{ $tenant }] Resolved: { $title }
+alert-title-dead-letters = Dead letters are waiting
+alert-title-agent-offline = The agent is offline
+alert-title-queue-age = Deliveries are late
+alert-title-shop-refusing = Shop { $shop } keeps refusing changes
+alert-title-test = Test alert
+alert-detail-dead-letters = { $count } events are in the dead-letter list and wait for an operator's replay.
+alert-detail-agent-offline = No agent has been online since { $since } ({ $minutes } minutes).
+alert-detail-queue-age = The oldest event waiting for delivery was received at { $since } ({ $minutes } minutes ago).
+alert-detail-shop-refusing = A change failed { $failures } times in a row; { $dead } changes went to the dead-letter list in the last hour.
+alert-test-detail = This is a test of the alert settings: e-mail and webhook reach you.
+alert-opened-at = Raised at { $at }.
+alert-once = You get this alert once; a "resolved" follows when the condition clears.
+alert-resolved-detail = The condition raised at { $opened } cleared at { $at }.
+alert-was = It was: { $detail }
+alert-footer = Sent by the relay for tenant { $tenant }.
+digest-subject = [{ $tenant }] Failures in the last 24 hours
+digest-intro = Failures in the 24 hours before { $at }:
+digest-dead-letters = Events in the dead-letter list: { $count }
+digest-held-orders = Orders held as invalid: { $count }
+digest-dead-dispatch = Changes the shops refused: { $count }
+digest-alerts-opened = Alerts raised: { $count }

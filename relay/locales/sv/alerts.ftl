@@ -1,1 +1,24 @@
-# alerts (being filled in)
+# Larm per e-post och webhook, och den dagliga sammanfattningen av fel.
+alert-subject = [{ $tenant }] { $title }
+alert-resolved-subject = [{ $tenant }] Åtgärdat: { $title }
+alert-title-dead-letters = Döda meddelanden väntar
+alert-title-agent-offline = Agenten är frånkopplad
+alert-title-queue-age = Leveranserna är försenade
+alert-title-shop-refusing = Butiken { $shop } vägrar ta emot ändringar
+alert-title-test = Testlarm
+alert-detail-dead-letters = { $count } händelser ligger bland döda meddelanden och väntar på att en operatör skickar om dem.
+alert-detail-agent-offline = Ingen agent har varit ansluten sedan { $since } ({ $minutes } minuter).
+alert-detail-queue-age = Den äldsta händelsen som väntar på leverans togs emot { $since } (för { $minutes } minuter sedan).
+alert-detail-shop-refusing = En ändring misslyckades { $failures } gånger i rad; { $dead } ändringar blev döda meddelanden den senaste timmen.
+alert-test-detail = Detta är ett test av larminställningarna: e-post och webhook når fram.
+alert-opened-at = Larmet utlöstes { $at }.
+alert-once = Du får detta larm en gång; ett "åtgärdat" följer när villkoret upphör.
+alert-resolved-detail = Villkoret som utlöstes { $opened } upphörde { $at }.
+alert-was = Det gällde: { $detail }
+alert-footer = Skickat av reläet för kunden { $tenant }.
+digest-subject = [{ $tenant }] Fel de senaste 24 timmarna
+digest-intro = Fel under de 24 timmarna före { $at }:
+digest-dead-letters = Händelser bland döda meddelanden: { $count }
+digest-held-orders = Ordrar som hålls som ogiltiga: { $count }
+digest-dead-dispatch = Ändringar som butikerna vägrade: { $count }
+digest-alerts-opened = Utlösta larm: { $count }

@@ -92,6 +92,36 @@ pub struct Principal {
 /// The audit log's name for the bearer admin token.
 pub const ADMIN_TOKEN_ACTOR: &str = "admin-token";
 
+/// The audit log's name for the `relay user …` commands.
+pub const CLI_ACTOR: &str = "cli";
+
+/// The longest username, in bytes.
+pub const MAX_USERNAME_BYTES: usize = 64;
+
+/// Whether `name` may be an account's name: 1 to [`MAX_USERNAME_BYTES`] ASCII letters,
+/// digits, `.`, `_`, `-` or `@` (an e-mail address fits). The names of the admin token and
+/// the CLI in the audit log are taken.
+pub fn check_username(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_USERNAME_BYTES {
+        return Err(format!(
+            "username {name:?} is {} bytes long: use 1 to {MAX_USERNAME_BYTES}",
+            name.len()
+        ));
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@');
+    if !name.chars().all(allowed) {
+        return Err(format!(
+            "username {name:?}: use only letters a-z, digits, '.', '_', '-' and '@'"
+        ));
+    }
+    if name == ADMIN_TOKEN_ACTOR || name == CLI_ACTOR {
+        return Err(format!(
+            "username {name:?} is the audit log's name for the admin token or the CLI: choose another"
+        ));
+    }
+    Ok(())
+}
+
 impl Principal {
     pub fn is_operator(&self) -> bool {
         self.role == Role::Operator
@@ -154,6 +184,23 @@ mod tests {
         // A tenant account without its tenant (a corrupt row) sees nothing.
         let orphan = user(Role::TenantAdmin, None);
         assert!(!orphan.may_see(&acme) && !orphan.may_change(&acme));
+    }
+
+    #[test]
+    fn usernames_are_short_plain_and_not_the_audit_logs_own_names() {
+        assert!(check_username("anna.berg@acme.se").is_ok());
+        for bad in [
+            "",
+            "anna berg",
+            "anna\n",
+            "ånna",
+            ADMIN_TOKEN_ACTOR,
+            CLI_ACTOR,
+        ] {
+            assert!(check_username(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_username(&"a".repeat(MAX_USERNAME_BYTES)).is_ok());
+        assert!(check_username(&"a".repeat(MAX_USERNAME_BYTES + 1)).is_err());
     }
 
     #[test]

@@ -164,3 +164,96 @@ fn the_example_configuration_is_valid() {
     let config = Config::load(Some(&path), &env_of(&[])).expect("the example loads");
     assert_eq!(config.listen, Config::default().listen);
 }
+
+#[test]
+fn the_smtp_server_comes_from_the_file_or_the_environment_with_starttls_required_by_default() {
+    let config = Config::load(None, &env_of(&[])).expect("defaults");
+    assert!(config.smtp.is_none(), "no SMTP server unless configured");
+    assert_eq!(config.alerts_interval_secs, 60);
+    assert_eq!(config.alerts_digest_hour, 6);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("relay.toml");
+    std::fs::write(
+        &path,
+        "[smtp]\nhost = \"smtp.example.com\"\nfrom = \"Relay <alerts@example.com>\"\n\
+         username = \"relay\"\npassword = \"hunter2hunter2\"\n",
+    )
+    .expect("write");
+    let config = Config::load(Some(&path), &env_of(&[("RELAY_SMTP_PORT", "2525")])).expect("valid");
+    let smtp = config.smtp.expect("an SMTP server");
+    assert_eq!(smtp.host, "smtp.example.com");
+    assert_eq!(smtp.port, 2525, "the environment overrides the file");
+    assert_eq!(smtp.starttls, StartTls::Required);
+    assert!(
+        !format!("{smtp:?}").contains("hunter2"),
+        "the password is masked"
+    );
+
+    let config = Config::load(
+        None,
+        &env_of(&[
+            ("RELAY_SMTP_HOST", "127.0.0.1"),
+            ("RELAY_SMTP_FROM", "alerts@example.com"),
+            ("RELAY_SMTP_STARTTLS", "none"),
+            ("RELAY_ALERTS_INTERVAL_SECS", "1"),
+            ("RELAY_ALERTS_DIGEST_HOUR", "0"),
+        ]),
+    )
+    .expect("valid");
+    let smtp = config.smtp.expect("an SMTP server from the environment");
+    assert_eq!((smtp.port, smtp.starttls), (587, StartTls::None));
+    assert_eq!(config.alerts_interval_secs, 1);
+}
+
+#[test]
+fn a_bad_smtp_setting_is_named_and_the_password_never_shown() {
+    let base = [
+        ("RELAY_SMTP_HOST", "smtp.example.com"),
+        ("RELAY_SMTP_FROM", "alerts@example.com"),
+    ];
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut pairs = base.to_vec();
+        pairs.extend_from_slice(extra);
+        Config::load(None, &env_of(&pairs)).expect_err("invalid")
+    };
+    let bad = with(&[("RELAY_SMTP_STARTTLS", "always")]);
+    assert_eq!(bad.key, "RELAY_SMTP_STARTTLS", "{bad}");
+    assert!(
+        bad.message.contains("required, opportunistic or none"),
+        "{bad}"
+    );
+    let bad = with(&[("RELAY_SMTP_FROM", "not an address")]);
+    assert_eq!(bad.key, "RELAY_SMTP_FROM", "{bad}");
+    let bad = with(&[("RELAY_SMTP_PASSWORD", "hunter2hunter2")]);
+    assert_eq!(bad.key, "smtp.username", "{bad}");
+    let bad = with(&[
+        ("RELAY_SMTP_USERNAME", "relay"),
+        ("RELAY_SMTP_PASSWORD", "hunter2hunter2"),
+        ("RELAY_SMTP_STARTTLS", "none"),
+    ]);
+    assert_eq!(bad.key, "RELAY_SMTP_STARTTLS", "{bad}");
+    assert!(!bad.to_string().contains("hunter2"), "{bad}");
+    let bad = with(&[("RELAY_SMTP_TIMEOUT_SECS", "0")]);
+    assert_eq!(bad.key, "RELAY_SMTP_TIMEOUT_SECS", "{bad}");
+    let bad = Config::load(None, &env_of(&[("RELAY_SMTP_FROM", "alerts@example.com")]))
+        .expect_err("no host");
+    assert_eq!(bad.key, "smtp.host", "{bad}");
+    let bad = Config::load(None, &env_of(&[("RELAY_ALERTS_DIGEST_HOUR", "24")]))
+        .expect_err("no such hour");
+    assert_eq!(bad.key, "RELAY_ALERTS_DIGEST_HOUR", "{bad}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("relay.toml");
+    std::fs::write(
+        &path,
+        "[smtp]\nhost = \"smtp.example.com\"\nfrom = \"nobody\"\n",
+    )
+    .expect("write");
+    let bad = Config::load(Some(&path), &env_of(&[])).expect_err("a bad from");
+    assert_eq!(bad.key, "smtp.from", "{bad}");
+    assert!(bad.message.contains("in "), "names the file: {bad}");
+    std::fs::write(&path, "[smtp]\nhots = \"smtp.example.com\"\n").expect("write");
+    let bad = Config::load(Some(&path), &env_of(&[])).expect_err("unknown key");
+    assert!(bad.message.contains("hots"), "{bad}");
+}

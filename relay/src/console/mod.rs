@@ -11,6 +11,7 @@
 pub mod i18n;
 pub mod layout;
 
+mod actions;
 mod agents;
 mod audit;
 mod failures;
@@ -18,6 +19,7 @@ mod login;
 mod orders;
 mod overview;
 mod shops;
+mod views;
 
 use std::sync::Arc;
 
@@ -28,6 +30,9 @@ use axum::routing::get;
 
 use crate::AppState;
 use crate::error::ApiError;
+
+/// The overview, the console's home at `/console/`.
+pub use overview::overview;
 
 /// The console's routes, nested under `/console`.
 pub fn router() -> Router<Arc<AppState>> {

@@ -74,8 +74,12 @@ where
     }
 
     /// The handshake: waits (bounded) for the agent's hello, checks its protocol version, and
-    /// answers with the welcome. Returns the credit window granted and the session's role.
-    pub(super) async fn hello(&mut self, terms: Terms) -> Result<(u32, SessionRole), SessionError> {
+    /// answers with the welcome. Returns the credit window granted, the session's role and the
+    /// agent's version.
+    pub(super) async fn hello(
+        &mut self,
+        terms: Terms,
+    ) -> Result<(u32, SessionRole, String), SessionError> {
         let first = tokio::time::timeout(HELLO_TIMEOUT, self.first_message())
             .await
             .map_err(|_| SessionError::NoHello)??;
@@ -100,7 +104,7 @@ where
             heartbeat_secs: terms.heartbeat_secs,
         }))
         .await?;
-        Ok((credit, hello.role))
+        Ok((credit, hello.role, hello.agent_version))
     }
 
     /// The first message: unlike later, a type this relay does not know is an error here.

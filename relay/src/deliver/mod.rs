@@ -15,10 +15,12 @@
 mod connection;
 mod error;
 mod lease;
+mod presence;
 mod pushes;
 mod session;
 mod window;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,9 +40,13 @@ use crate::registry::Registration;
 pub const REVOKED_REASON: &str = "the agent's token is revoked";
 
 /// Runs a session on an upgraded socket until the agent leaves, the session is replaced, or
-/// the relay shuts down.
-pub async fn run<S>(app: Arc<AppState>, identity: AgentIdentity, socket: S)
-where
+/// the relay shuts down. `address` is the agent's, as recorded with its session.
+pub async fn run<S>(
+    app: Arc<AppState>,
+    identity: AgentIdentity,
+    address: Option<SocketAddr>,
+    socket: S,
+) where
     S: Stream<Item = Result<WsMessage, axum::Error>> + Sink<WsMessage> + Unpin,
 {
     // Revoking the agent through this instance ends the session at once.
@@ -51,7 +57,7 @@ where
         max_credit: app.config.max_credit,
         heartbeat_secs: app.config.heartbeat_secs,
     };
-    let (credit, role) = match conn.hello(terms).await {
+    let (credit, role, agent_version) = match conn.hello(terms).await {
         Ok(hello) => hello,
         Err(e) => {
             if let Some(limit) = e.limit() {
@@ -65,6 +71,9 @@ where
     // A sync session takes no deliveries, so it neither replaces the agent's session nor is
     // woken for new events.
     let sync = role == SessionRole::Sync;
+    // Only delivery sessions count as the agent being connected.
+    let _presence =
+        (!sync).then(|| presence::Presence::record(&app, &identity, &agent_version, address));
     let registration = if sync {
         Registration::detached(&app.shutdown)
     } else {

@@ -16,7 +16,7 @@ use shared::domain::{Order, Price, PriceListPrice, Product, StockLevel};
 use shared::settings::Secret;
 
 /// Which way data flows between one shop and Mamut (REQUIREMENTS.md FL1–FL3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Flow {
     /// The shop governs: orders go to Mamut, nothing comes back.
@@ -43,7 +43,7 @@ impl Flow {
 }
 
 /// What a Mamut order status does to the shop order (R3).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatusRule {
     /// The shop status to set.
@@ -60,7 +60,7 @@ pub struct StatusRule {
 }
 
 /// The shop platforms the relay can talk to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Platform {
     #[default]
@@ -68,7 +68,7 @@ pub enum Platform {
 }
 
 /// Where the shop's API is; its key is kept apart (see [`ShopClient::new`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiSettings {
     #[serde(default)]

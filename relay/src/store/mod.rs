@@ -25,22 +25,31 @@
 //! [`AnyStore`] of each kind and runs the same tests on both.
 
 mod accounts;
-mod agent_sessions;
+pub mod agent_sessions;
 mod alerts;
 mod any;
 mod console;
 mod error;
-mod failures;
+pub mod failures;
 pub mod pg;
 mod queue;
+pub mod received;
 pub mod sqlite;
 mod state;
 mod types;
 
 use std::path::PathBuf;
 
+pub use accounts::{AuditEntry, MAX_AUDIT, NewAudit, SessionRecord, UserRecord, UserView};
+pub use agent_sessions::AgentSessionRecord;
+pub use alerts::{AgentPresence, AlertFacts, AlertRecord, DigestCounts, ShopRefusal};
 pub use any::AnyStore;
+pub use console::{
+    DeliveryTime, EventBody, HourCount, MAX_LATENCY_SAMPLE, MAX_SEARCH_RESULTS, MAX_TENANTS,
+    OrderHistoryEntry, OrderHit, OrderQuery, OrderRecord, QueueStats, ShopActivity,
+};
 pub use error::{Result, StoreError};
+pub use received::{ReceivedHeaders, ReceivedWebhook};
 pub use state::{DispatchState, Due, EventState, HistoryState, Lease};
 pub(crate) use state::{now, parse_time, timestamp};
 pub use types::{

@@ -14,8 +14,9 @@ pub use super::state::EventState;
 use super::state::{DispatchState, HistoryState, timestamp};
 use crate::shop::ShopSettings;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TenantRecord {
+    #[schema(value_type = String)]
     pub id: TenantId,
     pub name: String,
     #[serde(serialize_with = "micros")]
@@ -98,6 +99,9 @@ pub struct NewEvent {
     pub state: EventState,
     /// Why a `Held` event is held (its order's problems).
     pub hold_reason: Option<String>,
+    /// The request's kept headers and signature verdict, as JSON (see
+    /// [`super::received::ReceivedHeaders`]).
+    pub received_headers: Option<String>,
 }
 
 impl NewEvent {
@@ -120,9 +124,10 @@ pub struct Ingested {
 }
 
 /// An event as the admin sees it (no payload).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EventSummary {
     pub id: i64,
+    #[schema(value_type = String)]
     pub shop_id: ShopId,
     pub webhook_id: String,
     pub order_id: String,
@@ -137,7 +142,7 @@ pub struct EventSummary {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HistoryEntry {
     #[serde(serialize_with = "micros")]
     pub at: DateTime<Utc>,
@@ -146,9 +151,10 @@ pub struct HistoryEntry {
 }
 
 /// A push as the admin sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PushSummary {
     pub id: i64,
+    #[schema(value_type = String)]
     pub agent_id: AgentId,
     pub push_id: String,
     pub kind: String,
@@ -190,9 +196,10 @@ pub struct DispatchItem {
 }
 
 /// A dispatch row as the admin sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DispatchSummary {
     pub id: i64,
+    #[schema(value_type = String)]
     pub shop_id: ShopId,
     pub kind: String,
     pub key: String,

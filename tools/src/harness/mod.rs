@@ -5,6 +5,7 @@
 //! - [`pki`]: a test CA and the relay's certificate.
 //! - [`process`]: starting, killing and restarting relay and agent processes.
 //! - [`admin`]: the admin API client.
+//! - [`browser`]: the console's browser scenarios in headless Chromium.
 //! - [`agent_ws`]: a bare agent connection speaking protocol v1, for driving pushes directly.
 //! - [`shop`]: signed webhooks as the shop sends them.
 //! - [`mamut_db`]: a Mamut database on the TDS stand-in, with SQL read-back.
@@ -14,6 +15,7 @@
 
 pub mod admin;
 pub mod agent_ws;
+pub mod browser;
 pub mod mamut_db;
 pub mod pg;
 pub mod pki;

@@ -139,7 +139,7 @@ async fn the_handshake_answers_a_hello_with_a_welcome_and_the_granted_credit() {
     assert!(agent.send(text(hello(PROTOCOL_VERSION, 100))).is_ok());
     let granted = conn.hello(terms()).await;
     assert!(
-        matches!(granted, Ok((8, SessionRole::Agent))),
+        matches!(granted, Ok((8, SessionRole::Agent, _))),
         "{granted:?}"
     );
     let Some(WsMessage::Text(welcome)) = written.recv().await else {

@@ -44,10 +44,10 @@ pub(super) async fn fan_out(
     Ok(fan_out.shops.iter().map(|&shop| shop.clone()).collect())
 }
 
-const SUMMARY_COLUMNS: &str = "id, shop_id, kind, key, payload, push_id, state, attempts, \
+pub(super) const SUMMARY_COLUMNS: &str = "id, shop_id, kind, key, payload, push_id, state, attempts, \
                                last_error, next_attempt_at, created_at, updated_at";
 
-fn summary(r: &tokio_postgres::Row) -> Result<DispatchSummary> {
+pub(super) fn summary(r: &tokio_postgres::Row) -> Result<DispatchSummary> {
     Ok(DispatchSummary {
         id: col(r, 0)?,
         shop_id: parsed(r, 1, stored_id(ShopId::new, "shop id"))?,

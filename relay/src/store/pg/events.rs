@@ -25,10 +25,10 @@ pub(super) fn ingested(r: &tokio_postgres::Row) -> Result<Ingested> {
     })
 }
 
-const SUMMARY_COLUMNS: &str = "id, shop_id, webhook_id, order_id, order_status, state, attempts, \
+pub(super) const SUMMARY_COLUMNS: &str = "id, shop_id, webhook_id, order_id, order_status, state, attempts, \
                                mamut_ref, last_error, received_at, updated_at";
 
-fn summary(r: &tokio_postgres::Row) -> Result<EventSummary> {
+pub(super) fn summary(r: &tokio_postgres::Row) -> Result<EventSummary> {
     Ok(EventSummary {
         id: col(r, 0)?,
         shop_id: parsed(r, 1, stored_id(ShopId::new, "shop id"))?,

@@ -12,8 +12,9 @@ use crate::store::{Result, StoreError};
 /// The event and its first history entry in one statement, or nothing for a duplicate.
 const INGEST: &str = "WITH new AS (
         INSERT INTO events (tenant_id, shop_id, webhook_id, order_id, order_status,
-                            document_type, payload, state, received_at, updated_at, last_error)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), now(), $10)
+                            document_type, payload, state, received_at, updated_at, last_error,
+                            received_headers)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), now(), $10, $11)
         ON CONFLICT (shop_id, webhook_id) DO NOTHING RETURNING id)
      INSERT INTO event_history (event_id, at, state, detail)
      SELECT id, now(), $8, $9 FROM new RETURNING event_id";
@@ -133,6 +134,7 @@ async fn insert_batch(pool: &Pool, batch: &[&NewEvent]) -> Result<Vec<Option<i64
                     &e.state.as_str(),
                     detail,
                     &e.hold_reason,
+                    &e.received_headers,
                 ],
             )
             .await

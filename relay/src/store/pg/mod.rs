@@ -26,6 +26,7 @@ mod fetch;
 mod ingest;
 mod leases;
 mod pushes;
+mod received;
 mod schema;
 mod tenants;
 pub mod tls;

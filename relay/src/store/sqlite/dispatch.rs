@@ -48,10 +48,10 @@ pub(super) fn fan_out(
     Ok(fan_out.shops.iter().map(|&shop| shop.clone()).collect())
 }
 
-const SUMMARY_COLUMNS: &str = "id, shop_id, kind, key, payload, push_id, state, attempts, \
+pub(super) const SUMMARY_COLUMNS: &str = "id, shop_id, kind, key, payload, push_id, state, attempts, \
                                last_error, next_attempt_at, created_at, updated_at";
 
-fn summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<DispatchSummary> {
+pub(super) fn summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<DispatchSummary> {
     Ok(DispatchSummary {
         id: r.get(0)?,
         shop_id: parsed(r, 1, stored_id(ShopId::new, "shop id"))?,

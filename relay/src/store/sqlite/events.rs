@@ -15,10 +15,10 @@ use crate::store::types::{
 };
 use crate::store::{EventState, HistoryState, Result, now};
 
-const SUMMARY_COLUMNS: &str = "id, shop_id, webhook_id, order_id, order_status, state, attempts, \
+pub(super) const SUMMARY_COLUMNS: &str = "id, shop_id, webhook_id, order_id, order_status, state, attempts, \
                                mamut_ref, last_error, received_at, updated_at";
 
-fn summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventSummary> {
+pub(super) fn summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventSummary> {
     Ok(EventSummary {
         id: r.get(0)?,
         shop_id: parsed(r, 1, stored_id(ShopId::new, "shop id"))?,
@@ -107,8 +107,8 @@ impl SqliteStore {
                     .query_row(
                         "INSERT INTO events (tenant_id, shop_id, webhook_id, order_id, order_status,
                                              document_type, payload, state, received_at, updated_at,
-                                             last_error)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)
+                                             last_error, received_headers)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11)
                          ON CONFLICT (shop_id, webhook_id) DO NOTHING RETURNING id",
                         params![
                             event.tenant_id.as_str(),
@@ -120,7 +120,8 @@ impl SqliteStore {
                             event.payload,
                             event.state.as_str(),
                             at,
-                            event.hold_reason
+                            event.hold_reason,
+                            event.received_headers
                         ],
                         |r| r.get(0),
                     )

@@ -8,17 +8,18 @@
 //! - [`dispatch`]: what goes to each shop, coalesced.
 //! - [`leases`]: leases and retention (one instance, so leases are plain rows).
 
-mod db;
 mod accounts;
 mod agent_sessions;
 mod alerts;
 mod console;
+mod db;
 mod dispatch;
 mod events;
 mod failures;
 mod fetch;
 mod leases;
 mod pushes;
+mod received;
 mod schema;
 mod tenants;
 

@@ -1,1 +1,0 @@
-//! Alerts per tenant by e-mail and webhook (being built).

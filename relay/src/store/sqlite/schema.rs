@@ -197,6 +197,15 @@ CREATE TABLE alert_digests (
 -- signature's verdict.
 ALTER TABLE events ADD COLUMN received_headers TEXT;
 "#,
+    r#"
+-- The console's order search and charts: by shop order id or Mamut number across shops, and a
+-- tenant's events by the time they were received.
+CREATE INDEX events_order_id ON events (order_id);
+CREATE INDEX events_mamut_ref ON events (mamut_ref) WHERE mamut_ref IS NOT NULL;
+CREATE INDEX events_received ON events (tenant_id, received_at);
+-- A thin webhook's body as the shop sent it, kept when the order fetched replaces it.
+ALTER TABLE events ADD COLUMN received_payload TEXT;
+"#,
 ];
 
 /// The schema version this relay's migrations lead to.

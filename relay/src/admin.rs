@@ -33,13 +33,31 @@ use self::requests::{
 };
 pub use self::routes::{require_admin, router};
 
-/// The admin operations, shared by the HTTP API and the CLI.
+/// The most agents a tenant may have that are not revoked.
+pub const MAX_AGENTS_PER_TENANT: usize = 100;
+
+/// The longest agent name, in characters.
+pub const MAX_AGENT_NAME_CHARS: usize = 100;
+
+/// The admin operations, shared by the HTTP API, the console and the CLI.
 pub struct Admin<'a> {
     pub store: &'a AnyStore,
     pub tokens: &'a Tokens,
+    /// Whether the caller is an operator (the CLI, the admin token, an operator's account).
+    /// Only an operator may point a shop's API at a loopback, private or link-local host
+    /// (see [`crate::hosts`]); when unsure, `false`.
+    pub operator: bool,
 }
 
 impl Admin<'_> {
+    /// Refuses an API host on the relay's own network unless the caller is an operator.
+    fn check_api_host(&self, url: &str) -> Result<(), ApiError> {
+        if self.operator {
+            return Ok(());
+        }
+        crate::hosts::check_public(url)
+    }
+
     pub async fn create_tenant(&self, new: NewTenant) -> Result<Value, ApiError> {
         Ok(json!(self.new_tenant(new).await?))
     }
@@ -70,6 +88,9 @@ impl Admin<'_> {
             api_key: api_key(new.api_key)?,
         };
         check_shop(&shop)?;
+        if let Some(api) = &shop.settings.api {
+            self.check_api_host(&api.url)?;
+        }
         self.store.add_shop(shop.clone()).await?;
         Ok(ShopView::from(&shop))
     }
@@ -111,6 +132,18 @@ impl Admin<'_> {
             shop.settings.price_lists = lists;
         }
         if let Some(api) = update.api {
+            let moved = shop.settings.api.as_ref().map(|a| &a.url) != Some(&api.url);
+            if moved {
+                // The stored key is only ever sent to the host it was given for.
+                if update.api_key.is_none() && shop.api_key.is_some() {
+                    return Err(ApiError::BadRequest(
+                        "a new api.url needs its api_key again: the stored key is sent only to \
+                         the host it was given for"
+                            .into(),
+                    ));
+                }
+                self.check_api_host(&api.url)?;
+            }
             shop.settings.api = Some(api);
         }
         if let Some(key) = api_key(update.api_key)? {
@@ -149,7 +182,31 @@ impl Admin<'_> {
                 "ttl_days must be between 1 and 3650".into(),
             ));
         }
-        let name = new.name.unwrap_or_else(|| "agent".into());
+        let name = new
+            .name
+            .map_or_else(|| "agent".to_owned(), |n| n.trim().to_owned());
+        if name.is_empty()
+            || name.chars().count() > MAX_AGENT_NAME_CHARS
+            || name.chars().any(char::is_control)
+        {
+            return Err(ApiError::BadRequest(format!(
+                "the agent's name must be 1 to {MAX_AGENT_NAME_CHARS} printable characters"
+            )));
+        }
+        // Counted before creating: two requests at once may pass with one place left.
+        let live = self
+            .store
+            .agents(tenant_id.clone())
+            .await?
+            .iter()
+            .filter(|a| a.revoked_at.is_none())
+            .count();
+        if live >= MAX_AGENTS_PER_TENANT {
+            return Err(ApiError::BadRequest(format!(
+                "tenant {tenant_id} has {live} agents: at most {MAX_AGENTS_PER_TENANT}; revoke \
+                 one it no longer uses first"
+            )));
+        }
         let agent = self.store.create_agent(tenant_id.clone(), name).await?;
         let (token, exp) = self
             .tokens

@@ -194,6 +194,7 @@ pub async fn run_admin(config: &Config, command: Command) -> Result<Value, CliEr
     let admin = Admin {
         store: &store,
         tokens: &tokens,
+        operator: true,
     };
     let value = match command {
         Command::Serve => return Err(CliError::Usage("serve is not an admin command".into())),

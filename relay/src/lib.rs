@@ -24,7 +24,8 @@
 //! - [`admin`]: the admin API; [`cli`]: the same operations from a shell.
 //! - [`serve`]: accepting and serving connections: connection cap, header and idle timeouts.
 //! - [`in_flight`]: the limit on requests served at once.
-//! - [`tls`]: HTTPS/WSS certificates.
+//! - [`tls`]: HTTPS/WSS certificates; [`hosts`]: which hosts a tenant account may make the
+//!   relay call.
 //! - [`metrics`] (every limit's refusals too), [`error`].
 //!
 //! Here: [`App`] (build, then run until shutdown and drain) and the [`router`] with its
@@ -45,6 +46,7 @@ pub mod deliver;
 pub mod dispatch;
 pub mod enrich;
 pub mod error;
+pub mod hosts;
 pub mod in_flight;
 pub mod ingest;
 pub mod metrics;
@@ -105,6 +107,45 @@ pub struct AppState {
     pub logins: accounts::limiter::LoginLimiter,
 }
 
+impl AppState {
+    /// What the handlers share, around an open store, and the receiving end of its outbox
+    /// (which [`cluster`] sends on to the other instances; an in-process test may drop it).
+    pub fn new(
+        config: Config,
+        store: AnyStore,
+        shutdown: CancellationToken,
+    ) -> Result<(Self, tokio::sync::mpsc::Receiver<Notice>), StartError> {
+        let tokens = Tokens::new(store.clone(), config.issuer.clone());
+        let http = shop::http_client().map_err(StartError::Http)?;
+        let registry = Registry::default();
+        let dispatcher = Arc::new(Dispatcher::new(
+            &config,
+            store.clone(),
+            http.clone(),
+            registry.instance().to_owned(),
+            shutdown.clone(),
+        ));
+        let (outbox, outbox_receiver) = tokio::sync::mpsc::channel(65_536);
+        let state = AppState {
+            config,
+            store,
+            tokens,
+            registry,
+            metrics: Metrics::default(),
+            http,
+            dispatcher,
+            enricher: Arc::new(Enricher::default()),
+            shops: shops::ShopCache::default(),
+            queue_limit: Default::default(),
+            outbox,
+            shutdown,
+            sessions: TaskTracker::new(),
+            logins: Default::default(),
+        };
+        Ok((state, outbox_receiver))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
@@ -152,33 +193,8 @@ impl App {
                 "no admin token configured (RELAY_ADMIN_TOKEN): the admin API refuses every request"
             );
         }
-        let tokens = Tokens::new(store.clone(), config.issuer.clone());
-        let http = shop::http_client().map_err(StartError::Http)?;
-        let registry = Registry::default();
-        let dispatcher = Arc::new(Dispatcher::new(
-            &config,
-            store.clone(),
-            http.clone(),
-            registry.instance().to_owned(),
-            shutdown.clone(),
-        ));
-        let (outbox, outbox_receiver) = tokio::sync::mpsc::channel(65_536);
-        let state = Arc::new(AppState {
-            config,
-            store,
-            tokens,
-            registry,
-            metrics: Metrics::default(),
-            http,
-            dispatcher,
-            enricher: Arc::new(Enricher::default()),
-            shops: shops::ShopCache::default(),
-            queue_limit: Default::default(),
-            outbox,
-            shutdown,
-            sessions: TaskTracker::new(),
-            logins: Default::default(),
-        });
+        let (state, outbox_receiver) = AppState::new(config, store, shutdown)?;
+        let state = Arc::new(state);
         Ok(Self {
             state,
             listener,
@@ -262,7 +278,10 @@ pub fn router_with_limit(state: Arc<AppState>, max_in_flight: usize) -> Router {
         .nest("/admin/v1", admin)
         .nest("/console", console::router())
         // A nested router's "/" answers "/console" only; the console's home is "/console/".
-        .route("/console/", get(console::overview))
+        .route(
+            "/console/",
+            get(console::overview).layer(axum::middleware::map_response(console::security_headers)),
+        )
         .route(
             "/",
             get(|| async { axum::response::Redirect::to("/console/") }),

@@ -11,7 +11,6 @@ use axum::http::{HeaderMap, Request, StatusCode, header};
 use relay::AppState;
 use relay::accounts::session::hash_id;
 use relay::accounts::{Language, Role, password};
-use relay::auth::Tokens;
 use relay::config::{Config, TlsConfig};
 use relay::store::{AnyStore, EventState, NewEvent, ShopRecord, StoreLocation, UserRecord};
 use shared::domain::DocumentType;
@@ -19,7 +18,6 @@ use shared::settings::Secret;
 use shared::{ShopId, TenantId};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 const PASSWORD: &str = "a long enough password";
@@ -129,32 +127,9 @@ async fn console_with(config: Config) -> Console {
             .expect("account");
     }
     let shutdown = CancellationToken::new();
-    let http = relay::shop::http_client().expect("HTTP client");
-    let registry = relay::registry::Registry::default();
-    let dispatcher = Arc::new(relay::dispatch::Dispatcher::new(
-        &config,
-        store.clone(),
-        http.clone(),
-        registry.instance().to_owned(),
-        shutdown.clone(),
-    ));
-    let (outbox, _) = tokio::sync::mpsc::channel(16);
-    let app = Arc::new(AppState {
-        config,
-        tokens: Tokens::new(store.clone(), "relay".into()),
-        store,
-        registry,
-        metrics: Default::default(),
-        http,
-        dispatcher,
-        enricher: Default::default(),
-        shops: Default::default(),
-        queue_limit: Default::default(),
-        outbox,
-        shutdown,
-        sessions: TaskTracker::new(),
-        logins: Default::default(),
-    });
+    let (state, _) =
+        relay::AppState::new(config, store, shutdown.clone()).expect("the relay's state");
+    let app = Arc::new(state);
     Console {
         router: relay::router(app.clone()),
         app,
@@ -843,8 +818,9 @@ async fn the_admin_token_works_everywhere_and_changes_and_sign_ins_are_audited()
     assert_eq!(login.actor, "acme-admin");
     assert_eq!(login.detail.as_deref(), Some("from 192.0.2.10"));
     assert!(
-        all.iter()
-            .any(|e| e.action == "login_failed" && e.actor == "acme-admin")
+        all.iter().any(|e| e.action == "login_failed"
+            && e.actor == "anonymous"
+            && e.target == "acme-admin")
     );
     assert!(acme.iter().all(|e| e.tenant_id == Some(tenant("acme"))));
     // Reads are not audited.
@@ -995,4 +971,372 @@ fn an_operator_manages_accounts_from_the_shell() {
     let (_, stdout, _) = run(&["user", "list"], None);
     let listed: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
     assert_eq!(listed["users"].as_array().map(Vec::len), Some(0));
+}
+
+#[tokio::test]
+async fn parallel_wrong_sign_ins_for_one_account_check_at_most_the_limit() {
+    let c = console().await;
+    let attempts = 3 * relay::accounts::limiter::ACCOUNT_FAILURES as usize;
+    let answers = futures_util::future::join_all(
+        (0..attempts).map(|_| c.login_as("acme-admin", "a wrong guess, in parallel", None)),
+    )
+    .await;
+    let count = |status| answers.iter().filter(|a| a.status == status).count();
+    assert_eq!(
+        count(StatusCode::UNAUTHORIZED),
+        relay::accounts::limiter::ACCOUNT_FAILURES as usize,
+        "only the limit's worth of guesses is checked"
+    );
+    assert_eq!(
+        count(StatusCode::TOO_MANY_REQUESTS),
+        attempts - relay::accounts::limiter::ACCOUNT_FAILURES as usize
+    );
+    let failed = c.app.store.audit(None, 100).await.expect("audit");
+    let checked = failed.iter().filter(|e| e.action == "login_failed").count();
+    assert_eq!(checked, relay::accounts::limiter::ACCOUNT_FAILURES as usize);
+}
+
+#[tokio::test]
+async fn a_failed_sign_in_records_only_the_name_of_an_account_that_exists() {
+    let c = console().await;
+    // A password typed into the username field, a name no account has, and the audit
+    // log's own names.
+    for typed in [
+        "my+secret+passphrase",
+        "hunter2-secret",
+        "admin-token",
+        "cli",
+    ] {
+        let answer = c.login_as(typed, "whatever it is", None).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{typed}");
+    }
+    c.login_as("acme-admin", "not the password", None).await;
+    let all = c.app.store.audit(None, 50).await.expect("audit");
+    let failed: Vec<_> = all.iter().filter(|e| e.action == "login_failed").collect();
+    assert_eq!(failed.len(), 5, "{all:?}");
+    assert!(failed.iter().all(|e| e.actor == "anonymous"), "{failed:?}");
+    let targets: Vec<&str> = failed.iter().map(|e| e.target.as_str()).collect();
+    assert_eq!(
+        targets.iter().filter(|t| **t == "(unknown)").count(),
+        4,
+        "{targets:?}"
+    );
+    assert!(targets.contains(&"acme-admin"), "{targets:?}");
+    for entry in &all {
+        let text = format!("{entry:?}");
+        assert!(!text.contains("secret"), "the typed name leaked: {text}");
+        assert!(
+            entry.actor != "admin-token" && entry.actor != "cli",
+            "{text}"
+        );
+    }
+}
+
+/// Stores an account whose role and tenant do not agree, as a corrupt row would: the store
+/// refuses to write one, so the row is changed behind its back.
+async fn corrupt_account(c: &Console, name: &str, role: Role, tenant_id: Option<&str>) {
+    let now = chrono::Utc::now();
+    let sound_tenant = match role {
+        Role::Operator => None,
+        _ => Some(tenant("acme")),
+    };
+    c.app
+        .store
+        .create_user(UserRecord {
+            username: name.into(),
+            role,
+            tenant_id: sound_tenant,
+            password_hash: password_hash().await,
+            language: Language::En,
+            created_at: now,
+            password_changed_at: now,
+        })
+        .await
+        .expect("account");
+    let db = rusqlite::Connection::open(c._dir.path().join("relay.sqlite")).expect("database");
+    let changed = db
+        .execute(
+            "UPDATE users SET tenant_id = ?1 WHERE username = ?2",
+            rusqlite::params![tenant_id, name],
+        )
+        .expect("corrupt the row");
+    assert_eq!(changed, 1);
+}
+
+#[tokio::test]
+async fn an_account_whose_role_and_tenant_disagree_gets_no_session() {
+    let c = console().await;
+    corrupt_account(&c, "orphan", Role::TenantAdmin, None).await;
+    corrupt_account(&c, "odd-op", Role::Operator, Some("acme")).await;
+    for name in ["orphan", "odd-op"] {
+        // Signing in is refused like a wrong password...
+        let answer = c.login_as(name, PASSWORD, None).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{name}");
+        assert!(answer.cookie().is_none());
+        // ... and a session it already has is not honoured.
+        let user = c
+            .app
+            .store
+            .user(name.into())
+            .await
+            .expect("read")
+            .expect("stored");
+        let (cookie, session) = relay::accounts::session::new_session(&user, None);
+        c.app.store.create_session(session).await.expect("session");
+        let page = c
+            .send(
+                "GET",
+                "/console/",
+                Call {
+                    cookie: Some(&cookie),
+                    ..Call::default()
+                },
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{name}: {}", page.body);
+        assert!(
+            page.location()
+                .is_some_and(|l| l.starts_with("/console/login")),
+            "{name}"
+        );
+        let api = c
+            .send(
+                "GET",
+                "/admin/v1/tenants/other/events",
+                Call {
+                    cookie: Some(&cookie),
+                    ..Call::default()
+                },
+            )
+            .await;
+        assert_eq!(api.status, StatusCode::UNAUTHORIZED, "{name}");
+        assert!(
+            c.app
+                .store
+                .session(hash_id(&cookie))
+                .await
+                .expect("read")
+                .is_none(),
+            "{name}: the session is deleted"
+        );
+    }
+}
+
+#[tokio::test]
+async fn console_pages_are_never_cached_framed_or_sniffed() {
+    let c = console().await;
+    let (cookie, _) = c.signed_in("op").await;
+    let login = c.send("GET", "/console/login", Call::default()).await;
+    let overview = c
+        .send(
+            "GET",
+            "/console/",
+            Call {
+                cookie: Some(&cookie),
+                ..Call::default()
+            },
+        )
+        .await;
+    assert_eq!(overview.status, StatusCode::OK, "{}", overview.body);
+    let failed = c.login_as("op", "not the password", None).await;
+    for answer in [&login, &overview, &failed] {
+        let header = |name: &str| {
+            answer
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert_eq!(header("cache-control"), "no-store");
+        let policy = header("content-security-policy");
+        for directive in [
+            "default-src 'self'",
+            "frame-ancestors 'none'",
+            "form-action 'self'",
+        ] {
+            assert!(policy.contains(directive), "{policy}");
+        }
+        assert!(
+            !policy.contains("script-src"),
+            "no script is allowed: {policy}"
+        );
+        assert_eq!(header("x-frame-options"), "DENY");
+        assert_eq!(header("referrer-policy"), "same-origin");
+        assert_eq!(header("x-content-type-options"), "nosniff");
+    }
+    // No page uses a script or a <style> element the policy would block.
+    for answer in [&login, &overview] {
+        assert!(!answer.body.contains("<script"), "{}", answer.body);
+        assert!(!answer.body.contains("<style"), "{}", answer.body);
+    }
+    let css = c
+        .send("GET", "/console/assets/console.css", Call::default())
+        .await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert_eq!(
+        css.headers
+            .get(header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok()),
+        Some("public, max-age=3600")
+    );
+}
+
+/// `method uri` with the admin token and a JSON body: status and body.
+async fn as_operator(c: &Console, method: &str, uri: &str, json: &str) -> (StatusCode, String) {
+    let answer = c
+        .send(
+            method,
+            uri,
+            Call {
+                bearer: Some(ADMIN_TOKEN),
+                json: Some(json),
+                ..Call::default()
+            },
+        )
+        .await;
+    (answer.status, answer.body)
+}
+
+/// `method uri` with a session, its CSRF token and a JSON body: status and body.
+async fn as_session(
+    c: &Console,
+    (cookie, csrf): &(String, String),
+    method: &str,
+    uri: &str,
+    json: &str,
+) -> (StatusCode, String) {
+    let answer = c
+        .send(
+            method,
+            uri,
+            Call {
+                cookie: Some(cookie),
+                csrf_header: Some(csrf),
+                json: Some(json),
+                ..Call::default()
+            },
+        )
+        .await;
+    (answer.status, answer.body)
+}
+
+const SHOP: &str = "/admin/v1/tenants/acme/shops/acme-se";
+
+#[tokio::test]
+async fn a_shops_key_is_never_sent_to_a_new_api_url_it_was_not_given_for() {
+    let c = console().await;
+    let first =
+        r#"{"api":{"url":"https://shop.example.com/v1","requests_per_sec":5},"api_key":"key-1"}"#;
+    let (status, body) = as_operator(&c, "PATCH", SHOP, first).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let same = r#"{"api":{"url":"https://shop.example.com/v1","requests_per_sec":9}}"#;
+    let (status, body) = as_operator(&c, "PATCH", SHOP, same).await;
+    assert_eq!(status, StatusCode::OK, "the same URL keeps its key: {body}");
+    let moved = r#"{"api":{"url":"https://elsewhere.example/v1","requests_per_sec":5}}"#;
+    let (status, body) = as_operator(&c, "PATCH", SHOP, moved).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body.contains("a new api.url needs its api_key again"),
+        "{body}"
+    );
+    assert!(!body.contains("key-1"), "{body}");
+    let stored = c
+        .app
+        .store
+        .shop(ShopId::new("acme-se").expect("id"))
+        .await
+        .expect("read")
+        .expect("shop");
+    let url = stored.settings.api.map(|a| a.url);
+    assert_eq!(url.as_deref(), Some("https://shop.example.com/v1"));
+    let with_key =
+        r#"{"api":{"url":"https://elsewhere.example/v1","requests_per_sec":5},"api_key":"key-2"}"#;
+    let (status, body) = as_operator(&c, "PATCH", SHOP, with_key).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn only_an_operator_points_a_shops_api_at_the_relays_own_network() {
+    let c = console().await;
+    let admin = c.signed_in("acme-admin").await;
+    for host in [
+        "127.0.0.1:8080",
+        "localhost",
+        "10.0.0.5",
+        "192.168.1.1",
+        "172.16.3.4",
+        "169.254.169.254",
+        "[::1]",
+        "[fd00::5]",
+        "[fe80::1]",
+    ] {
+        let body =
+            format!(r#"{{"api":{{"url":"http://{host}/v1","requests_per_sec":5}},"api_key":"k"}}"#);
+        let (status, answer) = as_session(&c, &admin, "PATCH", SHOP, &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{host}: {answer}");
+        assert!(answer.contains("only an operator"), "{answer}");
+    }
+    let public =
+        r#"{"api":{"url":"https://shop.example.com/v1","requests_per_sec":5},"api_key":"k"}"#;
+    let (status, answer) = as_session(&c, &admin, "PATCH", SHOP, public).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let local = r#"{"api":{"url":"http://127.0.0.1:8080/v1","requests_per_sec":5},"api_key":"k"}"#;
+    let (status, answer) = as_operator(&c, "PATCH", SHOP, local).await;
+    assert_eq!(status, StatusCode::OK, "an operator may: {answer}");
+}
+
+#[tokio::test]
+async fn an_agent_needs_a_plain_name_and_a_tenant_holds_at_most_a_hundred() {
+    let c = console().await;
+    let agents = "/admin/v1/tenants/acme/agents";
+    let long = format!(r#"{{"name":"{}"}}"#, "a".repeat(101));
+    for bad in [
+        r#"{"name":""}"#,
+        r#"{"name":"   "}"#,
+        r#"{"name":"bad\nname"}"#,
+        &long,
+    ] {
+        let (status, body) = as_operator(&c, "POST", agents, bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert!(body.contains("1 to 100 printable characters"), "{body}");
+    }
+    let hundred = format!(r#"{{"name":"{}"}}"#, "a".repeat(100));
+    let (status, body) = as_operator(&c, "POST", agents, &hundred).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // `acme` has its first agent and that one: fill it up to the limit.
+    for i in 2..relay::admin::MAX_AGENTS_PER_TENANT {
+        c.app
+            .store
+            .create_agent(tenant("acme"), format!("agent-{i}"))
+            .await
+            .expect("agent");
+    }
+    let (status, body) = as_operator(&c, "POST", agents, r#"{"name":"one more"}"#).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("at most 100"), "{body}");
+    // A revoked agent frees its place.
+    let path = format!("/admin/v1/agents/{}/revoke", c.acme_agent);
+    let (status, body) = as_operator(&c, "POST", &path, "{}").await;
+    assert!(status.is_success(), "{body}");
+    let (status, body) = as_operator(&c, "POST", agents, r#"{"name":"one more"}"#).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+#[tokio::test]
+async fn only_an_operator_adds_a_shop() {
+    let c = console().await;
+    let admin = c.signed_in("acme-admin").await;
+    let shops = "/admin/v1/tenants/acme/shops";
+    let new = r#"{"shop_id":"acme-no","webhook_secrets":["whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA=="],"trigger_statuses":["confirmed"],"document_type":"order"}"#;
+    let (status, body) = as_session(&c, &admin, "POST", shops, new).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // Nor does it learn that another tenant's shop id is taken.
+    let taken = new.replace("acme-no", "other-se");
+    let (status, body) = as_session(&c, &admin, "POST", shops, &taken).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = as_session(&c, &admin, "GET", shops, "{}").await;
+    assert_eq!(status, StatusCode::OK, "it still lists its shops: {body}");
+    let (status, body) = as_operator(&c, "POST", shops, new).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
 }

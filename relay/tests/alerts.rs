@@ -446,3 +446,194 @@ async fn starttls_required_against_a_server_without_it_fails_saying_so() {
     .expect("opportunistic sends in plain text to a server without STARTTLS");
     assert!(server.received().contains("Test alert"));
 }
+
+/// The admin API of alerts through the real router, as an operator and as a tenant admin
+/// (each with a console session: cookie and CSRF header).
+struct Api {
+    router: axum::Router,
+    app: Arc<relay::AppState>,
+    _dir: tempfile::TempDir,
+}
+
+/// A signed-in account: its session cookie and CSRF token.
+struct Caller {
+    cookie: String,
+    csrf: String,
+}
+
+impl Api {
+    async fn start() -> Self {
+        use relay::accounts::Role;
+        use relay::store::UserRecord;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = AnyStore::open(&StoreLocation::Sqlite(dir.path().join("relay.sqlite")))
+            .await
+            .expect("store opens");
+        store
+            .create_tenant(tenant(), "Acme".into())
+            .await
+            .expect("tenant");
+        for (name, role, tenant_id) in [
+            ("op", Role::Operator, None),
+            ("acme-admin", Role::TenantAdmin, Some(tenant())),
+        ] {
+            let now = chrono::Utc::now();
+            store
+                .create_user(UserRecord {
+                    username: name.into(),
+                    role,
+                    tenant_id,
+                    password_hash: "not used: sessions are made directly".into(),
+                    language: Language::En,
+                    created_at: now,
+                    password_changed_at: now,
+                })
+                .await
+                .expect("account");
+        }
+        let config = Config::default();
+        let shutdown = CancellationToken::new();
+        let (state, _) =
+            relay::AppState::new(config, store, shutdown.clone()).expect("the relay's state");
+        let app = Arc::new(state);
+        Self {
+            router: relay::router(app.clone()),
+            app,
+            _dir: dir,
+        }
+    }
+
+    async fn sign_in(&self, username: &str) -> Caller {
+        let user = self
+            .app
+            .store
+            .user(username.into())
+            .await
+            .expect("read")
+            .expect("the account");
+        let (cookie, record) = relay::accounts::session::new_session(&user, None);
+        let csrf = record.csrf_token.clone();
+        self.app
+            .store
+            .create_session(record)
+            .await
+            .expect("session");
+        Caller { cookie, csrf }
+    }
+
+    /// Sends `method path` with a JSON `body`; the status, the `Retry-After` and the body.
+    async fn send(
+        &self,
+        who: &Caller,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Option<String>, Value) {
+        use tower::ServiceExt;
+        let mut request = axum::http::Request::builder()
+            .method(method)
+            .uri(format!("/admin/v1{path}"))
+            .header("cookie", format!("relay_session={}", who.cookie))
+            .header("x-csrf-token", &who.csrf);
+        if body.is_some() {
+            request = request.header("content-type", "application/json");
+        }
+        let request = request
+            .body(match body {
+                Some(body) => axum::body::Body::from(body.to_string()),
+                None => axum::body::Body::empty(),
+            })
+            .expect("a request");
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("the router answers");
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("a body");
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, retry_after, json)
+    }
+
+    async fn set_webhook(&self, who: &Caller, url: &str) -> (StatusCode, Value) {
+        let body = serde_json::json!({ "webhook_url": url });
+        let (status, _, reply) = self
+            .send(who, "PUT", "/tenants/acme/alerts", Some(body))
+            .await;
+        (status, reply)
+    }
+}
+
+#[tokio::test]
+async fn a_tenant_admins_alert_webhook_is_public_https_and_an_operators_may_be_local() {
+    let api = Api::start().await;
+    let admin = api.sign_in("acme-admin").await;
+    let op = api.sign_in("op").await;
+    for url in [
+        "http://localhost:9000/hook",
+        "http://127.0.0.1:9000/hook",
+        "https://127.0.0.1/hook",
+        "https://10.0.0.8/hook",
+        "https://192.168.1.1/hook",
+        "https://169.254.169.254/latest",
+        "https://[::1]/hook",
+    ] {
+        let (status, reply) = api.set_webhook(&admin, url).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{url}: {reply}");
+        assert!(reply.to_string().contains("webhook_url"), "{url}: {reply}");
+    }
+    let (status, reply) = api
+        .set_webhook(&admin, "https://hooks.example.com/services/secret")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["webhook"], "https://hooks.example.com");
+    let (status, reply) = api.set_webhook(&op, "http://127.0.0.1:9000/hook").await;
+    assert_eq!(status, StatusCode::OK, "an operator's local sink: {reply}");
+    assert_eq!(reply["webhook"], "http://127.0.0.1:9000");
+    // Settings an operator made stay when a tenant admin changes another field.
+    let (status, _, reply) = api
+        .send(
+            &admin,
+            "PUT",
+            "/tenants/acme/alerts",
+            Some(serde_json::json!({ "digest": false })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+}
+
+#[tokio::test]
+async fn test_alerts_are_limited_per_tenant() {
+    let sink = Sink::start().await;
+    let api = Api::start().await;
+    let admin = api.sign_in("acme-admin").await;
+    let op = api.sign_in("op").await;
+    let (status, reply) = api.set_webhook(&op, &sink.url).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let (status, _, reply) = api
+        .send(&admin, "POST", "/tenants/acme/alerts/test", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["webhook"]["status"], "sent", "{reply}");
+    for who in [&admin, &op] {
+        let (status, retry_after, reply) = api
+            .send(who, "POST", "/tenants/acme/alerts/test", None)
+            .await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{reply}");
+        let seconds: u32 = retry_after
+            .as_deref()
+            .and_then(|v| v.parse().ok())
+            .expect("a Retry-After in seconds");
+        assert!((1..=60).contains(&seconds), "{seconds}");
+        assert!(reply.to_string().contains("one a minute"), "{reply}");
+    }
+    assert_eq!(sink.bodies().len(), 1, "one test alert went");
+}

@@ -15,7 +15,7 @@ use futures_util::{Sink, Stream};
 use relay::AppState;
 use relay::accounts::session::new_session;
 use relay::accounts::{Language, Role};
-use relay::auth::{AgentIdentity, Tokens};
+use relay::auth::AgentIdentity;
 use relay::config::Config;
 use relay::store::{AnyStore, EventState, NewEvent, ShopRecord, StoreLocation, UserRecord};
 use shared::domain::DocumentType;
@@ -24,7 +24,6 @@ use shared::signature::WebhookSecret;
 use shared::{AgentId, ShopId, TenantId};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 fn tenant(id: &str) -> TenantId {
@@ -152,32 +151,9 @@ async fn console() -> Console {
     }
     let config = Config::default();
     let shutdown = CancellationToken::new();
-    let http = relay::shop::http_client().expect("HTTP client");
-    let registry = relay::registry::Registry::default();
-    let dispatcher = Arc::new(relay::dispatch::Dispatcher::new(
-        &config,
-        store.clone(),
-        http.clone(),
-        registry.instance().to_owned(),
-        shutdown.clone(),
-    ));
-    let (outbox, _) = tokio::sync::mpsc::channel(16);
-    let app = Arc::new(AppState {
-        config,
-        tokens: Tokens::new(store.clone(), "relay".into()),
-        store,
-        registry,
-        metrics: Default::default(),
-        http,
-        dispatcher,
-        enricher: Default::default(),
-        shops: Default::default(),
-        queue_limit: Default::default(),
-        outbox,
-        shutdown,
-        sessions: TaskTracker::new(),
-        logins: Default::default(),
-    });
+    let (state, _) =
+        relay::AppState::new(config, store, shutdown.clone()).expect("the relay's state");
+    let app = Arc::new(state);
     let ids = |v: Vec<i64>| [v[0], v[1]];
     Console {
         router: relay::router(app.clone()),
@@ -618,6 +594,69 @@ async fn a_tenant_admin_cannot_touch_another_tenants_event_by_its_id() {
 }
 
 #[tokio::test]
+async fn an_edit_form_is_bounded_and_judged_before_it_is_read() {
+    let c = console().await;
+    let viewer = c.sign_in("acme-viewer").await;
+    let admin = c.sign_in("acme-admin").await;
+    let uri = format!("/console/failures/events/acme/{}", c.held[0]);
+    // Three bytes a character of the largest webhook, and 64 KiB for the other fields.
+    let limit = 3 * c.app.config.max_body_bytes + 64 * 1024;
+    // Larger than the limit: a viewer is refused for the role, before the body is read.
+    let huge = "a".repeat(5 << 20);
+    assert!(huge.len() > limit);
+    let (status, page) = c.post(&viewer, &uri, &[("payload", &huge)]).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "{}",
+        &page[..page.len().min(300)]
+    );
+    // An admin's oversize form is answered with a page saying the limit.
+    let (status, page) = c.post(&admin, &uri, &[("payload", &huge)]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        page.contains("<html") && page.contains(&format!("larger than {limit} bytes")),
+        "{}",
+        &page[..page.len().min(300)]
+    );
+    // More fields than a form has are refused before the CSRF token after them is looked at.
+    let many: Vec<(&str, &str)> = std::iter::repeat_n(("x", ""), 1001)
+        .chain([("csrf", admin.csrf.as_str())])
+        .collect();
+    let (status, page) = c.post_raw(&admin, &uri, &many).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+    assert!(page.contains("at most 1000"), "{page}");
+    // The text area's indentation does not count: the compact body is held to the limit.
+    let body = order_body("acme-se", "o-held", "447.00");
+    let indented = format!("{}{body}", " ".repeat(c.app.config.max_body_bytes));
+    let (status, page) = c.post(&admin, &uri, &[("payload", &indented)]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("back in the queue"),
+        "{}",
+        &page[..page.len().min(500)]
+    );
+    assert_eq!(c.state("acme", c.held[0]).await, EventState::Pending);
+}
+
+#[tokio::test]
+async fn an_edited_body_larger_than_a_webhook_comes_back_with_the_reason() {
+    let c = console().await;
+    let admin = c.sign_in("acme-admin").await;
+    let uri = format!("/console/failures/events/acme/{}", c.held[0]);
+    let max = c.app.config.max_body_bytes;
+    let large = serde_json::json!({ "padding": "x".repeat(max) }).to_string();
+    let (status, page) = c.post(&admin, &uri, &[("payload", &large)]).await;
+    assert_eq!(status, StatusCode::OK, "the form comes back");
+    assert!(
+        page.contains("<textarea") && page.contains(&format!("larger than {max} bytes")),
+        "{}",
+        &page[..page.len().min(500)]
+    );
+    assert_eq!(c.state("acme", c.held[0]).await, EventState::Held);
+}
+
+#[tokio::test]
 async fn an_edited_order_is_kept_beside_the_one_received_and_retried() {
     let c = console().await;
     let admin = c.sign_in("acme-admin").await;
@@ -858,6 +897,60 @@ async fn shop_rules_are_edited_through_the_same_checks_as_the_api() {
     assert_eq!(shop.settings.price_lists["PL1"], "wholesale");
     let viewer = c.sign_in("acme-viewer").await;
     assert_eq!(c.get(&viewer, uri).await.0, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_moved_shop_api_takes_its_key_from_the_form() {
+    let c = console().await;
+    let admin = c.sign_in("acme-admin").await;
+    let uri = "/console/shops/acme-se/edit";
+    let form = |api: &'static str, key: &'static str| {
+        vec![
+            ("flow", "ecom"),
+            ("document_type", "order"),
+            ("trigger_statuses", "confirmed"),
+            ("status_map", ""),
+            ("price_lists", ""),
+            ("api", api),
+            ("api_key", key),
+        ]
+    };
+    let first = r#"{"platform": "nordisk", "url": "https://shop.example/v1"}"#;
+    let moved = r#"{"platform": "nordisk", "url": "https://elsewhere.example/v1"}"#;
+    let (status, page) = c.post(&admin, uri, &form(first, "first-key")).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("rules are saved"), "{page}");
+    let key = |c: &Console| {
+        let store = c.app.store.clone();
+        async move {
+            store
+                .shop(ShopId::new("acme-se").expect("id"))
+                .await
+                .expect("read")
+                .expect("shop")
+                .api_key
+                .map(|k| k.expose().to_owned())
+        }
+    };
+    assert_eq!(key(&c).await.as_deref(), Some("first-key"));
+    // A new host without a key: the form comes back saying why, the key never in it.
+    let (status, page) = c.post(&admin, uri, &form(moved, "")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("needs its api_key again"), "{page}");
+    assert!(!page.contains("first-key"), "{page}");
+    // The same host with the key field empty keeps the key.
+    let (status, page) = c.post(&admin, uri, &form(first, "")).await;
+    assert!(
+        status == StatusCode::OK && page.contains("rules are saved"),
+        "{page}"
+    );
+    assert_eq!(key(&c).await.as_deref(), Some("first-key"));
+    let (status, page) = c.post(&admin, uri, &form(moved, "second-key")).await;
+    assert!(
+        status == StatusCode::OK && page.contains("rules are saved"),
+        "{page}"
+    );
+    assert_eq!(key(&c).await.as_deref(), Some("second-key"));
 }
 
 // ---- agents ----

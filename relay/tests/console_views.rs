@@ -7,10 +7,8 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use relay::AppState;
 use relay::accounts::session::new_session;
 use relay::accounts::{Language, Role};
-use relay::auth::Tokens;
 use relay::config::Config;
 use relay::store::{
     AnyStore, EventState, NewAudit, NewEvent, ShopRecord, StoreLocation, UserRecord,
@@ -18,7 +16,6 @@ use relay::store::{
 use shared::domain::DocumentType;
 use shared::{ShopId, TenantId};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 fn tenant(id: &str) -> TenantId {
@@ -29,6 +26,7 @@ fn tenant(id: &str) -> TenantId {
 /// `anna@example.se`) and `other` (order `B-200`, dead); a session cookie per account.
 struct Views {
     router: axum::Router,
+    store: AnyStore,
     acme_event: i64,
     other_event: i64,
     operator: String,
@@ -138,33 +136,11 @@ async fn views() -> Views {
     }
     let config = Config::default();
     let shutdown = CancellationToken::new();
-    let http = relay::shop::http_client().expect("HTTP client");
-    let registry = relay::registry::Registry::default();
-    let dispatcher = Arc::new(relay::dispatch::Dispatcher::new(
-        &config,
-        store.clone(),
-        http.clone(),
-        registry.instance().to_owned(),
-        shutdown.clone(),
-    ));
-    let (outbox, _) = tokio::sync::mpsc::channel(16);
-    let app = Arc::new(AppState {
-        config,
-        tokens: Tokens::new(store.clone(), "relay".into()),
-        store,
-        registry,
-        metrics: Default::default(),
-        http,
-        dispatcher,
-        enricher: Default::default(),
-        shops: Default::default(),
-        queue_limit: Default::default(),
-        outbox,
-        shutdown,
-        sessions: TaskTracker::new(),
-        logins: Default::default(),
-    });
+    let (state, _) =
+        relay::AppState::new(config, store, shutdown.clone()).expect("the relay's state");
+    let app = Arc::new(state);
     Views {
+        store: app.store.clone(),
         router: relay::router(app),
         acme_event: events[0],
         other_event: events[1],
@@ -282,6 +258,84 @@ async fn bad_search_input_is_a_message_on_the_page() {
     assert!(page.contains("no state called &quot;lost&quot;"), "{page}");
     let page = v.page(&v.operator, "/console/orders?order=%FF%FE").await;
     assert!(page.contains("<form"), "{page}");
+    // A year chrono cannot add a day to is a bad date, not a failed page.
+    let page = v
+        .page(&v.operator, "/console/orders?to=%2B262142-12-31")
+        .await;
+    assert!(page.contains("is not a date"), "{page}");
+    let page = v
+        .page(&v.operator, "/console/orders?from=2020-01-01&to=2026-01-01")
+        .await;
+    assert!(page.contains("at most 366 days"), "{page}");
+}
+
+#[tokio::test]
+async fn a_search_says_which_window_it_covered() {
+    let v = views().await;
+    let page = v
+        .page(&v.viewer, "/console/orders?from=2026-01-01&to=2026-01-31")
+        .await;
+    assert!(
+        page.contains("2026-01-01 00:00:00 UTC") && page.contains("2026-02-01 00:00:00 UTC"),
+        "{page}"
+    );
+    let page = v.page(&v.viewer, "/console/orders").await;
+    assert!(page.contains("Searched webhooks received from"), "{page}");
+    assert!(page.contains("A-100"), "{page}");
+}
+
+#[tokio::test]
+async fn the_overview_shows_every_agent_however_often_one_reconnects() {
+    let v = views().await;
+    let agent = |name: &'static str| {
+        let store = v.store.clone();
+        async move {
+            store
+                .create_agent(tenant("acme"), name.into())
+                .await
+                .expect("agent")
+                .id
+        }
+    };
+    let steady = agent("lagret").await;
+    let flapping = agent("kassan").await;
+    let open = |agent: &shared::AgentId, version: String| {
+        v.store.open_agent_session(
+            agent.clone(),
+            tenant("acme"),
+            "relay-1".into(),
+            version,
+            None,
+        )
+    };
+    open(&steady, "9.9.9".into()).await.expect("session");
+    for n in 0..60 {
+        open(&flapping, format!("1.0.{n}")).await.expect("session");
+    }
+    let page = v.page(&v.viewer, "/console/").await;
+    assert!(page.contains("lagret") && page.contains("kassan"), "{page}");
+    assert!(page.contains("9.9.9"), "the steady agent's session: {page}");
+    assert!(
+        page.contains("1.0.59"),
+        "the flapping agent's newest: {page}"
+    );
+}
+
+#[tokio::test]
+async fn a_tenant_account_sees_its_tenant_however_many_come_before_it() {
+    let v = views().await;
+    for n in 0..500 {
+        v.store
+            .create_tenant(tenant(&format!("aaa-{n:03}")), format!("early {n}"))
+            .await
+            .expect("tenant");
+    }
+    let page = v.page(&v.viewer, "/console/").await;
+    assert!(
+        page.contains("data-tenant=\"acme\"") && page.contains("acme-se"),
+        "{page}"
+    );
+    assert!(!page.contains("early 0"), "{page}");
 }
 
 #[tokio::test]

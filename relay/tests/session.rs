@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::extract::ws::Message as WsMessage;
 use futures_util::{Sink, Stream};
 use relay::AppState;
-use relay::auth::{AgentIdentity, Tokens};
+use relay::auth::AgentIdentity;
 use relay::config::Config;
 use relay::store::{AnyStore, EventState, NewEvent, StoreLocation};
 use shared::domain::DocumentType;
@@ -16,7 +16,6 @@ use shared::protocol::{Ack, Envelope, Hello, Message, Nack, PROTOCOL_VERSION};
 use shared::{AgentId, ShopId, TenantId};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 /// The relay's side of a socket whose other end is the test.
 struct Duplex {
@@ -141,32 +140,9 @@ async fn fixture_with(config: Config) -> Fixture {
         .await
         .expect("shop");
     let shutdown = CancellationToken::new();
-    let http = relay::shop::http_client().expect("HTTP client");
-    let registry = relay::registry::Registry::default();
-    let dispatcher = Arc::new(relay::dispatch::Dispatcher::new(
-        &config,
-        store.clone(),
-        http.clone(),
-        registry.instance().to_owned(),
-        shutdown.clone(),
-    ));
-    let (outbox, _) = tokio::sync::mpsc::channel(16);
-    let app = Arc::new(AppState {
-        config,
-        tokens: Tokens::new(store.clone(), "relay".into()),
-        store,
-        registry,
-        metrics: Default::default(),
-        http,
-        dispatcher,
-        enricher: Default::default(),
-        shops: Default::default(),
-        queue_limit: Default::default(),
-        outbox,
-        shutdown,
-        sessions: TaskTracker::new(),
-        logins: Default::default(),
-    });
+    let (state, _) =
+        relay::AppState::new(config, store, shutdown.clone()).expect("the relay's state");
+    let app = Arc::new(state);
     Fixture {
         app,
         tenant,

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use relay::store::{AnyStore, EventState, NewEvent, ReceivedHeaders, ShopRecord, StoreLocation};
+use relay::store::{
+    AnyStore, Enriched, EventState, NewEvent, ReceivedHeaders, ShopRecord, StoreLocation,
+};
 use shared::domain::DocumentType;
 use shared::signature::WebhookSecret;
 use shared::{ShopId, TenantId};
@@ -131,6 +133,54 @@ async fn an_edited_event_shows_the_body_received_and_an_old_one_its_verdict(stor
     );
 }
 
+/// A thin webhook's body is what the shop sent, also after the order fetched for it replaced
+/// the stored body and after an operator edited that.
+async fn a_thin_webhook_shows_the_thin_body_after_enrichment_and_edit(store: &AnyStore) {
+    with_shop(store, "acme", "acme-se").await;
+    let stored = store
+        .ingest(NewEvent {
+            state: EventState::Fetching,
+            hold_reason: None,
+            ..event("acme", "acme-se", "msg_thin", None)
+        })
+        .await
+        .expect("ingest");
+    assert_eq!(store.due_fetches(10).await.expect("claim").len(), 1);
+    assert!(
+        store
+            .enriched(
+                stored.event_id,
+                "{\"order\":\"fetched\"}".into(),
+                Enriched::Hold("held, the order is invalid".into()),
+            )
+            .await
+            .expect("enrich")
+    );
+    let received = |store: &AnyStore| {
+        let store = store.clone();
+        async move {
+            store
+                .received_webhook(tenant("acme"), stored.event_id)
+                .await
+                .expect("reads")
+                .expect("the event is there")
+                .body
+        }
+    };
+    assert_eq!(received(store).await, "{\"webhook\":\"msg_thin\"}");
+    store
+        .edit_event(
+            tenant("acme"),
+            stored.event_id,
+            "{\"edited\":true}".into(),
+            "confirmed".into(),
+            "payload edited by an operator".into(),
+        )
+        .await
+        .expect("edit");
+    assert_eq!(received(store).await, "{\"webhook\":\"msg_thin\"}");
+}
+
 macro_rules! both_stores {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -163,6 +213,7 @@ macro_rules! both_stores {
 both_stores!(
     the_received_webhook_reads_back_for_its_tenant_only,
     an_edited_event_shows_the_body_received_and_an_old_one_its_verdict,
+    a_thin_webhook_shows_the_thin_body_after_enrichment_and_edit,
 );
 
 /// A live relay keeps the allow-listed headers of a webhook and which secret verified it,

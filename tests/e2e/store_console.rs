@@ -176,6 +176,40 @@ async fn the_order_search_finds_by_every_field_within_its_tenant(store: &AnyStor
     .await;
     assert_eq!(by_email.len(), 2, "{by_email:?}");
     assert!(by_email.iter().all(|(t, o, _)| t == "acme" && o == "1001"));
+    // The match is made before the limit: the newest body containing the e-mail (not
+    // JSON) does not use up a search of one.
+    let newest_match = search(store, |q| {
+        q.tenant = acme.clone();
+        q.email = Some("anna@example.se".into());
+        q.limit = 1;
+    })
+    .await;
+    assert_eq!(newest_match.len(), 1, "{newest_match:?}");
+    assert_eq!(newest_match[0].1, "1001");
+    // Where no body fails to be JSON, the same exact match (the other tenant's one).
+    let other_email = search(store, |q| {
+        q.tenant = Some(tenant("other"));
+        q.email = Some("ANNA@EXAMPLE.SE".into());
+    })
+    .await;
+    assert_eq!(other_email.len(), 1, "{other_email:?}");
+    assert_eq!(other_email[0].0, "other");
+    // A customer named elsewhere in the body is not the customer.
+    let elsewhere = search(store, |q| {
+        q.tenant = acme.clone();
+        q.email = Some("example.se".into());
+    })
+    .await;
+    assert!(elsewhere.is_empty(), "{elsewhere:?}");
+    // The search covers a bounded window: one ended before the events found nothing.
+    let old_window = search(store, |q| {
+        q.tenant = acme.clone();
+        q.email = Some("anna@example.se".into());
+        q.from = Some(Utc::now() - Duration::days(800));
+        q.to = Some(Utc::now() - Duration::hours(1));
+    })
+    .await;
+    assert!(old_window.is_empty(), "{old_window:?}");
     // By date: today's, and none tomorrow.
     let today = search(store, |q| {
         q.tenant = acme.clone();
@@ -223,10 +257,11 @@ async fn an_orders_record_joins_its_webhooks_history_and_status_changes(store: &
         .await
         .expect("push");
     let record = store
-        .order_record(tenant("acme"), first)
+        .order_record(tenant("acme"), first, 500)
         .await
         .expect("read")
         .expect("acme's event");
+    assert!(!record.truncated);
     assert_eq!(record.event.id, first);
     assert_eq!(record.event.mamut_ref.as_deref(), Some("M-77"));
     assert!(record.body.payload.contains("Anna@Example.se"));
@@ -253,7 +288,104 @@ async fn an_orders_record_joins_its_webhooks_history_and_status_changes(store: &
     // Another tenant's event is not found by its id.
     assert!(
         store
-            .order_record(tenant("other"), first)
+            .order_record(tenant("other"), first, 500)
+            .await
+            .expect("read")
+            .is_none()
+    );
+}
+
+async fn a_long_timeline_keeps_its_newest_entries_and_says_so(store: &AnyStore) {
+    let first = two_tenants(store).await;
+    let record = store
+        .order_record(tenant("acme"), first, 1)
+        .await
+        .expect("read")
+        .expect("acme's event");
+    assert!(record.truncated);
+    assert_eq!(record.events.len(), 1);
+    assert!(record.events[0].id > first, "the newest webhook is kept");
+    assert_eq!(record.history.len(), 1);
+    assert_eq!(record.history[0].event_id, record.events[0].id);
+    let record = store
+        .order_record(tenant("acme"), first, 2)
+        .await
+        .expect("read")
+        .expect("acme's event");
+    assert_eq!(
+        record.events.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![first, record.events[1].id],
+        "oldest first"
+    );
+    let states: Vec<HistoryState> = record.history.iter().map(|h| h.entry.state).collect();
+    assert_eq!(
+        states,
+        vec![HistoryState::Delivered, HistoryState::Pending],
+        "the newest two, oldest first"
+    );
+    assert!(record.truncated);
+}
+
+async fn each_agents_newest_session_is_found_however_often_another_reconnected(store: &AnyStore) {
+    two_tenants(store).await;
+    let flapping = store
+        .create_agent(tenant("acme"), "kassan".into())
+        .await
+        .expect("agent")
+        .id;
+    let steady = store
+        .create_agent(tenant("acme"), "lagret".into())
+        .await
+        .expect("agent")
+        .id;
+    let session = |agent: &shared::AgentId, version: &str| {
+        store.open_agent_session(
+            agent.clone(),
+            tenant("acme"),
+            "relay-1".into(),
+            version.into(),
+            None,
+        )
+    };
+    let steady_session = session(&steady, "2.0.0").await.expect("session");
+    let mut newest = 0;
+    for n in 0..60 {
+        newest = session(&flapping, &format!("1.0.{n}"))
+            .await
+            .expect("session");
+    }
+    let latest = store
+        .latest_agent_sessions(tenant("acme"))
+        .await
+        .expect("latest");
+    let ids: Vec<i64> = latest.iter().map(|s| s.id).collect();
+    assert_eq!(
+        ids,
+        vec![newest, steady_session],
+        "one per agent, newest first"
+    );
+    assert_eq!(latest[0].agent_version, "1.0.59");
+    assert!(
+        store
+            .latest_agent_sessions(tenant("other"))
+            .await
+            .expect("latest")
+            .is_empty()
+    );
+    assert_eq!(store.agents(tenant("acme")).await.expect("agents").len(), 2);
+}
+
+async fn a_tenant_is_read_by_its_id(store: &AnyStore) {
+    two_tenants(store).await;
+    let other = store
+        .tenant(tenant("other"))
+        .await
+        .expect("read")
+        .expect("tenant other");
+    assert_eq!(other.name, "other AB");
+    assert!(
+        store
+            .tenant(tenant("nobody"))
             .await
             .expect("read")
             .is_none()
@@ -347,4 +479,7 @@ both_stores!(
     the_order_search_finds_by_every_field_within_its_tenant,
     an_orders_record_joins_its_webhooks_history_and_status_changes,
     the_overview_counts_and_samples_each_tenant_apart,
+    a_long_timeline_keeps_its_newest_entries_and_says_so,
+    each_agents_newest_session_is_found_however_often_another_reconnected,
+    a_tenant_is_read_by_its_id,
 );

@@ -7,6 +7,7 @@ nav-failures = Failures
 nav-shops = Shops and rules
 nav-agents = Agents
 nav-audit = Audit log
+nav-language = Language
 nav-logout = Sign out
 signed-in-as = Signed in as { $user } ({ $role })
 role-operator = operator

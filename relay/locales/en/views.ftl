@@ -8,6 +8,7 @@ view-duration-minutes = { $n } min
 view-duration-hours = { $n } h
 view-duration-days = { $n } d
 view-body-truncated = Showing the first { $shown } of { $total } characters.
+view-body-truncated-json = Showing the first { $shown } characters of the body laid out ({ $total } characters as stored).
 view-col-received = Received
 view-col-tenant = Tenant
 view-col-shop = Shop
@@ -75,10 +76,13 @@ search-bad-state = There is no state called "{ $value }".
 search-bad-shop = "{ $value }" is not a valid shop id.
 search-bad-date = { $field }: "{ $value }" is not a date; write it as YYYY-MM-DD.
 search-unreadable = The search could not be read; change it and search again.
+search-window = Searched webhooks received from { $from } to { $to }.
+search-window-too-long = The search covers { $days } days; narrow "Received from" and "Received to" to at most { $max } days.
 
 ## An order's timeline
 timeline-title = Order { $order }
 timeline-heading = Timeline
+timeline-truncated = Older entries not shown: only the newest { $max } of each kind are.
 timeline-received = Webhook received
 timeline-webhook = webhook { $id }, order status { $status }
 timeline-open-event = open this webhook's timeline

@@ -6,6 +6,7 @@ nav-failures = Fel
 nav-shops = Butiker och regler
 nav-agents = Agenter
 nav-audit = Granskningslogg
+nav-language = Språk
 nav-logout = Logga ut
 signed-in-as = Inloggad som { $user } ({ $role })
 role-operator = operatör

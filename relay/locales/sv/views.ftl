@@ -8,6 +8,7 @@ view-duration-minutes = { $n } min
 view-duration-hours = { $n } tim
 view-duration-days = { $n } dygn
 view-body-truncated = Visar de första { $shown } av { $total } tecken.
+view-body-truncated-json = Visar de första { $shown } tecknen av den uppställda kroppen ({ $total } tecken som lagrad).
 view-col-received = Mottagen
 view-col-tenant = Kund
 view-col-shop = Butik
@@ -75,10 +76,13 @@ search-bad-state = Det finns inget läge som heter ”{ $value }”.
 search-bad-shop = ”{ $value }” är inget giltigt butiks-id.
 search-bad-date = { $field }: ”{ $value }” är inget datum; skriv det som ÅÅÅÅ-MM-DD.
 search-unreadable = Sökningen gick inte att läsa; ändra den och sök igen.
+search-window = Sökte bland webhooks mottagna från { $from } till { $to }.
+search-window-too-long = Sökningen omfattar { $days } dagar; begränsa ”Mottagen från” och ”Mottagen till” till högst { $max } dagar.
 
 ## En orders tidslinje
 timeline-title = Order { $order }
 timeline-heading = Tidslinje
+timeline-truncated = Äldre poster visas inte: bara de nyaste { $max } av varje slag.
 timeline-received = Webhook mottagen
 timeline-webhook = webhook { $id }, orderstatus { $status }
 timeline-open-event = öppna den här webhookens tidslinje

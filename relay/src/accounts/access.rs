@@ -6,6 +6,9 @@
 //!   carry its CSRF token in `x-csrf-token`.
 //! - Under `/tenants/{tenant}/…` a `GET` needs [`Principal::may_see`] and anything else
 //!   [`Principal::may_change`] of that tenant.
+//! - Adding a shop (`POST /tenants/{tenant}/shops`) is the operators': shop ids are one
+//!   namespace for every tenant, so a tenant account could take ids other tenants will need
+//!   and learn which ids they have from the 409.
 //! - `/agents/{agent}/…` is judged by the agent's tenant. A tenant account asking about an
 //!   agent of another tenant is answered 404, as for an agent that does not exist, so it
 //!   cannot learn which agent ids other tenants have.
@@ -45,7 +48,7 @@ pub async fn guard(State(app): State<Arc<AppState>>, request: Request, next: Nex
     if reads && is_public(&route) {
         return next.run(Request::from_parts(parts, body)).await;
     }
-    let (caller, tenant) = match authorize(&app, &mut parts, reads).await {
+    let (caller, tenant) = match authorize(&app, &mut parts, &route, reads).await {
         Ok(allowed) => allowed,
         Err(e) => return e.into_response(),
     };
@@ -82,6 +85,11 @@ fn route_of(parts: &Parts) -> String {
     }
 }
 
+/// The routes under one tenant that only an operator may use.
+fn is_operators(method: &Method, route: &str) -> bool {
+    method == Method::POST && route == "/tenants/{tenant}/shops"
+}
+
 fn is_public(route: &str) -> bool {
     route == "/openapi.json" || route == "/docs" || route.starts_with("/docs/")
 }
@@ -90,6 +98,7 @@ fn is_public(route: &str) -> bool {
 async fn authorize(
     app: &Arc<AppState>,
     parts: &mut Parts,
+    route: &str,
     reads: bool,
 ) -> Result<(Principal, Option<TenantId>), ApiError> {
     let ApiCaller(caller) = ApiCaller::from_request_parts(parts, app).await?;
@@ -112,6 +121,8 @@ async fn authorize(
         };
         if reads {
             require_see(&caller, &tenant)?;
+        } else if is_operators(&parts.method, route) {
+            require_operator(&caller)?;
         } else {
             require_change(&caller, &tenant)?;
         }

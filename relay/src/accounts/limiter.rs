@@ -1,8 +1,15 @@
 //! Failed sign-ins counted per account and per client address, in memory: beyond
 //! [`ACCOUNT_FAILURES`] for one account or [`ADDRESS_FAILURES`] from one address within
 //! [`WINDOW`], sign-in is refused (429 with `Retry-After`) until the window that began with
-//! the first failure has passed. A successful sign-in clears its account's count (not its
-//! address's).
+//! the first failure has passed.
+//!
+//! An attempt is counted *before* its password is checked ([`LoginLimiter::reserve`], one
+//! atomic check-and-count per key), so a burst of parallel guesses cannot all pass the check
+//! before any of them is counted. A successful sign-in then clears its account's count and
+//! gives its address back the one attempt it reserved; a failed one keeps both.
+//!
+//! IPv6 clients are counted per /64 (a single host usually holds a whole /64), IPv4 clients
+//! per address; an IPv4-mapped IPv6 address counts as its IPv4 address.
 //!
 //! Each map holds at most [`MAX_ENTRIES`]: when full, windows that have passed are dropped,
 //! and if none has, the oldest one is, so a flood of made-up usernames cannot grow memory
@@ -59,6 +66,12 @@ impl<K: Eq + Hash + Clone> Counts<K> {
     }
 
     fn fail(&self, key: &K, now: Instant) {
+        let _ = self.count(key, now, u32::MAX);
+    }
+
+    /// Counts one attempt for `key` unless it has used its `max`, in one step under the
+    /// map's lock for `key`: `Err(seconds until it may try again)` when it has.
+    fn count(&self, key: &K, now: Instant, max: u32) -> Result<(), u32> {
         if !self.map.contains_key(key) && self.map.len() >= MAX_ENTRIES {
             self.make_room(now);
         }
@@ -72,7 +85,19 @@ impl<K: Eq + Hash + Clone> Counts<K> {
                 failures: 0,
             };
         }
+        if entry.failures >= max {
+            let ends = entry.started + WINDOW;
+            return Err((ends - now).as_secs().max(1) as u32);
+        }
         entry.failures = entry.failures.saturating_add(1);
+        Ok(())
+    }
+
+    /// Takes back one attempt counted for `key`.
+    fn uncount(&self, key: &K) {
+        if let Some(mut entry) = self.map.get_mut(key) {
+            entry.failures = entry.failures.saturating_sub(1);
+        }
     }
 
     fn make_room(&self, now: Instant) {
@@ -124,18 +149,38 @@ impl LoginLimiter {
         now: Instant,
     ) -> Result<(), ApiError> {
         let by_account = self.accounts.refused(&username.to_owned(), now);
-        let by_address = address.and_then(|a| self.addresses.refused(&a, now));
+        let by_address = address.and_then(|a| self.addresses.refused(&address_key(a), now));
         match by_account.max(by_address) {
             None => Ok(()),
-            Some(retry_after) => Err(ApiError::TooManyRequests {
-                message: format!(
-                    "too many failed sign-ins for this account or from this address: try \
-                     again in {} minutes",
-                    retry_after.div_ceil(60)
-                ),
-                retry_after,
-            }),
+            Some(retry_after) => Err(throttled(retry_after)),
         }
+    }
+
+    /// Counts a sign-in attempt before its password is checked, or refuses it
+    /// (`TooManyRequests`) when the account or the address has used its attempts. Checking
+    /// and counting are one step per key, so parallel attempts cannot overrun the limit. After
+    /// the check, call [`LoginLimiter::succeeded`] on success; a failure needs nothing more.
+    pub fn reserve(&self, username: &str, address: Option<IpAddr>) -> Result<(), ApiError> {
+        self.reserve_at(username, address, Instant::now())
+    }
+
+    fn reserve_at(
+        &self,
+        username: &str,
+        address: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<(), ApiError> {
+        let account = username.to_owned();
+        self.accounts
+            .count(&account, now, self.accounts.max)
+            .map_err(throttled)?;
+        if let Some(address) = address.map(address_key)
+            && let Err(retry_after) = self.addresses.count(&address, now, self.addresses.max)
+        {
+            self.accounts.uncount(&account);
+            return Err(throttled(retry_after));
+        }
+        Ok(())
     }
 
     /// Counts a failed sign-in.
@@ -146,13 +191,39 @@ impl LoginLimiter {
     fn failed_at(&self, username: &str, address: Option<IpAddr>, now: Instant) {
         self.accounts.fail(&username.to_owned(), now);
         if let Some(address) = address {
-            self.addresses.fail(&address, now);
+            self.addresses.fail(&address_key(address), now);
         }
     }
 
-    /// Forgets an account's failures after it signed in.
-    pub fn succeeded(&self, username: &str) {
+    /// After a reserved attempt signed in: forgets the account's failures and gives the
+    /// address back the attempt [`LoginLimiter::reserve`] counted.
+    pub fn succeeded(&self, username: &str, address: Option<IpAddr>) {
         self.accounts.clear(&username.to_owned());
+        if let Some(address) = address {
+            self.addresses.uncount(&address_key(address));
+        }
+    }
+}
+
+fn throttled(retry_after: u32) -> ApiError {
+    ApiError::TooManyRequests {
+        message: format!(
+            "too many failed sign-ins for this account or from this address: try again in {} \
+             minutes",
+            retry_after.div_ceil(60)
+        ),
+        retry_after,
+    }
+}
+
+/// The key an address is counted under: an IPv4 address itself, an IPv6 address's /64.
+fn address_key(address: IpAddr) -> IpAddr {
+    match address.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(bits.into())
+        }
+        v4 => v4,
     }
 }
 
@@ -211,11 +282,77 @@ mod tests {
         for _ in 0..ACCOUNT_FAILURES {
             limiter.failed_at("anna", None, t0);
         }
-        limiter.succeeded("anna");
+        limiter.succeeded("anna", None);
         assert_eq!(retry_after(limiter.check_at("anna", None, t0)), None);
         for i in 0..MAX_ENTRIES + 500 {
             limiter.failed_at(&format!("made-up-{i}"), None, t0);
         }
         assert!(limiter.accounts.map.len() <= MAX_ENTRIES);
+    }
+
+    #[test]
+    fn reserving_counts_each_attempt_so_no_more_than_the_limit_get_through() {
+        let limiter = LoginLimiter::default();
+        let t0 = Instant::now();
+        let passed = (0..ACCOUNT_FAILURES * 3)
+            .filter(|_| limiter.reserve_at("anna", None, t0).is_ok())
+            .count();
+        assert_eq!(passed, ACCOUNT_FAILURES as usize);
+        assert!(retry_after(limiter.check_at("anna", None, t0)).is_some());
+        assert!(limiter.reserve_at("anna", None, t0 + WINDOW).is_ok());
+    }
+
+    #[test]
+    fn a_refused_address_does_not_use_up_the_accounts_attempts() {
+        let limiter = LoginLimiter::default();
+        let address: IpAddr = [192, 0, 2, 7].into();
+        let t0 = Instant::now();
+        for i in 0..ADDRESS_FAILURES {
+            assert!(
+                limiter
+                    .reserve_at(&format!("u{i}"), Some(address), t0)
+                    .is_ok()
+            );
+        }
+        for _ in 0..ACCOUNT_FAILURES * 2 {
+            assert!(limiter.reserve_at("anna", Some(address), t0).is_err());
+        }
+        assert!(
+            limiter.reserve_at("anna", None, t0).is_ok(),
+            "anna's own count untouched"
+        );
+    }
+
+    #[test]
+    fn a_success_gives_the_address_its_attempt_back() {
+        let limiter = LoginLimiter::default();
+        let address: IpAddr = [192, 0, 2, 9].into();
+        let t0 = Instant::now();
+        for _ in 0..ADDRESS_FAILURES * 2 {
+            assert!(limiter.reserve_at("anna", Some(address), t0).is_ok());
+            limiter.succeeded("anna", Some(address));
+        }
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_per_slash_64() {
+        let limiter = LoginLimiter::default();
+        let t0 = Instant::now();
+        for i in 0..ADDRESS_FAILURES {
+            let host: IpAddr = format!("2001:db8:1:2::{:x}", i + 1)
+                .parse()
+                .expect("address");
+            limiter.failed_at(&format!("user-{i}"), Some(host), t0);
+        }
+        let same_net: IpAddr = "2001:db8:1:2:ffff::1".parse().expect("address");
+        assert!(retry_after(limiter.check_at("fresh", Some(same_net), t0)).is_some());
+        assert!(limiter.reserve_at("fresh", Some(same_net), t0).is_err());
+        let other_net: IpAddr = "2001:db8:1:3::1".parse().expect("address");
+        assert_eq!(
+            retry_after(limiter.check_at("fresh", Some(other_net), t0)),
+            None
+        );
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().expect("address");
+        assert_eq!(address_key(mapped), IpAddr::from([192, 0, 2, 7]));
     }
 }

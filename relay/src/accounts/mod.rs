@@ -15,6 +15,8 @@ pub mod session;
 use serde::{Deserialize, Serialize};
 use shared::TenantId;
 
+use crate::error::ApiError;
+
 /// What an account may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -144,12 +146,48 @@ impl Principal {
         }
     }
 
-    /// The tenant its views are limited to; `None`: every tenant.
-    pub fn scope(&self) -> Option<&TenantId> {
-        match self.role {
-            Role::Operator => None,
-            Role::TenantAdmin | Role::TenantViewer => self.tenant.as_ref(),
+    /// The tenants its views are limited to. An account whose role and tenant do not agree
+    /// (a tenant role without a tenant, an operator with one: a corrupt row) is refused
+    /// rather than shown every tenant.
+    pub fn scope(&self) -> Result<Scope<'_>, ApiError> {
+        match (self.role, self.tenant.as_ref()) {
+            (Role::Operator, None) => Ok(Scope::All),
+            (Role::TenantAdmin | Role::TenantViewer, Some(tenant)) => Ok(Scope::Tenant(tenant)),
+            _ => Err(ApiError::Forbidden(format!(
+                "account {} ({}) is set up wrongly: ask an operator to set it up again",
+                self.actor,
+                self.role.as_str()
+            ))),
         }
+    }
+
+    /// Whether its role and tenant agree: an operator has no tenant, a tenant account has
+    /// one.
+    pub fn is_consistent(&self) -> bool {
+        self.scope().is_ok()
+    }
+}
+
+/// The tenants a caller's views cover; see [`Principal::scope`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'a> {
+    /// Every tenant (an operator).
+    All,
+    /// This tenant only.
+    Tenant(&'a TenantId),
+}
+
+impl<'a> Scope<'a> {
+    /// The one tenant, or `None` for [`Scope::All`].
+    pub fn tenant(self) -> Option<&'a TenantId> {
+        match self {
+            Scope::All => None,
+            Scope::Tenant(tenant) => Some(tenant),
+        }
+    }
+
+    pub fn is_all(self) -> bool {
+        self == Scope::All
     }
 }
 
@@ -179,11 +217,14 @@ mod tests {
         assert!(!viewer.may_see(&other));
         let operator = user(Role::Operator, None);
         assert!(operator.may_see(&other) && operator.may_change(&other));
-        assert_eq!(operator.scope(), None);
-        assert_eq!(viewer.scope(), Some(&acme));
+        assert_eq!(operator.scope().ok(), Some(Scope::All));
+        assert_eq!(viewer.scope().ok(), Some(Scope::Tenant(&acme)));
         // A tenant account without its tenant (a corrupt row) sees nothing.
         let orphan = user(Role::TenantAdmin, None);
         assert!(!orphan.may_see(&acme) && !orphan.may_change(&acme));
+        assert!(orphan.scope().is_err() && !orphan.is_consistent());
+        assert!(user(Role::TenantViewer, None).scope().is_err());
+        assert!(user(Role::Operator, Some("acme")).scope().is_err());
     }
 
     #[test]

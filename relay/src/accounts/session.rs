@@ -124,8 +124,9 @@ pub fn client_address(parts: &Parts) -> Option<SocketAddr> {
 }
 
 /// The signed-in account of a request's session cookie: `None` without a cookie, or when its
-/// session is unknown, past its lifetime or idle too long (then it is deleted). Moves the
-/// idle timeout on.
+/// session is unknown, past its lifetime or idle too long, or its account's role and tenant
+/// do not agree (a corrupt account row, logged; the session is deleted in these cases too).
+/// Moves the idle timeout on.
 pub async fn current(app: &AppState, headers: &HeaderMap) -> Result<Option<Principal>, ApiError> {
     let Some(value) = cookie_value(headers) else {
         return Ok(None);
@@ -139,12 +140,24 @@ pub async fn current(app: &AppState, headers: &HeaderMap) -> Result<Option<Princ
         app.store.delete_session(id_hash).await?;
         return Ok(None);
     }
+    let user = principal(&user, Some(session.csrf_token));
+    if !user.is_consistent() {
+        tracing::error!(
+            account = %user.actor,
+            role = user.role.as_str(),
+            has_tenant = user.tenant.is_some(),
+            "a session was refused: its account row is corrupt (an operator has no tenant, a \
+             tenant account has one); set the account up again with `relay user`"
+        );
+        app.store.delete_session(id_hash).await?;
+        return Ok(None);
+    }
     if now - session.last_seen_at >= chrono(TOUCH_EVERY) {
         app.store
             .touch_session(id_hash, now, session.expires_at)
             .await?;
     }
-    Ok(Some(principal(&user, Some(session.csrf_token))))
+    Ok(Some(user))
 }
 
 /// The caller an account is.

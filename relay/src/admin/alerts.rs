@@ -17,8 +17,9 @@ use utoipa_axum::routes;
 use super::openapi::ErrorBody;
 use super::requests::{ApiJson, ApiPath, BodyLimit, tenant_id};
 use crate::AppState;
-use crate::accounts::Language;
-use crate::alerts::{AlertSettings, Channel, message, send_by};
+use crate::accounts::{Language, Principal};
+use crate::alerts::settings::check_tenant_webhook_url;
+use crate::alerts::{AlertSettings, Channel, message, send_by, test_limit};
 use crate::error::ApiError;
 use crate::store::AnyStore;
 
@@ -73,7 +74,9 @@ pub struct AlertSettingsUpdate {
     /// Who receives alert e-mails and the digest (at most 20).
     #[schema(max_items = 20, example = json!(["ops@example.com"]))]
     pub emails: Option<Vec<String>>,
-    /// An `https://` incoming webhook (`http://` only to localhost); `""` removes it.
+    /// An `https://` incoming webhook; `""` removes it. A tenant account's must be a public
+    /// host (not this machine or a private network); an operator may also set `http://` to
+    /// localhost.
     pub webhook_url: Option<String>,
     /// `en` or `sv`.
     #[schema(value_type = Option<String>, example = "sv")]
@@ -203,11 +206,20 @@ async fn get_alerts(
 )]
 async fn put_alerts(
     State(app): State<Arc<AppState>>,
+    caller: Option<Extension<Principal>>,
     ApiPath(tenant): ApiPath<String>,
     ApiJson(update): ApiJson<AlertSettingsUpdate>,
 ) -> Result<Json<AlertSettingsView>, ApiError> {
     let tenant = tenant_id(tenant)?;
     let (mut settings, _) = current(&app.store, &tenant).await?;
+    // A local sink is the operators' (they run the machine); a tenant account's webhook is
+    // a public https:// address, so the relay cannot be made to post to its own network.
+    let operator = caller.is_some_and(|Extension(c)| c.is_operator());
+    if let Some(url) = update.webhook_url.as_deref().filter(|u| !u.is_empty())
+        && !operator
+    {
+        check_tenant_webhook_url(url).map_err(ApiError::BadRequest)?;
+    }
     apply(&mut settings, update);
     settings.check().map_err(ApiError::BadRequest)?;
     app.store
@@ -245,6 +257,7 @@ fn apply(settings: &mut AlertSettings, update: AlertSettingsUpdate) {
 }
 
 /// Sends a test alert to the tenant's recipients and webhook now, and says how each went.
+/// At most one a minute and ten a day per tenant.
 #[utoipa::path(
     post, path = "/tenants/{tenant}/alerts/test", tag = "alerts",
     params(("tenant" = String, Path, description = "The tenant's id")),
@@ -252,6 +265,7 @@ fn apply(settings: &mut AlertSettings, update: AlertSettingsUpdate) {
         (status = 200, description = "What the test did on each channel", body = TestOutcome),
         (status = 400, description = "The tenant id is invalid", body = ErrorBody),
         (status = 404, description = "No such tenant", body = ErrorBody),
+        (status = 429, description = "A test alert was sent less than a minute ago, or ten today; `Retry-After` says when another may go", body = ErrorBody),
     )
 )]
 async fn test_alert(
@@ -260,6 +274,16 @@ async fn test_alert(
 ) -> Result<Json<TestOutcome>, ApiError> {
     let tenant = tenant_id(tenant)?;
     let (settings, _) = current(&app.store, &tenant).await?;
+    test_limit::admit(app.registry.instance(), tenant.as_str()).map_err(|retry_after| {
+        ApiError::TooManyRequests {
+            message: format!(
+                "tenant {tenant} sent a test alert recently: at most one a minute and {} a day; \
+                 try again in {retry_after} s",
+                test_limit::PER_DAY
+            ),
+            retry_after,
+        }
+    })?;
     let test = message::test(settings.language, &tenant);
     let email = send_by(&app, &settings, Channel::Email, &test).await;
     let webhook = send_by(&app, &settings, Channel::Webhook, &test).await;

@@ -24,6 +24,7 @@ use super::{
     ReplayQuery, ReplayedDispatch, ReplayedEvent, ShopList, ShopUpdate, ShopView, tenant_id,
 };
 use crate::AppState;
+use crate::accounts::Principal;
 use crate::auth::check_admin;
 use crate::error::ApiError;
 use crate::store::{DispatchState, Notice, TenantRecord};
@@ -80,10 +81,20 @@ pub async fn require_admin(
     }
 }
 
+/// The admin operations for a caller that is not known to be an operator.
 fn admin(app: &AppState) -> Admin<'_> {
     Admin {
         store: &app.store,
         tokens: &app.tokens,
+        operator: false,
+    }
+}
+
+/// The admin operations for the caller the guard put in the request's extensions.
+fn admin_for<'a>(app: &'a AppState, caller: Option<&Principal>) -> Admin<'a> {
+    Admin {
+        operator: caller.is_some_and(Principal::is_operator),
+        ..admin(app)
     }
 }
 
@@ -108,7 +119,7 @@ async fn create_tenant(
     ))
 }
 
-/// Adds a shop to a tenant.
+/// Adds a shop to a tenant. Operators only: shop ids are one namespace for every tenant.
 #[utoipa::path(
     post, path = "/tenants/{tenant}/shops", tag = "shops",
     params(("tenant" = String, Path, description = "The tenant's id", pattern = r"^[a-z0-9][a-z0-9_-]{0,63}$", example = "acme")),
@@ -123,10 +134,14 @@ async fn create_tenant(
 )]
 async fn add_shop(
     State(app): State<Arc<AppState>>,
+    caller: Option<Extension<Principal>>,
     ApiPath(tenant): ApiPath<String>,
     ApiJson(new): ApiJson<NewShop>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let view = admin(&app).add_shop(tenant, new).await?;
+    let caller = caller.map(|Extension(c)| c);
+    let view = admin_for(&app, caller.as_ref())
+        .add_shop(tenant, new)
+        .await?;
     app.shops.forget(&view.shop_id);
     Ok((StatusCode::CREATED, Json(view)))
 }
@@ -165,10 +180,14 @@ async fn list_shops(
 )]
 async fn update_shop(
     State(app): State<Arc<AppState>>,
+    caller: Option<Extension<Principal>>,
     ApiPath((tenant, shop)): ApiPath<(String, String)>,
     ApiJson(update): ApiJson<ShopUpdate>,
 ) -> Result<Json<ShopView>, ApiError> {
-    let view = admin(&app).update_shop(tenant, shop, update).await?;
+    let caller = caller.map(|Extension(c)| c);
+    let view = admin_for(&app, caller.as_ref())
+        .update_shop(tenant, shop, update)
+        .await?;
     app.shops.forget(&view.shop_id);
     // New rules or a new key may unblock waiting work.
     app.announce(Notice::Dispatch {

@@ -6,6 +6,7 @@
 //! - [`message`]: what an alert says, in the tenant's language.
 //! - [`mail`]: e-mail through the relay-wide SMTP server; [`hook`]: the webhook.
 //! - [`digest`]: the daily digest, once per tenant and day across instances.
+//! - [`test_limit`]: how often a tenant may send a test alert.
 //!
 //! Here: [`run`], the task that evaluates every tenant's conditions each
 //! `alerts_interval_secs`, and the sending with its retries.
@@ -24,6 +25,7 @@ pub mod hook;
 pub mod mail;
 pub mod message;
 pub mod settings;
+pub mod test_limit;
 
 use std::collections::HashMap;
 use std::fmt::Write;

@@ -136,6 +136,30 @@ pub fn check_webhook_url(url: &str) -> Result<(), String> {
     }
 }
 
+/// An alert webhook a tenant account may set: `https://` to a host that is not this machine
+/// or a private network given as an address (`localhost`, `127.0.0.1`, `10.…`, `192.168.…`,
+/// `169.254.…`, `fc00::/7`, `fe80::/10`…). Only an operator may point alerts at a local sink.
+pub fn check_tenant_webhook_url(url: &str) -> Result<(), String> {
+    check_webhook_url(url)?;
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| format!("webhook_url: not a URL ({e}); expected https://host/path"))?;
+    let host = parsed.host_str().unwrap_or_default();
+    if parsed.scheme() != "https" {
+        return Err(format!(
+            "webhook_url: must be https:// (only an operator may set http:// to localhost), not {}",
+            url_host(url)
+        ));
+    }
+    if crate::hosts::is_internal_host(host) {
+        return Err(format!(
+            "webhook_url: {} is this machine or a private network; an alert webhook must be \
+             a public https:// address (only an operator may set a local one)",
+            url_host(url)
+        ));
+    }
+    Ok(())
+}
+
 /// `scheme://host[:port]` of a URL, without its path, query or credentials.
 pub fn url_host(url: &str) -> String {
     match reqwest::Url::parse(url) {
@@ -212,6 +236,35 @@ mod tests {
             "shop_refusing_failures",
         );
         assert!(AlertSettings::from_stored(r#"{"colour":"red"}"#).is_err());
+    }
+
+    #[test]
+    fn a_tenant_webhook_is_public_https() {
+        check_tenant_webhook_url("https://hooks.slack.com/services/T0/B0/secret").expect("https");
+        check_tenant_webhook_url("https://8.8.8.8/hook").expect("a public address");
+        for url in [
+            "http://localhost/hook",
+            "http://127.0.0.1:9000/hook",
+            "https://localhost/hook",
+            "https://LocalHost./hook",
+            "https://a.localhost/hook",
+            "https://127.0.0.1/hook",
+            "https://2130706433/hook",
+            "https://10.1.2.3/hook",
+            "https://172.16.0.1/hook",
+            "https://192.168.1.1/hook",
+            "https://169.254.169.254/latest",
+            "https://100.64.0.1/hook",
+            "https://0.0.0.0/hook",
+            "https://[::1]/hook",
+            "https://[fd00::1]/hook",
+            "https://[fe80::1]/hook",
+            "https://[::ffff:10.0.0.1]/hook",
+        ] {
+            let e = check_tenant_webhook_url(url).expect_err(url);
+            assert!(e.starts_with("webhook_url:"), "{url}: {e}");
+            assert!(!e.contains("/hook"), "{url}: the path is not shown: {e}");
+        }
     }
 
     #[test]

@@ -103,11 +103,12 @@ pub async fn audit(
     }
 }
 
-/// The admin operations, as the API calls them.
-pub fn admin(app: &AppState) -> Admin<'_> {
+/// The admin operations, as the API calls them, for `user`.
+pub fn admin<'a>(app: &'a AppState, user: &Principal) -> Admin<'a> {
     Admin {
         store: &app.store,
         tokens: &app.tokens,
+        operator: user.is_operator(),
     }
 }
 

@@ -67,7 +67,14 @@ async fn list(
     let mut sections = Vec::new();
     for tenant in tenants {
         let agents = app.store.agents(tenant.clone()).await?;
-        let sessions = app.store.agent_sessions(tenant.clone(), SESSIONS).await?;
+        let mut sessions = app.store.agent_sessions(tenant.clone(), SESSIONS).await?;
+        // Every agent's newest session too, however often another one reconnected.
+        for latest in app.store.latest_agent_sessions(tenant.clone()).await? {
+            if !sessions.iter().any(|s| s.id == latest.id) {
+                sessions.push(latest);
+            }
+        }
+        sessions.sort_by_key(|s| std::cmp::Reverse(s.id));
         sections.push(tenant_section(&user, &tenant, &agents, &sessions));
     }
     let body = html! {
@@ -183,7 +190,7 @@ async fn create(
             ))
         })?),
     };
-    let issued = admin(&app)
+    let issued = admin(&app, &user)
         .create_agent(
             tenant.to_string(),
             NewAgent {
@@ -235,7 +242,7 @@ async fn revoke(
         return Err(not_found().into());
     }
     may_change(&user, &record.tenant_id, &fields)?;
-    admin(&app).revoke_agent(id.to_string()).await?;
+    admin(&app, &user).revoke_agent(id.to_string()).await?;
     let ended = app.registry.revoke(&id);
     tracing::info!(agent = %id, sessions = ended, "agent revoked from the console");
     let target = format!("tenants/{}/agents/{id}", record.tenant_id);

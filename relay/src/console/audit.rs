@@ -29,12 +29,10 @@ async fn audit(
     State(state): State<Arc<AppState>>,
     ConsoleUser(user): ConsoleUser,
 ) -> Result<Markup, PageError> {
-    let entries = match user.scope() {
-        None if user.is_operator() => state.store.audit(None, ENTRIES).await?,
-        Some(tenant) => state.store.audit(Some(tenant.clone()), ENTRIES).await?,
-        // A tenant account without its tenant sees nothing.
-        None => Vec::new(),
-    };
+    let entries = state
+        .store
+        .audit(user.scope()?.tenant().cloned(), ENTRIES)
+        .await?;
     let language = user.language;
     let title = t(language, "audit-title");
     let body = html! {
@@ -56,7 +54,7 @@ fn table(user: &Principal, entries: &[AuditEntry]) -> Markup {
                     thead { tr {
                         th { (t(language, "view-col-when")) }
                         th { (t(language, "view-col-actor")) }
-                        @if user.scope().is_none() { th { (t(language, "view-col-tenant")) } }
+                        @if user.scope().is_ok_and(|s| s.is_all()) { th { (t(language, "view-col-tenant")) } }
                         th { (t(language, "view-col-action")) }
                         th { (t(language, "view-col-target")) }
                         th { (t(language, "view-col-detail")) }
@@ -66,7 +64,7 @@ fn table(user: &Principal, entries: &[AuditEntry]) -> Markup {
                             tr {
                                 td { (time_cell(entry.at)) }
                                 td { (entry.actor) }
-                                @if user.scope().is_none() {
+                                @if user.scope().is_ok_and(|s| s.is_all()) {
                                     td { (entry.tenant_id.as_ref().map(|t| t.as_str()).unwrap_or("–")) }
                                 }
                                 td { code { (entry.action) } }

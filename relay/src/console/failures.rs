@@ -263,7 +263,7 @@ async fn replay(
         let (target, result) = match kind {
             FailureKind::Event => {
                 let query = ReplayQuery { force };
-                let result = admin(app)
+                let result = admin(app, user)
                     .replay_event(tenant.to_string(), id, query)
                     .await
                     .map(|r| r.forced);

@@ -66,6 +66,17 @@ pub fn page(
                                     ("role", t(language, &format!("role-{}", user.role.as_str())).into()),
                                 ]))
                             }
+                            form.inline method="post" action="/console/language" {
+                                (csrf_field(user))
+                                select name="language" aria-label=(t(language, "nav-language")) {
+                                    @for choice in Language::ALL {
+                                        option value=(choice.as_str()) selected[choice == language] {
+                                            (native_name(choice))
+                                        }
+                                    }
+                                }
+                                button.secondary type="submit" { (t(language, "nav-language")) }
+                            }
                             form method="post" action="/console/logout" {
                                 (csrf_field(user))
                                 button type="submit" { (t(language, "nav-logout")) }
@@ -76,6 +87,14 @@ pub fn page(
                 main { (body) }
             }
         }
+    }
+}
+
+/// A language's name in itself, as a language menu shows it.
+fn native_name(language: Language) -> &'static str {
+    match language {
+        Language::En => "English",
+        Language::Sv => "Svenska",
     }
 }
 
@@ -163,3 +182,47 @@ svg.chart { width: 100%; height: auto; background: #fff; }
 main.error { max-width: 40rem; }
 @media (max-width: 40rem) { header.top .who { margin-left: 0; } th, td { padding: .3rem; } }
 "#;
+
+#[cfg(test)]
+mod tests {
+    use maud::html;
+
+    use super::*;
+    use crate::accounts::Role;
+
+    #[test]
+    fn a_signed_in_page_offers_the_languages_with_the_sessions_csrf_token() {
+        let user = Principal {
+            actor: "anna".into(),
+            role: Role::TenantViewer,
+            tenant: None,
+            language: Language::Sv,
+            csrf: Some("token-123".into()),
+        };
+        let page = page(
+            Language::Sv,
+            Some(&user),
+            Section::Orders,
+            "Ordrar",
+            html! { p { "x" } },
+        )
+        .into_string();
+        assert!(page.contains(r#"action="/console/language""#), "{page}");
+        assert!(
+            page.contains(r#"<option value="sv" selected>Svenska</option>"#),
+            "{page}"
+        );
+        assert!(
+            page.contains(r#"<option value="en">English</option>"#),
+            "{page}"
+        );
+        assert_eq!(page.matches(r#"value="token-123""#).count(), 2, "{page}");
+        assert!(page.contains("Inloggad som anna (kundläsare)"), "{page}");
+        assert!(
+            page.contains(r#"<a href="/console/orders" class="active">Ordrar</a>"#),
+            "{page}"
+        );
+        let signed_out = super::page(Language::En, None, Section::None, "Sign in", html! {});
+        assert!(!signed_out.into_string().contains("/console/language"));
+    }
+}

@@ -31,11 +31,11 @@ use super::layout::{Section, page};
 use crate::AppState;
 use crate::accounts::session::{
     ConsoleUser, check_csrf, clear_cookie, cookie_value, hash_id, local_next, new_session,
-    set_cookie,
+    principal, set_cookie,
 };
-use crate::accounts::{Language, MAX_USERNAME_BYTES, password};
+use crate::accounts::{Language, MAX_USERNAME_BYTES, check_username, password};
 use crate::error::ApiError;
-use crate::store::NewAudit;
+use crate::store::{NewAudit, UserRecord};
 
 /// The largest sign-in, sign-out or language form.
 const MAX_FORM_BYTES: usize = 8 * 1024;
@@ -178,7 +178,7 @@ async fn login(
     if let Err(ApiError::TooManyRequests {
         retry_after,
         message,
-    }) = app.logins.check(username, address)
+    }) = app.logins.reserve(username, address)
     {
         tracing::info!(address = ?address, "sign-in refused: {message}");
         let problem = t_args(
@@ -194,14 +194,13 @@ async fn login(
     }
     match sign_in(&app, username, form.password, address, &headers).await {
         Ok(Some(cookie)) => {
-            app.logins.succeeded(username);
+            app.logins.succeeded(username, address);
             let to = next.and_then(local_next).unwrap_or("/console/");
             let mut response = Redirect::to(to).into_response();
             response.headers_mut().insert(header::SET_COOKIE, cookie);
             response
         }
         Ok(None) => {
-            app.logins.failed(username, address);
             let problem = t(language, "login-failed");
             refused(language, next, StatusCode::UNAUTHORIZED, &problem)
         }
@@ -219,17 +218,26 @@ async fn sign_in(
     address: Option<std::net::IpAddr>,
     headers: &HeaderMap,
 ) -> Result<Option<HeaderValue>, ApiError> {
-    let user = if username.is_empty() {
+    // Only a well-formed name is looked up; an account whose stored name is not one (or is
+    // the audit log's name for the admin token or the CLI), or whose role and tenant do not
+    // agree, cannot sign in.
+    let user = if check_username(username).is_err() {
         None
     } else {
-        app.store.user(username.to_owned()).await?
+        app.store
+            .user(username.to_owned())
+            .await?
+            .filter(|u| check_username(&u.username).is_ok() && sound(u))
     };
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     let matches = password::verify(given, stored).await;
     let address_text = address.map(|a| a.to_string());
-    let Some(user) = user.filter(|_| matches) else {
-        audit(app, username, None, "login_failed", address_text).await;
-        return Ok(None);
+    let user = match user {
+        Some(user) if matches => user,
+        user => {
+            audit_failure(app, user.as_ref(), address_text).await;
+            return Ok(None);
+        }
     };
     // A cookie the browser brought is never adopted: its session, if it has one, ends.
     if let Some(old) = cookie_value(headers) {
@@ -246,6 +254,45 @@ async fn sign_in(
     )
     .await;
     Ok(Some(set_cookie(app, &value)))
+}
+
+/// Whether an account's role and tenant agree; a corrupt row is logged.
+fn sound(user: &UserRecord) -> bool {
+    let sound = principal(user, None).is_consistent();
+    if !sound {
+        tracing::error!(
+            account = %user.username,
+            role = user.role.as_str(),
+            has_tenant = user.tenant_id.is_some(),
+            "a sign-in was refused: the account row is corrupt (an operator has no tenant, a \
+             tenant account has one); set the account up again with `relay user`"
+        );
+    }
+    sound
+}
+
+/// The audit log's actor of a failed sign-in: nobody proved who they are.
+pub const FAILED_SIGN_IN_ACTOR: &str = "anonymous";
+
+/// The audit log's target of a failed sign-in for a name no account has. The name typed is
+/// not recorded: it may be a password typed into the wrong field.
+pub const UNKNOWN_ACCOUNT: &str = "(unknown)";
+
+/// Audits a failed sign-in: actor [`FAILED_SIGN_IN_ACTOR`], target the account's name when
+/// one exists by the name typed, else [`UNKNOWN_ACCOUNT`].
+async fn audit_failure(app: &AppState, user: Option<&UserRecord>, address: Option<String>) {
+    let entry = NewAudit {
+        actor: FAILED_SIGN_IN_ACTOR.to_owned(),
+        tenant_id: None,
+        action: "login_failed".to_owned(),
+        target: user
+            .map_or(UNKNOWN_ACCOUNT, |u| u.username.as_str())
+            .to_owned(),
+        detail: address.map(|a| format!("from {a}")),
+    };
+    if let Err(e) = app.store.append_audit(entry).await {
+        tracing::error!(error = %e, "an audit entry of a failed sign-in was not written");
+    }
 }
 
 async fn audit(

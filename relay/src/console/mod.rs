@@ -23,10 +23,10 @@ mod views;
 
 use std::sync::Arc;
 
-use axum::Router;
-use axum::http::header;
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Router, middleware};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -34,7 +34,7 @@ use crate::error::ApiError;
 /// The overview, the console's home at `/console/`.
 pub use overview::overview;
 
-/// The console's routes, nested under `/console`.
+/// The console's routes, nested under `/console`, each answer with [`security_headers`].
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/assets/console.css", get(stylesheet))
@@ -45,6 +45,37 @@ pub fn router() -> Router<Arc<AppState>> {
         .merge(failures::routes())
         .merge(shops::routes())
         .merge(agents::routes())
+        .layer(middleware::map_response(security_headers))
+}
+
+/// The console's Content Security Policy: only our own stylesheet and forms, no script, no
+/// framing. Inline `style` attributes are allowed: the charts colour their legends with them.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; style-src 'self' \
+     'unsafe-inline'; frame-ancestors 'none'; form-action 'self'";
+
+/// Adds the console's security headers to an answer: not stored by any cache (pages show
+/// one-time secrets; the stylesheet keeps its own public `Cache-Control`), the
+/// [`CONTENT_SECURITY_POLICY`], never framed, no referrer to other sites, no content-type
+/// sniffing.
+pub async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 async fn stylesheet() -> Response {

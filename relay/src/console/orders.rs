@@ -1,6 +1,7 @@
 //! `GET /console/orders`: the order search (shop order id, Mamut number, customer e-mail,
 //! state, shop, received from/to), newest first and bounded, always within the caller's
-//! tenant; and `GET /console/orders/{tenant}/{event_id}`, one order's timeline
+//! tenant and a received-at window of at most a year (the last month when no date is
+//! given), which the page names; and `GET /console/orders/{tenant}/{event_id}`, one order's timeline
 //! ([`timeline`]).
 
 mod timeline;
@@ -11,7 +12,7 @@ use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::routing::get;
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Days, Duration, NaiveDate, Utc};
 use maud::{Markup, html};
 use serde::Deserialize;
 use shared::{ShopId, TenantId};
@@ -19,7 +20,7 @@ use shared::{ShopId, TenantId};
 use super::PageError;
 use super::i18n::{t, t_args};
 use super::layout::{Section, page};
-use super::views::{state_badge, time_cell};
+use super::views::{state_badge, time, time_cell};
 use crate::AppState;
 use crate::accounts::session::ConsoleUser;
 use crate::accounts::{Language, Principal};
@@ -30,6 +31,15 @@ const RESULTS: u32 = 200;
 
 /// Longest text accepted in one search field.
 const MAX_FIELD: usize = 200;
+
+/// The years a searched date may fall in; any other is refused as not a date.
+const YEARS: std::ops::RangeInclusive<i32> = 2000..=9999;
+
+/// Days searched back from the end of the window when no "from" date is given.
+const DEFAULT_WINDOW_DAYS: i64 = 31;
+
+/// Longest window one search may cover, in days.
+const MAX_WINDOW_DAYS: i64 = 366;
 
 /// The states an event can be searched by, in the form's order.
 const STATES: [EventState; 6] = [
@@ -66,6 +76,7 @@ impl SearchForm {
         &self,
         language: Language,
         scope: Option<&TenantId>,
+        now: DateTime<Utc>,
     ) -> Result<OrderQuery, Vec<String>> {
         let mut problems = Vec::new();
         let mut text = |value: &str, field: &str| -> Option<String> {
@@ -110,11 +121,11 @@ impl SearchForm {
                 }
             },
         };
-        let mut date = |value: Option<String>, field: &str| -> Option<DateTime<Utc>> {
+        let mut date = |value: Option<String>, field: &str| -> Option<NaiveDate> {
             let value = value?;
             match NaiveDate::parse_from_str(&value, "%Y-%m-%d") {
-                Ok(day) => day.and_hms_opt(0, 0, 0).map(|t| t.and_utc()),
-                Err(_) => {
+                Ok(day) if YEARS.contains(&day.year()) => Some(day),
+                _ => {
                     problems.push(t_args(
                         language,
                         "search-bad-date",
@@ -127,12 +138,18 @@ impl SearchForm {
                 }
             }
         };
-        let from = date(from_text, "search-from");
-        // "To" is a day, searched to its end.
-        let to = date(to_text, "search-to").map(|day| day + Duration::days(1));
+        let from_day = date(from_text, "search-from");
+        let to_day = date(to_text, "search-to");
         if !problems.is_empty() {
             return Err(problems);
         }
+        let (from, to) = window(from_day, to_day, now).map_err(|days| {
+            vec![t_args(
+                language,
+                "search-window-too-long",
+                &[("days", days.into()), ("max", MAX_WINDOW_DAYS.into())],
+            )]
+        })?;
         Ok(OrderQuery {
             tenant: scope.cloned(),
             shop_order_id,
@@ -140,11 +157,43 @@ impl SearchForm {
             email,
             state,
             shop,
-            from,
-            to,
+            from: Some(from),
+            to: Some(to),
             limit: RESULTS,
         })
     }
+}
+
+/// The received-at window `[from, to)` a search covers: "to" is a day searched to its end
+/// (now when not given), "from" a day's start ([`DEFAULT_WINDOW_DAYS`] before "to" when not
+/// given). A window longer than [`MAX_WINDOW_DAYS`] is refused with its length in days.
+fn window(
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+    now: DateTime<Utc>,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), i64> {
+    let start_of = |day: NaiveDate| day.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
+    // Days within `YEARS` and a day's length keep every step in chrono's range; an
+    // overflow anyway is refused as a too long window, never a panic.
+    let too_long = || MAX_WINDOW_DAYS + 1;
+    let to = match to {
+        Some(day) => day
+            .checked_add_days(Days::new(1))
+            .and_then(start_of)
+            .ok_or_else(too_long)?,
+        None => now,
+    };
+    let from = match from {
+        Some(day) => start_of(day).ok_or_else(too_long)?,
+        None => to
+            .checked_sub_signed(Duration::days(DEFAULT_WINDOW_DAYS))
+            .ok_or_else(too_long)?,
+    };
+    let days = (to - from).num_days();
+    if days > MAX_WINDOW_DAYS {
+        return Err(days);
+    }
+    Ok((from, to))
 }
 
 async fn search(
@@ -158,10 +207,18 @@ async fn search(
         Ok(Query(form)) => (form, true),
         Err(_) => (SearchForm::default(), false),
     };
-    let (hits, problems) = match form.query(language, user.scope()) {
-        Ok(query) if decoded => (state.store.search_orders(query).await?, Vec::new()),
-        Ok(_) => (Vec::new(), vec![t(language, "search-unreadable")]),
-        Err(problems) => (Vec::new(), problems),
+    let (hits, searched, problems) = match form.query(language, user.scope()?.tenant(), Utc::now())
+    {
+        Ok(query) if decoded => {
+            let searched = query.from.zip(query.to);
+            (
+                state.store.search_orders(query).await?,
+                searched,
+                Vec::new(),
+            )
+        }
+        Ok(_) => (Vec::new(), None, vec![t(language, "search-unreadable")]),
+        Err(problems) => (Vec::new(), None, problems),
     };
     let title = t(language, "orders-title");
     let body = html! {
@@ -171,6 +228,11 @@ async fn search(
             p.notice.bad role="alert" { (problem) }
         }
         @if problems.is_empty() {
+            @if let Some((from, to)) = searched {
+                p.muted.window {
+                    (t_args(language, "search-window", &[("from", time(from).into()), ("to", time(to).into())]))
+                }
+            }
             (results(language, &user, &hits))
         }
     };
@@ -209,7 +271,7 @@ fn search_form(language: Language, form: &SearchForm) -> Markup {
 }
 
 fn results(language: Language, user: &Principal, hits: &[OrderHit]) -> Markup {
-    let all_tenants = user.scope().is_none();
+    let all_tenants = user.scope().is_ok_and(|s| s.is_all());
     html! {
         p.muted {
             (t_args(language, "search-count", &[("n", (hits.len() as u64).into()), ("max", u64::from(RESULTS).into())]))
@@ -269,7 +331,7 @@ mod tests {
             f.from = "2026-12-01".into();
             f.to = "2026-12-01".into();
         })
-        .query(Language::En, Some(&acme))
+        .query(Language::En, Some(&acme), Utc::now())
         .expect("a valid search");
         assert_eq!(query.tenant.as_ref(), Some(&acme));
         assert_eq!(query.shop_order_id.as_deref(), Some("1001"));
@@ -286,10 +348,62 @@ mod tests {
             f.from = "yesterday".into();
             f.mamut = "x".repeat(MAX_FIELD + 1);
         })
-        .query(Language::En, None)
+        .query(Language::En, None, Utc::now())
         .expect_err("refused");
         assert_eq!(problems.len(), 3, "{problems:?}");
         assert!(problems.iter().any(|p| p.contains("yesterday")));
         assert!(problems.iter().any(|p| p.contains("lost")));
+    }
+
+    #[test]
+    fn a_date_out_of_range_is_a_bad_date_not_a_panic() {
+        for to in ["+262142-12-31", "9999-12-31x", "1999-12-31", "-0001-01-01"] {
+            let problems = form(|f| f.to = to.into())
+                .query(Language::En, None, Utc::now())
+                .expect_err("refused");
+            assert_eq!(problems.len(), 1, "{to}: {problems:?}");
+            assert!(problems[0].contains(to), "{to}: {problems:?}");
+        }
+        // The last day of the last year accepted is searched to its end.
+        let query = form(|f| {
+            f.from = "9999-12-31".into();
+            f.to = "9999-12-31".into();
+        })
+        .query(Language::En, None, Utc::now())
+        .expect("a valid search");
+        let (from, to) = (query.from.expect("from"), query.to.expect("to"));
+        assert_eq!(to - from, Duration::days(1));
+    }
+
+    #[test]
+    fn a_search_without_dates_covers_the_last_31_days_and_at_most_366() {
+        let now = Utc::now();
+        let query = form(|_| {})
+            .query(Language::En, None, now)
+            .expect("a valid search");
+        assert_eq!(query.to, Some(now));
+        assert_eq!(query.from, Some(now - Duration::days(DEFAULT_WINDOW_DAYS)));
+        let query = form(|f| f.to = "2026-03-01".into())
+            .query(Language::En, None, now)
+            .expect("a valid search");
+        let (from, to) = (query.from.expect("from"), query.to.expect("to"));
+        assert_eq!(to - from, Duration::days(DEFAULT_WINDOW_DAYS));
+        let problems = form(|f| {
+            f.from = "2024-01-01".into();
+            f.to = "2025-12-31".into();
+        })
+        .query(Language::En, None, now)
+        .expect_err("refused");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("731"), "{problems:?}");
+        assert!(
+            form(|f| {
+                f.from = "2024-01-01".into();
+                f.to = "2024-12-31".into();
+            })
+            .query(Language::En, None, now)
+            .is_ok(),
+            "a leap year's 366 days are one window"
+        );
     }
 }

@@ -28,9 +28,6 @@ use crate::store::{
 /// Most tenants one overview shows (an operator's); the others are named as left out.
 const SHOWN_TENANTS: u32 = 100;
 
-/// Sessions read per tenant to find each agent's newest one.
-const SESSIONS_PER_TENANT: u32 = 50;
-
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new().route("/", get(overview))
 }
@@ -79,10 +76,10 @@ async fn visible_tenants(
     store: &AnyStore,
     user: &Principal,
 ) -> Result<Vec<TenantRecord>, PageError> {
-    let all = store.tenants(crate::store::MAX_TENANTS).await?;
-    Ok(match user.scope() {
-        None => all.into_iter().take(SHOWN_TENANTS as usize).collect(),
-        Some(own) => all.into_iter().filter(|t| &t.id == own).collect(),
+    Ok(match user.scope()?.tenant() {
+        None => store.tenants(SHOWN_TENANTS).await?,
+        // Read directly: its place among all the tenants does not matter.
+        Some(own) => store.tenant(own.clone()).await?.into_iter().collect(),
     })
 }
 
@@ -92,16 +89,14 @@ async fn tenant_view(
     now: DateTime<Utc>,
 ) -> Result<TenantView, PageError> {
     let id: TenantId = tenant.id.clone();
-    let sessions = store
-        .agent_sessions(id.clone(), SESSIONS_PER_TENANT)
-        .await?;
+    let sessions = store.latest_agent_sessions(id.clone()).await?;
     let agents = store
         .agents(id.clone())
         .await?
         .into_iter()
         .filter(|a| a.revoked_at.is_none())
         .map(|agent| {
-            // Sessions come newest first: the first of an agent is its newest.
+            // One session per agent: its newest.
             let newest = sessions.iter().find(|s| s.agent_id == agent.id).cloned();
             (agent, newest)
         })

@@ -154,10 +154,11 @@ pub(super) async fn visible_shop(
 /// woken (new rules or a new key may unblock it).
 pub(super) async fn update_shop(
     app: &AppState,
+    user: &Principal,
     record: &ShopRecord,
     update: ShopUpdate,
 ) -> Result<(), ApiError> {
-    let view = admin(app)
+    let view = admin(app, user)
         .update_shop(
             record.tenant_id.to_string(),
             record.shop_id.to_string(),
@@ -190,7 +191,7 @@ async fn rotate_secret(
         webhook_secrets: Some(secrets),
         ..ShopUpdate::default()
     };
-    update_shop(&app, &record, update).await?;
+    update_shop(&app, &user, &record, update).await?;
     let target = format!("tenants/{}/shops/{}", record.tenant_id, record.shop_id);
     audit(
         &app,
@@ -230,7 +231,7 @@ async fn set_api_key(
         api_key: Some(key),
         ..ShopUpdate::default()
     };
-    update_shop(&app, &record, update).await?;
+    update_shop(&app, &user, &record, update).await?;
     let target = format!("tenants/{}/shops/{}", record.tenant_id, record.shop_id);
     audit(
         &app,

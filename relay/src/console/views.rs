@@ -46,18 +46,20 @@ pub const MAX_BODY_CHARS: usize = 64 * 1024;
 /// A stored body for display: JSON re-indented (keys kept in the order received), cut at
 /// [`MAX_BODY_CHARS`] with a note saying so. Maud escapes it where it is put.
 pub fn body_block(language: Language, body: &str) -> Markup {
-    let pretty = if serde_json::from_str::<serde::de::IgnoredAny>(body).is_ok() {
-        indent_json(body)
+    let total = body.chars().count();
+    let (shown, note) = if serde_json::from_str::<serde::de::IgnoredAny>(body).is_ok() {
+        let (laid_out, cut) = indent_json(body, MAX_BODY_CHARS);
+        (laid_out, cut.then_some("view-body-truncated-json"))
     } else {
-        body.to_owned()
+        let cut = total > MAX_BODY_CHARS;
+        let shown = body.chars().take(MAX_BODY_CHARS).collect();
+        (shown, cut.then_some("view-body-truncated"))
     };
-    let total = pretty.chars().count();
-    let shown: String = pretty.chars().take(MAX_BODY_CHARS).collect();
     html! {
         pre { (shown) }
-        @if total > MAX_BODY_CHARS {
+        @if let Some(note) = note {
             p.muted {
-                (t_args(language, "view-body-truncated", &[
+                (t_args(language, note, &[
                     ("shown", (MAX_BODY_CHARS as u64).into()),
                     ("total", (total as u64).into()),
                 ]))
@@ -66,16 +68,53 @@ pub fn body_block(language: Language, body: &str) -> Markup {
     }
 }
 
-/// Valid JSON text laid out two spaces a level, its keys and values exactly as written.
-fn indent_json(json: &str) -> String {
-    let mut out = String::with_capacity(json.len() * 2);
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    let newline = |out: &mut String, depth: usize| {
-        out.push('\n');
-        out.extend(std::iter::repeat_n("  ", depth));
+/// Text being laid out, kept to at most `max` characters.
+struct Bounded {
+    text: String,
+    chars: usize,
+    max: usize,
+}
+
+impl Bounded {
+    fn full(&self) -> bool {
+        self.chars >= self.max
+    }
+
+    fn push(&mut self, c: char) {
+        if !self.full() {
+            self.text.push(c);
+            self.chars += 1;
+        }
+    }
+
+    fn push_str(&mut self, s: &str) {
+        s.chars().for_each(|c| self.push(c));
+    }
+
+    /// A new line indented two spaces a level, cut like the rest.
+    fn newline(&mut self, depth: usize) {
+        self.push('\n');
+        let spaces = depth.saturating_mul(2).min(self.max - self.chars);
+        self.text.extend(std::iter::repeat_n(' ', spaces));
+        self.chars += spaces;
+    }
+}
+
+/// Valid JSON text laid out two spaces a level, its keys and values exactly as written, at
+/// most `max` characters of it; whether it was cut. Stops reading once `max` is reached, so
+/// a deeply nested body costs no more than `max` characters of work and memory.
+fn indent_json(json: &str, max: usize) -> (String, bool) {
+    let mut out = Bounded {
+        text: String::with_capacity(json.len().min(max)),
+        chars: 0,
+        max,
     };
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     let mut chars = json.trim().chars().peekable();
     while let Some(c) = chars.next() {
+        if out.full() {
+            return (out.text, true);
+        }
         if in_string {
             out.push(c);
             match c {
@@ -102,24 +141,25 @@ fn indent_json(json: &str) -> String {
                     out.push(close);
                 } else {
                     depth += 1;
-                    newline(&mut out, depth);
+                    out.newline(depth);
                 }
             }
             '}' | ']' => {
                 depth = depth.saturating_sub(1);
-                newline(&mut out, depth);
+                out.newline(depth);
                 out.push(c);
             }
             ',' => {
                 out.push(c);
-                newline(&mut out, depth);
+                out.newline(depth);
             }
             ':' => out.push_str(": "),
             c if c.is_whitespace() => {}
             c => out.push(c),
         }
     }
-    out
+    // Everything fitted unless the last character filled it with more still to come.
+    (out.text, false)
 }
 
 #[cfg(test)]
@@ -136,7 +176,11 @@ mod tests {
 
     #[test]
     fn json_is_laid_out_with_its_keys_in_the_order_received() {
-        let laid_out = indent_json(r#"{"z":1, "a":{"s":"x,\\\"{y}"},"e":[],"l":[1,2]}"#);
+        let (laid_out, cut) = indent_json(
+            r#"{"z":1, "a":{"s":"x,\\\"{y}"},"e":[],"l":[1,2]}"#,
+            MAX_BODY_CHARS,
+        );
+        assert!(!cut);
         assert_eq!(
             laid_out,
             "{\n  \"z\": 1,\n  \"a\": {\n    \"s\": \"x,\\\\\\\"{y}\"\n  },\n  \"e\": [],\n  \"l\": [\n    1,\n    2\n  ]\n}"
@@ -153,5 +197,19 @@ mod tests {
             json.contains("&quot;a&quot;: &quot;&lt;b&gt;&quot;"),
             "{json}"
         );
+    }
+
+    #[test]
+    fn a_deeply_nested_body_is_laid_out_only_up_to_the_limit() {
+        // 100 levels deep with 20,000 values at the bottom: laid out in full it would be
+        // over 4 million characters.
+        let depth = 100;
+        let values = vec!["1"; 20_000].join(",");
+        let body = format!("{}{values}{}", "[".repeat(depth), "]".repeat(depth));
+        let (laid_out, cut) = indent_json(&body, MAX_BODY_CHARS);
+        assert!(cut);
+        assert_eq!(laid_out.chars().count(), MAX_BODY_CHARS);
+        let html = body_block(Language::En, &body).into_string();
+        assert!(html.contains("65536"), "{}", &html[html.len() - 300..]);
     }
 }

@@ -57,6 +57,8 @@ impl Presence {
                     }
                 };
                 let mut ticks = tokio::time::interval(TOUCH_EVERY);
+                // A stalled store is not hammered with the touches it missed.
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 ticks.tick().await;
                 loop {
                     tokio::select! {

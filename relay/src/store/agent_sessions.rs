@@ -26,6 +26,9 @@ pub const STALE_AFTER: Duration = Duration::from_secs(120);
 /// Most sessions one read returns.
 pub const MAX_SESSIONS: u32 = 1000;
 
+/// Most agents one read returns of a tenant (and newest sessions, one per agent).
+pub const MAX_AGENTS: u32 = 1000;
+
 /// One connection of an agent, as stored.
 #[derive(Debug, Clone, Serialize)]
 pub struct AgentSessionRecord {
@@ -86,9 +89,15 @@ impl AnyStore {
         each!(self, s => s.agent_sessions(tenant, limit))
     }
 
-    /// A tenant's agents, oldest first (revoked ones too).
+    /// The newest session of each of a tenant's agents (one per agent, however often the
+    /// others reconnected), newest first, at most [`MAX_AGENTS`].
+    pub async fn latest_agent_sessions(&self, tenant: TenantId) -> Result<Vec<AgentSessionRecord>> {
+        each!(self, s => s.latest_agent_sessions(tenant, MAX_AGENTS))
+    }
+
+    /// A tenant's agents, oldest first (revoked ones too), at most [`MAX_AGENTS`].
     pub async fn agents(&self, tenant: TenantId) -> Result<Vec<AgentRecord>> {
-        each!(self, s => s.agents(tenant))
+        each!(self, s => s.agents(tenant, MAX_AGENTS))
     }
 }
 

@@ -3,7 +3,7 @@
 //! order's timeline. Every read is bounded (a time window, a row limit) and takes the tenant
 //! into its SQL, so a tenant's view never reads another tenant's rows.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use shared::{ShopId, TenantId};
 
 use super::any::each;
@@ -15,6 +15,12 @@ pub const MAX_TENANTS: u32 = 500;
 
 /// Most rows one order search returns.
 pub const MAX_SEARCH_RESULTS: u32 = 500;
+
+/// Days an order search covers when it is given no "from".
+pub const DEFAULT_SEARCH_DAYS: i64 = 31;
+
+/// Most days one order search covers.
+pub const MAX_SEARCH_DAYS: i64 = 366;
 
 /// Most delivered events one latency sample holds.
 pub const MAX_LATENCY_SAMPLE: u32 = 5000;
@@ -119,11 +125,56 @@ pub struct OrderRecord {
     pub history: Vec<OrderHistoryEntry>,
     /// The order's status changes sent back to the shop, oldest first.
     pub dispatch: Vec<DispatchSummary>,
+    /// Whether older events, history entries or dispatch rows were left out: each list
+    /// keeps its newest [`MAX_TIMELINE_ROWS`].
+    pub truncated: bool,
+}
+
+/// The window `[from, to)` a search covers (see [`AnyStore::search_orders`]).
+fn search_window(
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> (DateTime<Utc>, DateTime<Utc>) {
+    let to = to.unwrap_or(now);
+    let back = |days| to.checked_sub_signed(Duration::days(days)).unwrap_or(to);
+    let earliest = back(MAX_SEARCH_DAYS);
+    let from = from
+        .unwrap_or_else(|| back(DEFAULT_SEARCH_DAYS))
+        .max(earliest);
+    (from, to)
+}
+
+/// An order's events, history and dispatch rows as read newest first (at most `limit` + 1
+/// each), kept to the newest `limit` of each and put oldest first; and whether any was cut.
+pub(crate) fn newest_first_kept(
+    mut events: Vec<EventSummary>,
+    mut history: Vec<OrderHistoryEntry>,
+    mut dispatch: Vec<DispatchSummary>,
+    limit: u32,
+) -> (
+    Vec<EventSummary>,
+    Vec<OrderHistoryEntry>,
+    Vec<DispatchSummary>,
+    bool,
+) {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let truncated = events.len() > limit || history.len() > limit || dispatch.len() > limit;
+    keep_newest(&mut events, limit);
+    keep_newest(&mut history, limit);
+    keep_newest(&mut dispatch, limit);
+    (events, history, dispatch, truncated)
+}
+
+/// A list read newest first, kept to its first `limit` and turned oldest first.
+fn keep_newest<T>(list: &mut Vec<T>, limit: usize) {
+    list.truncate(limit);
+    list.reverse();
 }
 
 /// Whether an order's stored body names `email` as its customer's (any case); a body that
 /// is not JSON names nobody.
-pub fn customer_email_is(payload: &str, email: &str) -> bool {
+pub(crate) fn customer_email_is(payload: &str, email: &str) -> bool {
     serde_json::from_str::<serde_json::Value>(payload)
         .ok()
         .and_then(|body| {
@@ -138,7 +189,13 @@ impl AnyStore {
     /// The tenants, by id, at most `limit` (capped at [`MAX_TENANTS`]).
     pub async fn tenants(&self, limit: u32) -> Result<Vec<TenantRecord>> {
         let limit = limit.clamp(1, MAX_TENANTS);
-        each!(self, s => s.tenants(limit))
+        each!(self, s => s.tenants(None, limit))
+    }
+
+    /// One tenant by id, whatever its place in [`Self::tenants`]' order; `None` when there is
+    /// no such tenant.
+    pub async fn tenant(&self, id: TenantId) -> Result<Option<TenantRecord>> {
+        Ok(each!(self, s => s.tenants(Some(id), 1))?.into_iter().next())
     }
 
     /// A tenant's queue: counts by state and the age of its oldest pending event.
@@ -161,8 +218,12 @@ impl AnyStore {
         each!(self, s => s.orders_per_hour(tenant, since))
     }
 
-    /// The newest events delivered since `since`, at most `limit` (capped at
-    /// [`MAX_LATENCY_SAMPLE`]).
+    /// The newest events delivered since `since`, newest delivery first, at most `limit`
+    /// (capped at [`MAX_LATENCY_SAMPLE`]). Read through the finished events' `updated_at`
+    /// index (the state test repeats the index's condition so both databases use it). A
+    /// tenant delivering more than the sample in the window gets its latest hours measured
+    /// and its earliest ones left without a sample: the chart shows no line there rather
+    /// than a wrong one.
     pub async fn delivery_times(
         &self,
         tenant: TenantId,
@@ -173,40 +234,52 @@ impl AnyStore {
         each!(self, s => s.delivery_times(tenant, since, limit))
     }
 
-    /// Events matching `query`, newest first, at most its limit.
+    /// Events matching `query`, newest first, at most its limit, received within a window
+    /// of at most [`MAX_SEARCH_DAYS`]: "to" defaults to now, "from" to
+    /// [`DEFAULT_SEARCH_DAYS`] before "to", and a longer window is cut to its newest
+    /// [`MAX_SEARCH_DAYS`]. The e-mail is matched exactly (any case) against the
+    /// customer's field of the body.
     pub async fn search_orders(&self, mut query: OrderQuery) -> Result<Vec<OrderHit>> {
         query.limit = query.limit.clamp(1, MAX_SEARCH_RESULTS);
-        let email = query.email.clone();
-        let hits = each!(self, s => s.search_orders(query))?;
-        // The SQL narrows by the e-mail as text in the body; the customer's field decides.
-        Ok(match email {
-            Some(email) => hits
-                .into_iter()
-                .filter(|(_, payload)| {
-                    payload
-                        .as_deref()
-                        .is_some_and(|p| customer_email_is(p, &email))
-                })
-                .map(|(hit, _)| hit)
-                .collect(),
-            None => hits.into_iter().map(|(hit, _)| hit).collect(),
-        })
+        let (from, to) = search_window(query.from, query.to, Utc::now());
+        (query.from, query.to) = (Some(from), Some(to));
+        each!(self, s => s.search_orders(query))
     }
 
-    /// A tenant's event with everything stored about its shop order; `None` when the tenant
-    /// has no event of that id.
+    /// A tenant's event with everything stored about its shop order, the newest `limit`
+    /// (capped at [`MAX_TIMELINE_ROWS`]) of its events, history and dispatch rows each;
+    /// `None` when the tenant has no event of that id.
     pub async fn order_record(
         &self,
         tenant: TenantId,
         event_id: i64,
+        limit: u32,
     ) -> Result<Option<OrderRecord>> {
-        each!(self, s => s.order_record(tenant, event_id, MAX_TIMELINE_ROWS))
+        let limit = limit.clamp(1, MAX_TIMELINE_ROWS);
+        each!(self, s => s.order_record(tenant, event_id, limit))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_search_window_defaults_to_31_days_and_is_cut_to_366() {
+        let now = Utc::now();
+        assert_eq!(
+            search_window(None, None, now),
+            (now - Duration::days(31), now)
+        );
+        let to = now - Duration::days(10);
+        let long_ago = now - Duration::days(1000);
+        assert_eq!(
+            search_window(Some(long_ago), Some(to), now),
+            (to - Duration::days(366), to)
+        );
+        let from = now - Duration::days(2);
+        assert_eq!(search_window(Some(from), None, now), (from, now));
+    }
 
     #[test]
     fn the_customer_email_is_read_from_the_order_and_any_case_matches() {

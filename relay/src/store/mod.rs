@@ -46,7 +46,8 @@ pub use alerts::{AgentPresence, AlertFacts, AlertRecord, DigestCounts, ShopRefus
 pub use any::AnyStore;
 pub use console::{
     DeliveryTime, EventBody, HourCount, MAX_LATENCY_SAMPLE, MAX_SEARCH_RESULTS, MAX_TENANTS,
-    OrderHistoryEntry, OrderHit, OrderQuery, OrderRecord, QueueStats, ShopActivity,
+    MAX_TIMELINE_ROWS, OrderHistoryEntry, OrderHit, OrderQuery, OrderRecord, QueueStats,
+    ShopActivity,
 };
 pub use error::{Result, StoreError};
 pub use received::{ReceivedHeaders, ReceivedWebhook};

@@ -91,7 +91,8 @@ pub struct ReceivedWebhook {
     /// The signature's verdict. Every stored event was verified: a request whose signature
     /// fails is refused and not stored.
     pub signature: String,
-    /// The body as received (before any operator's edit).
+    /// The body as received: before any operator's edit, and for a thin webhook the thin
+    /// body, not the order fetched for it.
     pub body: String,
     pub received_at: DateTime<Utc>,
 }

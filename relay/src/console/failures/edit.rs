@@ -6,36 +6,44 @@
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, header};
 use axum::routing::get;
-use axum::{Form, Router};
+use futures_util::StreamExt;
 use maud::{Markup, html};
 use serde_json::Value;
 use shared::TenantId;
 
 use super::super::PageError;
-use super::super::actions::{Fields, admin, answer, audit, may_change, tenant_id};
+use super::super::actions::{Fields, MAX_FIELDS, admin, answer, audit, tenant_id};
 use super::super::i18n::{t, t_args};
 use super::super::layout::{Section, csrf_field, page};
 use super::{editable, refusal};
 use crate::AppState;
 use crate::accounts::Principal;
-use crate::accounts::session::{ConsoleUser, require_see};
+use crate::accounts::session::{ConsoleUser, check_csrf, require_change, require_see};
 use crate::admin::ReplayQuery;
 use crate::error::ApiError;
 use crate::store::Notice;
 
-/// Most bytes of a posted edit: the relay's largest webhook, form-encoded (up to three bytes
-/// a character), and the fields around it.
-const EDIT_FORM_BYTES: usize = 4 * 1024 * 1024;
+/// Bytes a posted edit may hold beside its body: the CSRF token, the checkbox, the names.
+const EDIT_FORM_SLACK: usize = 64 * 1024;
 
+/// Most bytes of a posted edit: the relay's largest webhook (`max_body_bytes`), form-encoded
+/// (up to three bytes a character), and the fields around it.
+pub(crate) fn edit_form_bytes(max_body_bytes: usize) -> usize {
+    max_body_bytes
+        .saturating_mul(3)
+        .saturating_add(EDIT_FORM_SLACK)
+}
+
+/// The posted edit is read by the handler itself, not by an extractor: the account's role is
+/// checked before a byte of it is read, the body is read up to [`edit_form_bytes`], and at
+/// most [`MAX_FIELDS`] fields are decoded before the CSRF token among them is checked.
 pub(super) fn routes() -> Router<Arc<AppState>> {
-    Router::new().route(
-        "/failures/events/{tenant}/{id}",
-        get(show)
-            .post(save)
-            .layer(DefaultBodyLimit::max(EDIT_FORM_BYTES)),
-    )
+    Router::new().route("/failures/events/{tenant}/{id}", get(show).post(save))
 }
 
 async fn show(
@@ -45,7 +53,9 @@ async fn show(
 ) -> Result<Markup, PageError> {
     let tenant = tenant_id(&tenant)?;
     require_see(&user, &tenant)?;
-    let view = admin(&app).event_payload(tenant.to_string(), id).await?;
+    let view = admin(&app, &user)
+        .event_payload(tenant.to_string(), id)
+        .await?;
     let text = pretty(&view.payload);
     let problems: Vec<String> = view.problems.iter().map(ToString::to_string).collect();
     form_page(
@@ -137,16 +147,16 @@ async fn save(
     ConsoleUser(user): ConsoleUser,
     State(app): State<Arc<AppState>>,
     Path((tenant, id)): Path<(String, i64)>,
-    Form(fields): Form<Vec<(String, String)>>,
+    headers: HeaderMap,
+    posted: Body,
 ) -> Result<Markup, PageError> {
     let tenant = tenant_id(&tenant)?;
-    let fields = Fields::new(fields)?;
-    may_change(&user, &tenant, &fields)?;
+    // Who may not change the tenant is refused before the form is read.
+    require_change(&user, &tenant)?;
+    let fields = read_form(&headers, posted, edit_form_bytes(app.config.max_body_bytes)).await?;
+    check_csrf(&user, fields.csrf())?;
     let text = fields.get("payload").unwrap_or_default().to_owned();
     let force = fields.ticked("force");
-    if text.len() > app.config.max_body_bytes {
-        return Err(ApiError::PayloadTooLarge(app.config.max_body_bytes).into());
-    }
     let target = format!("tenants/{tenant}/events/{id}");
     let body: Value = match serde_json::from_str(&text) {
         Ok(body) => body,
@@ -159,7 +169,17 @@ async fn save(
             return form_page(&app, &user, &tenant, id, &text, None, &[], Some(&error)).await;
         }
     };
-    let edited = match admin(&app).edit_event(tenant.to_string(), id, body).await {
+    // The body is stored as compact JSON: that, not the text area's indented text, is held
+    // to the limit on a webhook's size.
+    let compact = serde_json::to_vec(&body).map_or(usize::MAX, |b| b.len());
+    if compact > app.config.max_body_bytes {
+        let error = ApiError::PayloadTooLarge(app.config.max_body_bytes).to_string();
+        return form_page(&app, &user, &tenant, id, &text, None, &[], Some(&error)).await;
+    }
+    let edited = match admin(&app, &user)
+        .edit_event(tenant.to_string(), id, body)
+        .await
+    {
         Ok(edited) => edited,
         Err(ApiError::BadRequest(message)) => {
             return form_page(&app, &user, &tenant, id, &text, None, &[], Some(&message)).await;
@@ -175,7 +195,7 @@ async fn save(
         None,
     )
     .await;
-    let replayed = admin(&app)
+    let replayed = admin(&app, &user)
         .replay_event(tenant.to_string(), id, ReplayQuery { force })
         .await;
     let language = user.language;
@@ -227,6 +247,34 @@ async fn save(
         "/console/failures",
         message,
     )
+}
+
+/// The posted form's fields: its body read up to `limit` bytes (a larger one is refused with
+/// a page saying so), and at most [`MAX_FIELDS`] fields decoded from it.
+async fn read_form(headers: &HeaderMap, posted: Body, limit: usize) -> Result<Fields, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    let mut bytes = Vec::new();
+    let mut chunks = posted.into_data_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::BadRequest(format!("the posted edit could not be read in full: {e}"))
+        })?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge(limit));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    let fields: Vec<(String, String)> = form_urlencoded::parse(&bytes)
+        .take(MAX_FIELDS + 1)
+        .map(|(name, value)| (name.into_owned(), value.into_owned()))
+        .collect();
+    Fields::new(fields)
 }
 
 fn pretty(value: &Value) -> String {

@@ -20,7 +20,9 @@ use crate::accounts::Language;
 use crate::accounts::session::{ConsoleUser, require_see};
 use crate::error::ApiError;
 use crate::shop::StatusRule;
-use crate::store::{DispatchSummary, OrderHistoryEntry, OrderRecord, ReceivedWebhook, ShopRecord};
+use crate::store::{
+    DispatchSummary, MAX_TIMELINE_ROWS, OrderHistoryEntry, OrderRecord, ReceivedWebhook, ShopRecord,
+};
 
 /// One entry of the timeline.
 struct Entry {
@@ -42,7 +44,7 @@ pub(super) async fn show(
     require_see(&user, &tenant_id)?;
     let record = state
         .store
-        .order_record(tenant_id.clone(), id)
+        .order_record(tenant_id.clone(), id, MAX_TIMELINE_ROWS)
         .await?
         .ok_or_else(not_found)?;
     let received = state.store.received_webhook(tenant_id.clone(), id).await?;
@@ -62,6 +64,11 @@ pub(super) async fn show(
         h1 { (title) }
         (summary(language, &tenant_id, &record))
         h2 { (t(language, "timeline-heading")) }
+        @if record.truncated {
+            p.notice.truncated {
+                (t_args(language, "timeline-truncated", &[("max", u64::from(MAX_TIMELINE_ROWS).into())]))
+            }
+        }
         ol.timeline {
             @for entry in entries(language, &tenant_id, &record, received.as_ref(), shop.as_ref()) {
                 li class=(entry.class) { (entry.markup) }

@@ -32,6 +32,8 @@ struct Entered {
     status_map: String,
     price_lists: String,
     api: String,
+    /// A new API key for the shop's API; empty keeps the stored one. Never shown back.
+    api_key: String,
 }
 
 impl Entered {
@@ -47,6 +49,7 @@ impl Entered {
                 Some(api) => json(serde_json::to_string_pretty(api)),
                 None => String::new(),
             },
+            api_key: String::new(),
         }
     }
 
@@ -59,6 +62,7 @@ impl Entered {
             status_map: get("status_map"),
             price_lists: get("price_lists"),
             api: get("api"),
+            api_key: get("api_key"),
         }
     }
 
@@ -90,6 +94,10 @@ impl Entered {
             status_map: Some(status_map),
             price_lists: Some(price_lists),
             api,
+            // Sent along, so that a changed API URL can come with the key it needs.
+            api_key: Some(self.api_key.trim())
+                .filter(|k| !k.is_empty())
+                .map(str::to_owned),
             ..ShopUpdate::default()
         })
     }
@@ -133,7 +141,7 @@ pub(super) async fn save(
         Ok(update) => update,
         Err(message) => return Ok(form(&user, &record, &entered, Some(&message))),
     };
-    match update_shop(&app, &record, update).await {
+    match update_shop(&app, &user, &record, update).await {
         Ok(()) => {}
         Err(ApiError::BadRequest(message)) => {
             return Ok(form(&user, &record, &entered, Some(&message)));
@@ -195,6 +203,10 @@ fn form(user: &Principal, shop: &ShopRecord, entered: &Entered, error: Option<&s
             p { label { (t(language, "shops-api")) " (JSON)" br;
                 textarea name="api" spellcheck="false" { (entered.api) }
             } }
+            // The key is never put back into the page, also not when the form comes back.
+            p { label { (t(language, "shops-new-api-key")) " "
+                input type="password" name="api_key" value="" autocomplete="new-password" size="40" maxlength="4096";
+            } }
             p.muted { (t(language, "shops-api-help")) }
             button type="submit" { (t(language, "shops-save")) }
         }
@@ -215,6 +227,7 @@ mod tests {
             status_map: r#"{"delivered": {"shop_status": "shipped", "capture": true}}"#.into(),
             price_lists: "".into(),
             api: "".into(),
+            api_key: " ".into(),
         }
     }
 
@@ -232,6 +245,13 @@ mod tests {
         assert_eq!(update.price_lists, Some(BTreeMap::new()));
         assert!(
             update.api.is_none() && update.api_key.is_none() && update.webhook_secrets.is_none()
+        );
+
+        let mut keyed = entered();
+        keyed.api_key = " new-key ".into();
+        assert_eq!(
+            keyed.update().expect("a change").api_key.as_deref(),
+            Some("new-key")
         );
 
         let mut wrong = entered();

@@ -62,15 +62,41 @@ impl PgStore {
         tenant: TenantId,
         limit: u32,
     ) -> Result<Vec<AgentSessionRecord>> {
+        self.sessions_where(tenant, limit, "tenant_id = $1 ORDER BY id DESC LIMIT $2")
+            .await
+    }
+
+    pub async fn latest_agent_sessions(
+        &self,
+        tenant: TenantId,
+        limit: u32,
+    ) -> Result<Vec<AgentSessionRecord>> {
+        self.sessions_where(
+            tenant,
+            limit,
+            "id IN (SELECT MAX(id) FROM agent_sessions WHERE tenant_id = $1 GROUP BY agent_id)
+             ORDER BY id DESC LIMIT $2",
+        )
+        .await
+    }
+
+    /// A tenant's sessions chosen by `condition` (which binds the tenant as `$1` and the
+    /// limit as `$2`).
+    async fn sessions_where(
+        &self,
+        tenant: TenantId,
+        limit: u32,
+        condition: &'static str,
+    ) -> Result<Vec<AgentSessionRecord>> {
+        let sql = format!(
+            "SELECT id, agent_id, instance, agent_version, address, connected_at,
+                    last_seen_at, ended_at
+             FROM agent_sessions WHERE {condition}"
+        );
         let rows = self
             .client()
             .await?
-            .query(
-                "SELECT id, agent_id, instance, agent_version, address, connected_at,
-                        last_seen_at, ended_at
-                 FROM agent_sessions WHERE tenant_id = $1 ORDER BY id DESC LIMIT $2",
-                &[&tenant.as_str(), &i64::from(limit)],
-            )
+            .query(&sql, &[&tenant.as_str(), &i64::from(limit)])
             .await?;
         rows.iter()
             .map(|r| {
@@ -89,14 +115,14 @@ impl PgStore {
             .collect()
     }
 
-    pub async fn agents(&self, tenant: TenantId) -> Result<Vec<AgentRecord>> {
+    pub async fn agents(&self, tenant: TenantId, limit: u32) -> Result<Vec<AgentRecord>> {
         let rows = self
             .client()
             .await?
             .query(
                 "SELECT id, name, created_at, revoked_at FROM agents
-                 WHERE tenant_id = $1 ORDER BY created_at, id",
-                &[&tenant.as_str()],
+                 WHERE tenant_id = $1 ORDER BY created_at, id LIMIT $2",
+                &[&tenant.as_str(), &i64::from(limit)],
             )
             .await?;
         rows.iter()

@@ -6,22 +6,31 @@ use shared::{ShopId, TenantId};
 use super::{PgStore, col, dispatch, events, parsed, stored_id};
 use crate::store::console::{
     DeliveryTime, EventBody, HourCount, OrderHistoryEntry, OrderHit, OrderQuery, OrderRecord,
-    QueueStats, ShopActivity,
+    QueueStats, ShopActivity, newest_first_kept,
 };
-use crate::store::{HistoryEntry, HistoryState, Result, TenantRecord};
+use tokio_postgres::error::SqlState;
+
+use crate::store::console::customer_email_is;
+use crate::store::{HistoryEntry, HistoryState, Result, StoreError, TenantRecord};
+
+/// Most bodies the e-mail search reads as text when one of them is not JSON.
+const MAX_TEXT_CANDIDATES: u32 = 5000;
 
 fn count(r: &tokio_postgres::Row, i: usize) -> Result<u64> {
     Ok(u64::try_from(col::<i64>(r, i)?).unwrap_or(0))
 }
 
 impl PgStore {
-    pub async fn tenants(&self, limit: u32) -> Result<Vec<TenantRecord>> {
+    /// The tenants by id (only `only` when given), at most `limit`.
+    pub async fn tenants(&self, only: Option<TenantId>, limit: u32) -> Result<Vec<TenantRecord>> {
+        let only = only.as_ref().map(TenantId::as_str);
         let rows = self
             .client()
             .await?
             .query(
-                "SELECT id, name, created_at FROM tenants ORDER BY id LIMIT $1",
-                &[&i64::from(limit)],
+                "SELECT id, name, created_at FROM tenants WHERE ($2::TEXT IS NULL OR id = $2)
+                 ORDER BY id LIMIT $1",
+                &[&i64::from(limit), &only],
             )
             .await?;
         rows.iter()
@@ -141,8 +150,9 @@ impl PgStore {
             .await?
             .query(
                 "SELECT received_at, updated_at FROM events
-                 WHERE tenant_id = $1 AND state = 'delivered' AND updated_at >= $2
-                 ORDER BY id DESC LIMIT $3",
+                 WHERE state IN ('delivered', 'ignored') AND state = 'delivered'
+                   AND tenant_id = $1 AND updated_at >= $2
+                 ORDER BY updated_at DESC LIMIT $3",
                 &[&tenant.as_str(), &since, &i64::from(limit)],
             )
             .await?;
@@ -156,24 +166,70 @@ impl PgStore {
             .collect()
     }
 
-    /// Events matching `query` with their tenant, and their body when the query has an
-    /// e-mail (for [`crate::store::console::customer_email_is`]). The body is searched as
-    /// text, not cast to JSON: a stored body that is not JSON cannot fail the search.
-    pub async fn search_orders(
+    /// Events matching `query` with their tenant. The e-mail is compared with the
+    /// customer's field of the bodies that contain it as text; should one of those not be
+    /// JSON (the relay only stores JSON, so a damaged row), the search falls back to
+    /// [`Self::search_orders_by_text`] instead of failing.
+    pub async fn search_orders(&self, query: OrderQuery) -> Result<Vec<OrderHit>> {
+        // The CASE casts only bodies that passed the text test.
+        let email = "CASE WHEN strpos(lower(payload), lower(trim($3))) > 0
+                       THEN lower(trim(payload::jsonb #>> '{order,customer,email}'))
+                            = lower(trim($3))
+                       ELSE false END";
+        match self.search_rows(&query, email, query.limit).await {
+            Err(StoreError::Postgres(e))
+                if e.code() == Some(&SqlState::INVALID_TEXT_REPRESENTATION) =>
+            {
+                tracing::warn!(
+                    tenant = ?query.tenant,
+                    "a stored event body is not JSON; the e-mail search reads bodies as text"
+                );
+                self.search_orders_by_text(query).await
+            }
+            rows => Ok(rows?.into_iter().map(|(hit, _)| hit).collect()),
+        }
+    }
+
+    /// The e-mail search without casting to JSON: the bodies containing the e-mail as text,
+    /// at most [`MAX_TEXT_CANDIDATES`] of them, parsed here.
+    async fn search_orders_by_text(&self, query: OrderQuery) -> Result<Vec<OrderHit>> {
+        let email = query.email.clone().unwrap_or_default();
+        let limit = usize::try_from(query.limit).unwrap_or(usize::MAX);
+        let text = "strpos(lower(payload), lower(trim($3))) > 0";
+        Ok(self
+            .search_rows(&query, text, MAX_TEXT_CANDIDATES)
+            .await?
+            .into_iter()
+            .filter(|(_, payload)| customer_email_is(payload, &email))
+            .map(|(hit, _)| hit)
+            .take(limit)
+            .collect())
+    }
+
+    /// Events matching `query` whose body passes `email` (a condition on `$3`), newest
+    /// first, at most `limit`, with their bodies.
+    async fn search_rows(
         &self,
-        query: OrderQuery,
-    ) -> Result<Vec<(OrderHit, Option<String>)>> {
+        query: &OrderQuery,
+        email: &str,
+        limit: u32,
+    ) -> Result<Vec<(OrderHit, String)>> {
+        let tenant_condition = if query.tenant.is_some() {
+            "tenant_id = $1"
+        } else {
+            "$1::TEXT IS NULL"
+        };
+        // The window is always set ([`crate::store::AnyStore::search_orders`]).
         let sql = format!(
-            "SELECT {columns}, tenant_id, CASE WHEN $3::TEXT IS NULL THEN NULL ELSE payload END
+            "SELECT {columns}, tenant_id, payload
              FROM events
-             WHERE ($1::TEXT IS NULL OR tenant_id = $1)
+             WHERE {tenant_condition}
+               AND received_at >= $7 AND received_at < $8
                AND ($2::TEXT IS NULL OR order_id = $2)
-               AND ($3::TEXT IS NULL OR strpos(lower(payload), lower($3)) > 0)
+               AND ($3::TEXT IS NULL OR {email})
                AND ($4::TEXT IS NULL OR mamut_ref = $4)
                AND ($5::TEXT IS NULL OR state = $5)
                AND ($6::TEXT IS NULL OR shop_id = $6)
-               AND ($7::TIMESTAMPTZ IS NULL OR received_at >= $7)
-               AND ($8::TIMESTAMPTZ IS NULL OR received_at < $8)
              ORDER BY id DESC LIMIT $9",
             columns = events::SUMMARY_COLUMNS
         );
@@ -194,14 +250,14 @@ impl PgStore {
                     &shop,
                     &query.from,
                     &query.to,
-                    &i64::from(query.limit),
+                    &i64::from(limit),
                 ],
             )
             .await?;
         rows.iter()
             .map(|r| {
                 let tenant_id = parsed(r, 11, stored_id(TenantId::new, "tenant id"))?;
-                let payload: Option<String> = col(r, 12)?;
+                let payload: String = col(r, 12)?;
                 Ok((
                     OrderHit {
                         tenant_id,
@@ -236,17 +292,18 @@ impl PgStore {
             payload: col(&row, 11)?,
             original: col(&row, 12)?,
         };
-        let limit = i64::from(limit);
+        // One more than kept, to tell whether older rows were left out.
+        let read = i64::from(limit) + 1;
         let order: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [
             &tenant.as_str(),
             &event.shop_id.as_str(),
             &event.order_id,
-            &limit,
+            &read,
         ];
         let sql = format!(
             "SELECT {columns} FROM events
              WHERE tenant_id = $1 AND shop_id = $2 AND order_id = $3
-             ORDER BY id LIMIT $4",
+             ORDER BY id DESC LIMIT $4",
             columns = events::SUMMARY_COLUMNS
         );
         let events = client
@@ -260,7 +317,7 @@ impl PgStore {
                 "SELECT h.event_id, h.at, h.state, h.detail
                  FROM event_history h JOIN events e ON e.id = h.event_id
                  WHERE e.tenant_id = $1 AND e.shop_id = $2 AND e.order_id = $3
-                 ORDER BY h.at, h.id LIMIT $4",
+                 ORDER BY h.at DESC, h.id DESC LIMIT $4",
                 &order,
             )
             .await?
@@ -279,7 +336,7 @@ impl PgStore {
         let sql = format!(
             "SELECT {columns} FROM dispatch
              WHERE tenant_id = $1 AND shop_id = $2 AND order_ref = $3
-             ORDER BY id LIMIT $4",
+             ORDER BY id DESC LIMIT $4",
             columns = dispatch::SUMMARY_COLUMNS
         );
         let dispatch = client
@@ -288,12 +345,15 @@ impl PgStore {
             .iter()
             .map(dispatch::summary)
             .collect::<Result<Vec<_>>>()?;
+        let (events, history, dispatch, truncated) =
+            newest_first_kept(events, history, dispatch, limit);
         Ok(Some(OrderRecord {
             event,
             body,
             events,
             history,
             dispatch,
+            truncated,
         }))
     }
 }

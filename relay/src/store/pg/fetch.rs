@@ -73,9 +73,11 @@ impl PgStore {
         let change = queue::enrichment(&outcome);
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        // The full webhook replaces the thin one only while the event still fetches.
+        // The full webhook replaces the thin one only while the event still fetches;
+        // the thin one stays as received, for the order's timeline.
         tx.execute(
-            "UPDATE events SET payload = $2, next_attempt_at = NULL
+            "UPDATE events SET received_payload = COALESCE(received_payload, payload),
+                    payload = $2, next_attempt_at = NULL
              WHERE id = $1 AND state = 'fetching'",
             &[&id, &payload],
         )

@@ -16,7 +16,7 @@ impl PgStore {
             .client()
             .await?
             .query_opt(
-                "SELECT received_headers, COALESCE(original_payload, payload), received_at
+                "SELECT received_headers, COALESCE(received_payload, original_payload, payload), received_at
                  FROM events WHERE id = $1 AND tenant_id = $2",
                 &[&event_id, &tenant.as_str()],
             )

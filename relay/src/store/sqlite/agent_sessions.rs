@@ -72,13 +72,39 @@ impl SqliteStore {
         tenant: TenantId,
         limit: u32,
     ) -> Result<Vec<AgentSessionRecord>> {
+        self.sessions_where(tenant, limit, "tenant_id = ?1 ORDER BY id DESC LIMIT ?2")
+            .await
+    }
+
+    pub async fn latest_agent_sessions(
+        &self,
+        tenant: TenantId,
+        limit: u32,
+    ) -> Result<Vec<AgentSessionRecord>> {
+        self.sessions_where(
+            tenant,
+            limit,
+            "id IN (SELECT MAX(id) FROM agent_sessions WHERE tenant_id = ?1 GROUP BY agent_id)
+             ORDER BY id DESC LIMIT ?2",
+        )
+        .await
+    }
+
+    /// A tenant's sessions chosen by `condition` (which binds the tenant as `?1` and the
+    /// limit as `?2`).
+    async fn sessions_where(
+        &self,
+        tenant: TenantId,
+        limit: u32,
+        condition: &'static str,
+    ) -> Result<Vec<AgentSessionRecord>> {
         self.db
             .call(move |conn| {
-                let mut stmt = conn.prepare_cached(
+                let mut stmt = conn.prepare_cached(&format!(
                     "SELECT id, agent_id, instance, agent_version, address, connected_at,
                             last_seen_at, ended_at
-                     FROM agent_sessions WHERE tenant_id = ?1 ORDER BY id DESC LIMIT ?2",
-                )?;
+                     FROM agent_sessions WHERE {condition}"
+                ))?;
                 let rows = stmt.query_map(params![tenant.as_str(), limit], |r| {
                     Ok(AgentSessionRecord {
                         id: r.get(0)?,
@@ -97,14 +123,14 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn agents(&self, tenant: TenantId) -> Result<Vec<AgentRecord>> {
+    pub async fn agents(&self, tenant: TenantId, limit: u32) -> Result<Vec<AgentRecord>> {
         self.db
             .call(move |conn| {
                 let mut stmt = conn.prepare_cached(
                     "SELECT id, name, created_at, revoked_at FROM agents
-                     WHERE tenant_id = ?1 ORDER BY created_at, id",
+                     WHERE tenant_id = ?1 ORDER BY created_at, id LIMIT ?2",
                 )?;
-                let rows = stmt.query_map([tenant.as_str()], |r| {
+                let rows = stmt.query_map(params![tenant.as_str(), limit], |r| {
                     Ok(AgentRecord {
                         id: parsed(r, 0, stored_id(AgentId::new, "agent id"))?,
                         tenant_id: tenant.clone(),

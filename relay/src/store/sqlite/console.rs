@@ -9,7 +9,7 @@ use shared::{ShopId, TenantId};
 use super::{SqliteStore, dispatch, events, parsed, stored_id, time, time_opt};
 use crate::store::console::{
     DeliveryTime, EventBody, HourCount, OrderHistoryEntry, OrderHit, OrderQuery, OrderRecord,
-    QueueStats, ShopActivity,
+    QueueStats, ShopActivity, newest_first_kept,
 };
 use crate::store::error::corrupt;
 use crate::store::{HistoryEntry, HistoryState, Result, TenantRecord, timestamp};
@@ -21,14 +21,27 @@ pub(crate) fn hour_start(text: &str) -> Result<DateTime<Utc>> {
         .map_err(|e| corrupt("timestamp", format!("{text:?}: {e}")))
 }
 
+/// The search's tenant condition on `?1`: a plain equality when there is a tenant, so the
+/// planner can use the (tenant_id, received_at) index.
+fn tenant_condition(scoped: bool) -> &'static str {
+    if scoped {
+        "tenant_id = ?1"
+    } else {
+        "?1 IS NULL"
+    }
+}
+
 impl SqliteStore {
-    pub async fn tenants(&self, limit: u32) -> Result<Vec<TenantRecord>> {
+    /// The tenants by id (only `only` when given), at most `limit`.
+    pub async fn tenants(&self, only: Option<TenantId>, limit: u32) -> Result<Vec<TenantRecord>> {
         self.db
             .call(move |conn| {
                 let mut stmt = conn.prepare_cached(
-                    "SELECT id, name, created_at FROM tenants ORDER BY id LIMIT ?1",
+                    "SELECT id, name, created_at FROM tenants WHERE (?2 IS NULL OR id = ?2)
+                     ORDER BY id LIMIT ?1",
                 )?;
-                let rows = stmt.query_map([limit], |r| {
+                let only = only.as_ref().map(TenantId::as_str);
+                let rows = stmt.query_map(params![limit, only], |r| {
                     Ok(TenantRecord {
                         id: parsed(r, 0, stored_id(TenantId::new, "tenant id"))?,
                         name: r.get(1)?,
@@ -141,9 +154,12 @@ impl SqliteStore {
         self.db
             .call(move |conn| {
                 let mut stmt = conn.prepare_cached(
-                    "SELECT received_at, updated_at FROM events
-                     WHERE tenant_id = ?1 AND state = 'delivered' AND updated_at >= ?2
-                     ORDER BY id DESC LIMIT ?3",
+                    // Without statistics SQLite would pick the (tenant, state) index and
+                    // read every delivery the tenant ever had; the window is what bounds.
+                    "SELECT received_at, updated_at FROM events INDEXED BY events_finished
+                     WHERE state IN ('delivered', 'ignored') AND state = 'delivered'
+                       AND tenant_id = ?1 AND updated_at >= ?2
+                     ORDER BY updated_at DESC LIMIT ?3",
                 )?;
                 let rows =
                     stmt.query_map(params![tenant.as_str(), timestamp(since), limit], |r| {
@@ -157,27 +173,29 @@ impl SqliteStore {
             .await
     }
 
-    /// Events matching `query` with their tenant, and their body when the query has an
-    /// e-mail (for [`crate::store::console::customer_email_is`]).
-    pub async fn search_orders(
-        &self,
-        query: OrderQuery,
-    ) -> Result<Vec<(OrderHit, Option<String>)>> {
+    /// Events matching `query` with their tenant. The e-mail is compared with the
+    /// customer's field of bodies that are JSON (any other body names nobody).
+    pub async fn search_orders(&self, query: OrderQuery) -> Result<Vec<OrderHit>> {
         self.db
             .call(move |conn| {
+                // The window is always set ([`crate::store::AnyStore::search_orders`]); CASE
+                // keeps json_extract off bodies that are not JSON.
                 let sql = format!(
-                    "SELECT {columns}, tenant_id, CASE WHEN ?3 IS NULL THEN NULL ELSE payload END
+                    "SELECT {columns}, tenant_id
                      FROM events
-                     WHERE (?1 IS NULL OR tenant_id = ?1)
+                     WHERE {tenant}
+                       AND received_at >= ?7 AND received_at < ?8
                        AND (?2 IS NULL OR order_id = ?2)
-                       AND (?3 IS NULL OR instr(lower(payload), lower(?3)) > 0)
+                       AND (?3 IS NULL OR CASE WHEN json_valid(payload)
+                             THEN lower(trim(json_extract(payload, '$.order.customer.email')))
+                                  = lower(trim(?3))
+                             ELSE 0 END)
                        AND (?4 IS NULL OR mamut_ref = ?4)
                        AND (?5 IS NULL OR state = ?5)
                        AND (?6 IS NULL OR shop_id = ?6)
-                       AND (?7 IS NULL OR received_at >= ?7)
-                       AND (?8 IS NULL OR received_at < ?8)
                      ORDER BY id DESC LIMIT ?9",
-                    columns = events::SUMMARY_COLUMNS
+                    columns = events::SUMMARY_COLUMNS,
+                    tenant = tenant_condition(query.tenant.is_some()),
                 );
                 let mut stmt = conn.prepare_cached(&sql)?;
                 let rows = stmt.query_map(
@@ -194,9 +212,8 @@ impl SqliteStore {
                     ],
                     |r| {
                         let tenant_id = parsed(r, 11, stored_id(TenantId::new, "tenant id"))?;
-                        let payload: Option<String> = r.get(12)?;
                         let event = events::summary(r)?;
-                        Ok((OrderHit { tenant_id, event }, payload))
+                        Ok(OrderHit { tenant_id, event })
                     },
                 )?;
                 Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -229,16 +246,17 @@ impl SqliteStore {
                 let Some((event, body)) = found else {
                     return Ok(None);
                 };
+                // One more than kept, to tell whether older rows were left out.
                 let order = params![
                     tenant.as_str(),
                     event.shop_id.as_str(),
                     event.order_id,
-                    limit
+                    limit.saturating_add(1)
                 ];
                 let sql = format!(
                     "SELECT {columns} FROM events
                      WHERE tenant_id = ?1 AND shop_id = ?2 AND order_id = ?3
-                     ORDER BY id LIMIT ?4",
+                     ORDER BY id DESC LIMIT ?4",
                     columns = events::SUMMARY_COLUMNS
                 );
                 let mut stmt = conn.prepare_cached(&sql)?;
@@ -249,7 +267,7 @@ impl SqliteStore {
                     "SELECT h.event_id, h.at, h.state, h.detail
                      FROM event_history h JOIN events e ON e.id = h.event_id
                      WHERE e.tenant_id = ?1 AND e.shop_id = ?2 AND e.order_id = ?3
-                     ORDER BY h.at, h.id LIMIT ?4",
+                     ORDER BY h.at DESC, h.id DESC LIMIT ?4",
                 )?;
                 let history = stmt
                     .query_map(order, |r| {
@@ -266,19 +284,22 @@ impl SqliteStore {
                 let sql = format!(
                     "SELECT {columns} FROM dispatch
                      WHERE tenant_id = ?1 AND shop_id = ?2 AND order_ref = ?3
-                     ORDER BY id LIMIT ?4",
+                     ORDER BY id DESC LIMIT ?4",
                     columns = dispatch::SUMMARY_COLUMNS
                 );
                 let mut stmt = conn.prepare_cached(&sql)?;
                 let dispatch = stmt
                     .query_map(order, dispatch::summary)?
                     .collect::<Result<Vec<_>, _>>()?;
+                let (events, history, dispatch, truncated) =
+                    newest_first_kept(events, history, dispatch, limit);
                 Ok(Some(OrderRecord {
                     event,
                     body,
                     events,
                     history,
                     dispatch,
+                    truncated,
                 }))
             })
             .await

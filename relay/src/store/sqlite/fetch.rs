@@ -72,9 +72,11 @@ impl SqliteStore {
         let change = queue::enrichment(&outcome);
         self.db
             .call(move |conn| {
-                // The full webhook replaces the thin one only while the event still fetches.
+                // The full webhook replaces the thin one only while the event still fetches;
+                // the thin one stays as received, for the order's timeline.
                 conn.execute(
-                    "UPDATE events SET payload = ?2, next_attempt_at = NULL
+                    "UPDATE events SET received_payload = COALESCE(received_payload, payload),
+                            payload = ?2, next_attempt_at = NULL
                      WHERE id = ?1 AND state = 'fetching'",
                     params![id, payload],
                 )?;

@@ -17,7 +17,7 @@ impl SqliteStore {
             .call(move |conn| {
                 let row = conn
                     .query_row(
-                        "SELECT received_headers, COALESCE(original_payload, payload), received_at
+                        "SELECT received_headers, COALESCE(received_payload, original_payload, payload), received_at
                          FROM events WHERE id = ?1 AND tenant_id = ?2",
                         params![event_id, tenant.as_str()],
                         |r| {

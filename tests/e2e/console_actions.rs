@@ -63,7 +63,7 @@ fn event(tenant_id: &str, shop: &str, order: &str, state: EventState) -> NewEven
 }
 
 /// Sessions are listed newest first per tenant, touched and closed once; a tenant's agents
-/// are listed with the revoked ones.
+/// are listed live ones first, then the revoked ones.
 async fn agent_sessions_open_touch_close_and_list_newest_first(store: &AnyStore) {
     tenant_with_shop(store, "acme", "acme-se").await;
     tenant_with_shop(store, "other", "other-se").await;
@@ -76,6 +76,11 @@ async fn agent_sessions_open_touch_close_and_list_newest_first(store: &AnyStore)
         .await
         .expect("agent");
     store.revoke_agent(spare.id.clone()).await.expect("revoke");
+    // Made after a revoked one, listed before it: live agents come first.
+    store
+        .create_agent(tenant("acme"), "later".into())
+        .await
+        .expect("agent");
     let first = store
         .open_agent_session(
             agent.id.clone(),
@@ -147,9 +152,10 @@ async fn agent_sessions_open_touch_close_and_list_newest_first(store: &AnyStore)
     let agents = store.agents(tenant("acme")).await.expect("agents");
     assert_eq!(
         agents.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(),
-        ["office", "spare"]
+        ["office", "later", "spare"]
     );
-    assert!(agents[0].revoked_at.is_none() && agents[1].revoked_at.is_some());
+    assert!(agents[0].revoked_at.is_none() && agents[1].revoked_at.is_none());
+    assert!(agents[2].revoked_at.is_some());
     assert!(
         store
             .agents(tenant("other"))

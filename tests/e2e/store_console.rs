@@ -194,6 +194,18 @@ async fn the_order_search_finds_by_every_field_within_its_tenant(store: &AnyStor
     .await;
     assert_eq!(other_email.len(), 1, "{other_email:?}");
     assert_eq!(other_email[0].0, "other");
+    // JSON that PostgreSQL's jsonb cannot hold (a `\u0000` in a string) is still searched.
+    let mut nul = webhook("other", "other-se", "w-nul", "2001", "anna@example.se");
+    nul.payload = nul.payload.replacen('{', r#"{"note":"a\u0000b","#, 1);
+    assert!(serde_json::from_str::<serde_json::Value>(&nul.payload).is_ok());
+    store.ingest(nul).await.expect("ingest");
+    let with_nul = search(store, |q| {
+        q.tenant = Some(tenant("other"));
+        q.email = Some("anna@example.se".into());
+    })
+    .await;
+    assert_eq!(with_nul.len(), 2, "{with_nul:?}");
+    assert_eq!(with_nul[0].1, "2001");
     // A customer named elsewhere in the body is not the customer.
     let elsewhere = search(store, |q| {
         q.tenant = acme.clone();

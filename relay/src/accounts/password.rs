@@ -53,13 +53,18 @@ pub fn check_new(password: &str) -> Result<(), PasswordError> {
 /// The PHC string of a new password (checked with [`check_new`] first).
 pub async fn hash(password: String) -> Result<String, PasswordError> {
     check_new(&password)?;
-    let _permit = HASHING
+    let permit = HASHING
         .acquire()
         .await
         .map_err(|e| PasswordError::Hashing(e.to_string()))?;
-    tokio::task::spawn_blocking(move || hash_now(&password))
-        .await
-        .map_err(|e| PasswordError::Hashing(format!("the hashing task failed: {e}")))?
+    // The permit goes with the hashing: a request given up on (its time limit) does not free
+    // it while its hash still runs.
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        hash_now(&password)
+    })
+    .await
+    .map_err(|e| PasswordError::Hashing(format!("the hashing task failed: {e}")))?
 }
 
 fn hash_now(password: &str) -> Result<String, PasswordError> {
@@ -90,10 +95,12 @@ pub async fn verify(password: String, stored: Option<String>) -> bool {
     if password.len() > MAX_BYTES {
         return false;
     }
-    let Ok(_permit) = HASHING.acquire().await else {
+    let Ok(permit) = HASHING.acquire().await else {
         return false;
     };
+    // Held by the check itself, as in [`hash`].
     let checked = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let exists = stored.is_some();
         let Some(phc) = stored.or_else(|| DUMMY.clone()) else {
             return false;

@@ -95,7 +95,8 @@ impl AnyStore {
         each!(self, s => s.latest_agent_sessions(tenant, MAX_AGENTS))
     }
 
-    /// A tenant's agents, oldest first (revoked ones too), at most [`MAX_AGENTS`].
+    /// A tenant's agents, the live ones first (so none is cut off behind revoked ones, and
+    /// counting the live ones is exact), each oldest first, at most [`MAX_AGENTS`].
     pub async fn agents(&self, tenant: TenantId) -> Result<Vec<AgentRecord>> {
         each!(self, s => s.agents(tenant, MAX_AGENTS))
     }

@@ -121,7 +121,7 @@ impl PgStore {
             .await?
             .query(
                 "SELECT id, name, created_at, revoked_at FROM agents
-                 WHERE tenant_id = $1 ORDER BY created_at, id LIMIT $2",
+                 WHERE tenant_id = $1 ORDER BY revoked_at IS NOT NULL, created_at, id LIMIT $2",
                 &[&tenant.as_str(), &i64::from(limit)],
             )
             .await?;

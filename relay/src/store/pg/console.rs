@@ -177,8 +177,10 @@ impl PgStore {
                             = lower(trim($3))
                        ELSE false END";
         match self.search_rows(&query, email, query.limit).await {
+            // Not JSON, or JSON that jsonb cannot hold (a `\u0000` in a string).
             Err(StoreError::Postgres(e))
-                if e.code() == Some(&SqlState::INVALID_TEXT_REPRESENTATION) =>
+                if e.code() == Some(&SqlState::INVALID_TEXT_REPRESENTATION)
+                    || e.code() == Some(&SqlState::UNTRANSLATABLE_CHARACTER) =>
             {
                 tracing::warn!(
                     tenant = ?query.tenant,

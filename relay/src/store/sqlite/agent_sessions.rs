@@ -128,7 +128,7 @@ impl SqliteStore {
             .call(move |conn| {
                 let mut stmt = conn.prepare_cached(
                     "SELECT id, name, created_at, revoked_at FROM agents
-                     WHERE tenant_id = ?1 ORDER BY created_at, id LIMIT ?2",
+                     WHERE tenant_id = ?1 ORDER BY revoked_at IS NOT NULL, created_at, id LIMIT ?2",
                 )?;
                 let rows = stmt.query_map(params![tenant.as_str(), limit], |r| {
                     Ok(AgentRecord {

@@ -312,35 +312,6 @@ async fn failures_group_by_reason_within_the_tenant_scope(store: &AnyStore) {
     );
 }
 
-macro_rules! conformance {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    let dir = tempfile::tempdir().expect("tempdir");
-                    let location = super::StoreLocation::Sqlite(dir.path().join("relay.sqlite"));
-                    let store = super::AnyStore::open(&location).await.expect("store opens");
-                    super::$test(&store).await;
-                }
-            )*
-        }
-
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    let Some(db) = tests::pg::TestDb::create().await else { return };
-                    let location = super::StoreLocation::parse(&db.url).expect("a PostgreSQL URL");
-                    let store = super::AnyStore::open(&location).await.expect("store opens");
-                    super::$test(&store).await;
-                    db.drop().await;
-                }
-            )*
-        }
-    };
-}
-
 conformance!(
     agent_sessions_open_touch_close_and_list_newest_first,
     failures_group_by_reason_within_the_tenant_scope,

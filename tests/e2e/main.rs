@@ -1,6 +1,10 @@
 //! The tests crate's one test binary: the end-to-end tests (the real `relay` and `agent`
 //! binaries, TLS, random ports) and the store conformance suite ([`store`]).
 
+// The store tests' runner, declared first so every module below can use it.
+#[macro_use]
+mod conformance;
+
 mod alerts;
 mod bench;
 mod check;

@@ -181,36 +181,7 @@ async fn a_thin_webhook_shows_the_thin_body_after_enrichment_and_edit(store: &An
     assert_eq!(received(store).await, "{\"webhook\":\"msg_thin\"}");
 }
 
-macro_rules! both_stores {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    let dir = tempfile::tempdir().expect("tempdir");
-                    let location = super::StoreLocation::Sqlite(dir.path().join("relay.sqlite"));
-                    let store = super::AnyStore::open(&location).await.expect("store opens");
-                    super::$test(&store).await;
-                }
-            )*
-        }
-
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    let Some(db) = tests::pg::TestDb::create().await else { return };
-                    let location = super::StoreLocation::parse(&db.url).expect("a PostgreSQL URL");
-                    let store = super::AnyStore::open(&location).await.expect("store opens");
-                    super::$test(&store).await;
-                    db.drop().await;
-                }
-            )*
-        }
-    };
-}
-
-both_stores!(
+conformance!(
     the_received_webhook_reads_back_for_its_tenant_only,
     an_edited_event_shows_the_body_received_and_an_old_one_its_verdict,
     a_thin_webhook_shows_the_thin_body_after_enrichment_and_edit,

@@ -258,35 +258,6 @@ async fn the_audit_log_reads_newest_first_per_tenant(store: &AnyStore) {
     assert!(acme[0].id > acme[1].id && acme[0].at >= acme[1].at);
 }
 
-macro_rules! conformance {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    let dir = tempfile::tempdir().expect("tempdir");
-                    let location = super::StoreLocation::Sqlite(dir.path().join("relay.sqlite"));
-                    let store = super::AnyStore::open(&location).await.expect("store opens");
-                    super::$test(&store).await;
-                }
-            )*
-        }
-
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    let Some(db) = tests::pg::TestDb::create().await else { return };
-                    let location = super::StoreLocation::parse(&db.url).expect("a PostgreSQL URL");
-                    let store = super::AnyStore::open(&location).await.expect("store opens");
-                    super::$test(&store).await;
-                    db.drop().await;
-                }
-            )*
-        }
-    };
-}
-
 conformance!(
     accounts_are_created_listed_and_removed,
     sessions_end_with_a_new_password_and_on_request,

@@ -340,35 +340,6 @@ async fn facts_show_dead_letters_waiting_events_agents_and_refusing_shops(store:
     );
 }
 
-macro_rules! conformance {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    let dir = tempfile::tempdir().expect("tempdir");
-                    let location = super::StoreLocation::Sqlite(dir.path().join("relay.sqlite"));
-                    let store = super::AnyStore::open(&location).await.expect("store opens");
-                    super::$test(&store).await;
-                }
-            )*
-        }
-
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    let Some(db) = tests::pg::TestDb::create().await else { return };
-                    let location = super::StoreLocation::parse(&db.url).expect("a PostgreSQL URL");
-                    let store = super::AnyStore::open(&location).await.expect("store opens");
-                    super::$test(&store).await;
-                    db.drop().await;
-                }
-            )*
-        }
-    };
-}
-
 conformance!(
     settings_are_kept_per_tenant,
     an_alert_opens_once_and_resolves_once,

@@ -458,36 +458,7 @@ async fn the_overview_counts_and_samples_each_tenant_apart(store: &AnyStore) {
     );
 }
 
-macro_rules! both_stores {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    let dir = tempfile::tempdir().expect("tempdir");
-                    let location = super::StoreLocation::Sqlite(dir.path().join("relay.sqlite"));
-                    let store = super::AnyStore::open(&location).await.expect("store opens");
-                    super::$test(&store).await;
-                }
-            )*
-        }
-
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    let Some(db) = tests::pg::TestDb::create().await else { return };
-                    let location = super::StoreLocation::parse(&db.url).expect("a PostgreSQL URL");
-                    let store = super::AnyStore::open(&location).await.expect("store opens");
-                    super::$test(&store).await;
-                    db.drop().await;
-                }
-            )*
-        }
-    };
-}
-
-both_stores!(
+conformance!(
     the_order_search_finds_by_every_field_within_its_tenant,
     an_orders_record_joins_its_webhooks_history_and_status_changes,
     the_overview_counts_and_samples_each_tenant_apart,

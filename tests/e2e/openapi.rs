@@ -116,7 +116,9 @@ async fn schemathesis_finds_every_answer_of_a_live_relay_in_the_document() {
         ])
         .args(["--mode", "all", "--max-examples", MAX_EXAMPLES])
         .args(["--max-time", BUDGET_SECS, "--request-timeout", "10"])
-        .args(["--workers", "2", "--generation-database", "none"])
+        // One worker: with two, schemathesis 4.32.5 now and then fails on its own (a KeyError
+        // in its value cache while generating the coverage phase's cases), not on an answer.
+        .args(["--workers", "1", "--generation-database", "none"])
         .args(["--generation-with-security-parameters", "false"])
         .args(["--no-color", "--wait-for-schema", "10"])
         .env("SCHEMATHESIS_TELEMETRY", "false")

@@ -29,14 +29,7 @@ const DEADLINE: Duration = Duration::from_secs(20);
 
 /// Waits until `condition` holds; panics naming `what` after [`DEADLINE`].
 async fn eventually<F: FnMut() -> bool>(what: &str, mut condition: F) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !condition() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {DEADLINE:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::wait::eventually(what, DEADLINE, || std::future::ready(condition())).await;
 }
 
 /// A webhook receiver that keeps every JSON body posted to it.
@@ -355,17 +348,12 @@ impl SmtpServer {
                 }
             });
         }
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "aiosmtpd does not listen"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        crate::wait::eventually("aiosmtpd to listen", DEADLINE, || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await;
         Some(Self {
             port,
             output,

@@ -375,14 +375,7 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not within 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::wait::eventually(what, Duration::from_secs(10), check).await;
 }
 
 // ---- failures ----

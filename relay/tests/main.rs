@@ -8,3 +8,4 @@ mod console_actions;
 mod console_views;
 mod router;
 mod session;
+mod wait;

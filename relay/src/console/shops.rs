@@ -151,12 +151,14 @@ pub(super) async fn visible_shop(
 }
 
 /// Changes a shop as the admin API does: the ingest cache forgets it, and waiting work is
-/// woken (new rules or a new key may unblock it).
+/// woken (new rules or a new key may unblock it); the change goes into the audit log as
+/// `action` (never the values: they may hold secrets).
 pub(super) async fn update_shop(
     app: &AppState,
     user: &Principal,
     record: &ShopRecord,
     update: ShopUpdate,
+    action: &str,
 ) -> Result<(), ApiError> {
     let view = admin(app, user)
         .update_shop(
@@ -171,6 +173,8 @@ pub(super) async fn update_shop(
     })
     .await;
     app.announce(Notice::Fetch).await;
+    let target = format!("tenants/{}/shops/{}", record.tenant_id, record.shop_id);
+    audit(app, user, Some(&record.tenant_id), action, target, None).await;
     Ok(())
 }
 
@@ -191,17 +195,14 @@ async fn rotate_secret(
         webhook_secrets: Some(secrets),
         ..ShopUpdate::default()
     };
-    update_shop(&app, &user, &record, update).await?;
-    let target = format!("tenants/{}/shops/{}", record.tenant_id, record.shop_id);
-    audit(
+    update_shop(
         &app,
         &user,
-        Some(&record.tenant_id),
+        &record,
+        update,
         "console: rotate webhook secret",
-        target,
-        None,
     )
-    .await;
+    .await?;
     let language = user.language;
     let title = t(language, "shops-rotated-title");
     answer(
@@ -231,17 +232,7 @@ async fn set_api_key(
         api_key: Some(key),
         ..ShopUpdate::default()
     };
-    update_shop(&app, &user, &record, update).await?;
-    let target = format!("tenants/{}/shops/{}", record.tenant_id, record.shop_id);
-    audit(
-        &app,
-        &user,
-        Some(&record.tenant_id),
-        "console: set API key",
-        target,
-        None,
-    )
-    .await;
+    update_shop(&app, &user, &record, update, "console: set API key").await?;
     let language = user.language;
     let title = t(language, "shops-api-key-set-title");
     answer(

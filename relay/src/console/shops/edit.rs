@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use shared::domain::DocumentType;
 
 use super::super::PageError;
-use super::super::actions::{Fields, answer, audit, may_change};
+use super::super::actions::{Fields, answer, may_change};
 use super::super::i18n::t;
 use super::super::layout::{Section, csrf_field, page};
 use super::{flow_name, update_shop, visible_shop};
@@ -141,23 +141,13 @@ pub(super) async fn save(
         Ok(update) => update,
         Err(message) => return Ok(form(&user, &record, &entered, Some(&message))),
     };
-    match update_shop(&app, &user, &record, update).await {
+    match update_shop(&app, &user, &record, update, "console: edit shop rules").await {
         Ok(()) => {}
         Err(ApiError::BadRequest(message)) => {
             return Ok(form(&user, &record, &entered, Some(&message)));
         }
         Err(e) => return Err(e.into()),
     }
-    let target = format!("tenants/{}/shops/{}", record.tenant_id, record.shop_id);
-    audit(
-        &app,
-        &user,
-        Some(&record.tenant_id),
-        "console: edit shop rules",
-        target,
-        None,
-    )
-    .await;
     let language = user.language;
     let title = t(language, "shops-saved-title");
     answer(
